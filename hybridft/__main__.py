@@ -1,0 +1,3 @@
+from hybridft.cli.main import run
+
+run()

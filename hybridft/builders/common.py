@@ -1,0 +1,45 @@
+"""What every data builder shares: common options, the split rule and the build result."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybridft.options import Option
+
+FORMATS = ("messages", "prompt-completion")
+
+
+def common_options(formats: tuple[str, ...] = FORMATS) -> list[Option]:
+    return [
+        Option("out", "outpath", None, "output folder (must not exist or be empty)", required=True),
+        Option("overwrite", "bool", False, "replace a non-empty --out"),
+        Option("seed", "int", 0, "seed for every random choice", minimum=0),
+        Option("eval_fraction", "float", 0.1, "share of questions in the eval split", minimum=0, maximum=1,
+               below_maximum=True),
+        Option("format", "str", "messages", "trainer rows in train.jsonl / eval.jsonl", choices=formats),
+    ]
+
+
+def split_of(question_id: str, eval_fraction: float) -> str:
+    """``eval`` or ``train`` from a hash of the question id: stable across runs, seeds and row
+    order, and a question never lands in both splits."""
+    digest = hashlib.sha256(question_id.encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return "eval" if position < eval_fraction else "train"
+
+
+def row_rng(seed: int, row_id: str) -> random.Random:
+    """A random stream per input row, so one row's choices do not depend on the rows before it."""
+    return random.Random(f"{seed}:{row_id}")
+
+
+@dataclass
+class BuildResult:
+    """Records in output order, counts for the manifest, and the input paths to hash."""
+
+    records: list[dict[str, Any]]
+    counts: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)

@@ -1,0 +1,328 @@
+"""RAFT data (Zhang et al. 2024, arXiv 2403.10131): question + oracle + distractor documents.
+
+Each QA row gives one example with exactly ``len(oracles) + distractors`` documents. A share
+``oracle_p`` of the examples keeps the oracles; in the rest their places go to more distractors,
+which teaches the model to answer from memory when retrieval fails. Distractors are hard
+negatives (``bm25``, ``dense``) or ``random`` chunks, never the oracle and, by default, never a
+chunk that contains a gold answer. Records (``records.jsonl``)::
+
+    {"id", "source_id", "kind": "raft", "split", "question", "answers", "cot_answer",
+     "docs": [{"id", "title", "text", "is_oracle"}], "oracle_present",
+     "oracles": [{"id", "title", "text"}]}   # kept even when dropped from docs
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
+from hybridft.errors import UsageError
+from hybridft.io import Document, QARow, read_documents, read_qa
+from hybridft.options import Option
+from hybridft.progress import log, track
+from hybridft.text import AnswerFinder, chunk_text, normalize_answer, split_sentences, tokenizer_spans, word_spans
+
+OPTIONS = [
+    Option("qa", "path", None, "QA set: .jsonl/.jsonl.gz/.parquet rows or hf:NAME", required=True),
+    Option("docs", "path", None, "documents: a folder, a .txt/.md file or .jsonl rows", required=True),
+    Option("distractors", "int", 4, "distractor documents per example", minimum=0),
+    Option("oracle_p", "float", 0.8, "share of examples that keep their oracle documents", minimum=0, maximum=1),
+    Option("distractor_strategy", "str", "bm25", "how distractors are chosen", choices=("bm25", "random", "dense")),
+    Option("exclude_answer_from_distractors", "bool", True, "no distractor contains a gold answer"),
+    Option("chunk_size", "int", 512, "chunk length in tokens (words when --tokenizer is unset)", minimum=1),
+    Option("chunk_overlap", "int", 0, "tokens shared by consecutive chunks", minimum=0),
+    Option("tokenizer", "str", None, "Hugging Face tokenizer (name or local path) that measures chunks"),
+    Option("cot", "str", "extractive", "chain-of-thought answers: quote the oracle sentence, or none",
+           choices=("extractive", "none")),
+    Option("dense_model", "str", "minilm", "sentence-transformers model for the dense strategy: "
+           "minilm (packaged all-MiniLM-L6-v2) or a local folder"),
+    *common_options(("messages", "prompt-completion", "raft-hf")),
+]
+
+# Hard negatives are taken from this many top-ranked chunks before a full ranking is needed.
+CANDIDATE_MARGIN = 16
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    """Checks that involve more than one key."""
+    errors = []
+    if config["chunk_overlap"] >= config["chunk_size"]:
+        errors.append(
+            f"chunk_overlap={config['chunk_overlap']}: must be below chunk_size={config['chunk_size']}"
+        )
+    return errors
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    doc_id: str
+    title: str
+    text: str
+
+
+def chunk_documents(documents: list[Document], size: int, overlap: int, tokenizer: str | None) -> list[Chunk]:
+    """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
+    spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
+    chunks = []
+    for doc in documents:
+        pieces = chunk_text(doc.text, size, overlap, spans)
+        for n, piece in enumerate(pieces):
+            chunk_id = doc.id if len(pieces) == 1 else f"{doc.id}#{n}"
+            chunks.append(Chunk(chunk_id, doc.id, doc.title, piece))
+    return chunks
+
+
+def extractive_cot(question: str, oracles: list[Chunk], answers: list[str]) -> str | None:
+    """Quote the first oracle sentence that holds a gold answer, then give that answer.
+
+    Returns None when no oracle sentence holds an answer (the caller counts it).
+    """
+    normalized = [(answer, normalize_answer(answer)) for answer in answers]
+    for oracle in oracles:
+        for sentence in split_sentences(oracle.text):
+            norm_sentence = f" {normalize_answer(sentence)} "
+            for answer, norm in normalized:
+                if norm and f" {norm} " in norm_sentence:
+                    source = f"The document titled {oracle.title!r}" if oracle.title else "The document"
+                    return (
+                        f"##Reason: {source} says ##begin_quote##{sentence}##end_quote## "
+                        f"so the answer is {answer}.\n<ANSWER>: {answer}"
+                    )
+    return None
+
+
+# How each ``cot`` choice writes an answer; ``none`` has no writer and the answer line stands alone.
+COT_WRITERS: dict[str, Callable[[str, list[Chunk], list[str]], str | None]] = {"extractive": extractive_cot}
+
+
+class RaftBuilder:
+    """Holds the corpus, its index and the options while examples are built row by row."""
+
+    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: list[Chunk]):
+        self.config = config
+        self.qa = qa
+        self.chunks = chunks
+        self.finder = AnswerFinder([c.text for c in chunks])
+        self.by_doc: dict[str, list[int]] = {}
+        for index, chunk in enumerate(chunks):
+            self.by_doc.setdefault(chunk.doc_id, []).append(index)
+        self.counts: Counter[str] = Counter()
+        self._bm25: Any = None
+        self._ranker: Any = None
+
+    # --- ranking ---------------------------------------------------------------------------
+
+    def bm25(self) -> Any:
+        if self._bm25 is None:
+            from hybridft.retrieval import BM25Index
+
+            log(f"indexing {len(self.chunks)} chunks with bm25")
+            self._bm25 = BM25Index([c.text for c in self.chunks])
+        return self._bm25
+
+    def ranker(self) -> Any:
+        """The index that ranks distractor candidates (bm25 or dense)."""
+        if self._ranker is None:
+            if self.config["distractor_strategy"] == "dense":
+                from hybridft.retrieval import DenseIndex
+
+                log(f"embedding {len(self.chunks)} chunks with {self.config['dense_model']}")
+                self._ranker = DenseIndex([c.text for c in self.chunks], self.config["dense_model"])
+            else:
+                self._ranker = self.bm25()
+        return self._ranker
+
+    # --- oracles ---------------------------------------------------------------------------
+
+    def check_doc_ids(self) -> None:
+        errors = []
+        for row in self.qa:
+            for doc_id in row.doc_ids or []:
+                if doc_id not in self.by_doc:
+                    errors.append(f'{row.where}: doc_ids names "{doc_id}", which is not a document with text in --docs')
+        if errors:
+            more = len(errors) - 10
+            raise UsageError(*errors[:10], *([f"... and {more} more unknown doc_ids"] if more > 0 else []))
+
+    def oracles_from_doc_ids(self, row: QARow, norm_answers: list[str]) -> list[int]:
+        """Per named document: its first chunk holding a gold answer, else its first chunk."""
+        picked = []
+        for doc_id in dict.fromkeys(row.doc_ids or []):
+            indices = self.by_doc[doc_id]
+            holding = [i for i in indices if self.finder.contains(i, norm_answers)]
+            picked.append(holding[0] if holding else indices[0])
+        return picked
+
+    def oracle_by_answer(self, row: QARow, ranked: np.ndarray, norm_answers: list[str]) -> int | None:
+        """The best bm25-ranked chunk holding a gold answer (a full scan when the top is empty)."""
+        for index in ranked:
+            if self.finder.contains(int(index), norm_answers):
+                return int(index)
+        holding = [i for i in range(len(self.chunks)) if self.finder.contains(i, norm_answers)]
+        if not holding:
+            return None
+        scores = self.bm25().scores(row.question)
+        return max(holding, key=lambda i: (scores[i], -i))
+
+    # --- distractors -----------------------------------------------------------------------
+
+    def usable(self, index: int, excluded: set[int], norm_answers: list[str]) -> bool:
+        if index in excluded:
+            return False
+        return not (self.config["exclude_answer_from_distractors"] and self.finder.contains(index, norm_answers))
+
+    def ranked_distractors(self, ranked: np.ndarray, row: QARow, needed: int, excluded: set[int],
+                           norm_answers: list[str]) -> list[int] | None:
+        picked = [int(i) for i in ranked if self.usable(int(i), excluded, norm_answers)][:needed]
+        if len(picked) < needed and len(ranked) < len(self.chunks):
+            full, _ = self.ranker().search([row.question], len(self.chunks), description="full ranking")
+            picked = [int(i) for i in full[0] if self.usable(int(i), excluded, norm_answers)][:needed]
+        return picked if len(picked) == needed else None
+
+    def random_distractors(self, rng: Any, needed: int, excluded: set[int], norm_answers: list[str]) -> list[int] | None:
+        """Rejection sampling, then a seeded scan of the whole corpus if that keeps failing."""
+        picked: list[int] = []
+        seen = set(excluded)
+        total = len(self.chunks)
+        for _ in range(needed * 20):
+            if len(picked) == needed:
+                return picked
+            index = rng.randrange(total)
+            if index in seen:
+                continue
+            seen.add(index)
+            if self.usable(index, excluded, norm_answers):
+                picked.append(index)
+        if len(picked) == needed:
+            return picked
+        rest = [i for i in range(total) if i not in seen]
+        rng.shuffle(rest)
+        for index in rest:
+            if self.usable(index, excluded, norm_answers):
+                picked.append(index)
+                if len(picked) == needed:
+                    return picked
+        return None
+
+    # --- examples --------------------------------------------------------------------------
+
+    def build(self) -> list[dict[str, Any]]:
+        config = self.config
+        strategy = config["distractor_strategy"]
+        max_oracles = max((len(set(r.doc_ids)) if r.doc_ids else 1) for r in self.qa)
+        k = config["distractors"] + max_oracles + CANDIDATE_MARGIN
+        need_answer_search = [r for r in self.qa if not r.doc_ids and not r.context]
+        bm25_ranked: dict[str, np.ndarray] = {}
+        if need_answer_search:
+            found, _ = self.bm25().search([r.question for r in need_answer_search], k, "ranking for oracles")
+            bm25_ranked = {r.id: found[n] for n, r in enumerate(need_answer_search)}
+        ranked: dict[str, np.ndarray] = {}
+        if strategy != "random":
+            if strategy == "bm25" and len(bm25_ranked) == len(self.qa):
+                ranked = bm25_ranked
+            else:
+                found, _ = self.ranker().search([r.question for r in self.qa], k, f"{strategy} distractors")
+                ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
+
+        records = []
+        for row in track(self.qa, "building RAFT examples", total=len(self.qa)):
+            record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))
+            if record is not None:
+                records.append(record)
+        return records
+
+    def example(self, row: QARow, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None) -> dict[str, Any] | None:
+        config = self.config
+        norm_answers = [normalize_answer(a) for a in row.answers]
+        context_oracle: list[Chunk] = []
+        if row.doc_ids:
+            oracle_indices = self.oracles_from_doc_ids(row, norm_answers)
+        elif row.context:
+            oracle_indices = []
+            context_oracle = [Chunk(f"{row.id}#context", f"{row.id}#context", "", row.context)]
+        else:
+            assert bm25_ranked is not None
+            found = self.oracle_by_answer(row, bm25_ranked, norm_answers)
+            if found is None:
+                self.counts["skipped_no_oracle"] += 1
+                return None
+            oracle_indices = [found]
+        oracles = [self.chunks[i] for i in oracle_indices] + context_oracle
+
+        rng = row_rng(config["seed"], row.id)
+        oracle_present = rng.random() < config["oracle_p"]
+        needed = config["distractors"] + (0 if oracle_present else len(oracles))
+        excluded = set(oracle_indices)
+        if ranked is not None:
+            distractors = self.ranked_distractors(ranked, row, needed, excluded, norm_answers)
+        else:
+            distractors = self.random_distractors(rng, needed, excluded, norm_answers)
+        if distractors is None:
+            self.counts["skipped_not_enough_distractors"] += 1
+            return None
+
+        docs = [_doc(c, True) for c in oracles] if oracle_present else []
+        docs += [_doc(self.chunks[i], False) for i in distractors]
+        rng.shuffle(docs)
+
+        cot_answer = None
+        write_cot = COT_WRITERS.get(config["cot"])
+        if write_cot is not None:
+            cot_answer = write_cot(row.question, oracles, row.answers)
+            if cot_answer is None:
+                self.counts["cot_without_quote"] += 1
+                cot_answer = f"<ANSWER>: {row.answers[0]}"
+        self.counts["oracle_present"] += oracle_present
+        return {
+            "id": f"raft-{row.id}",
+            "source_id": row.id,
+            "kind": "raft",
+            "split": split_of(row.id, config["eval_fraction"]),
+            "question": row.question,
+            "answers": row.answers,
+            "cot_answer": cot_answer,
+            "docs": docs,
+            "oracle_present": oracle_present,
+            "oracles": [{"id": c.id, "title": c.title, "text": c.text} for c in oracles],
+        }
+
+
+def _doc(chunk: Chunk, is_oracle: bool) -> dict[str, Any]:
+    return {"id": chunk.id, "title": chunk.title, "text": chunk.text, "is_oracle": is_oracle}
+
+
+def build(config: dict[str, Any]) -> BuildResult:
+    """Build RAFT records from ``config`` (resolved OPTIONS)."""
+    qa = read_qa(config["qa"])
+    documents, stats = read_documents(config["docs"])
+    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
+    needed = config["distractors"] + 1
+    if len(chunks) < needed:
+        raise UsageError(
+            f"--docs {config['docs']}: {len(chunks)} chunk(s), but every example needs {needed} "
+            f"(distractors={config['distractors']} + 1 oracle): add documents or lower --distractors"
+        )
+    builder = RaftBuilder(config, qa, chunks)
+    builder.check_doc_ids()
+    records = builder.build()
+    counts: dict[str, Any] = {
+        "qa_rows": len(qa),
+        "documents": len(documents),
+        "chunks": len(chunks),
+        "examples": len(records),
+        "oracle_present": builder.counts["oracle_present"],
+        "oracle_dropped": len(records) - builder.counts["oracle_present"],
+        "cot_without_quote": builder.counts["cot_without_quote"],
+        "skipped": {
+            "no_oracle": builder.counts["skipped_no_oracle"],
+            "not_enough_distractors": builder.counts["skipped_not_enough_distractors"],
+            **stats.skipped,
+        },
+    }
+    return BuildResult(records, counts, [config["qa"], config["docs"]])

@@ -1,0 +1,1 @@
+"""The ``hybridft`` command line: one module per command, wired together in ``main``."""

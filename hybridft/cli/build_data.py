@@ -1,0 +1,116 @@
+"""``hybridft build-data KIND``: inputs -> records -> trainer rows, written atomically."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hybridft.cli.common import EXIT_FAILURE, EXIT_OK, emit, print_options
+from hybridft.errors import UsageError
+from hybridft.options import load_recipe, parse_tokens, peek_recipe, resolve
+from hybridft.progress import console, log
+
+USAGE = """\
+usage: hybridft build-data KIND [--recipe FILE.yaml] [--OPTION VALUE ...] --out DIR
+
+Build RAG-aware fine-tuning data. KIND: {kinds}.
+A recipe may carry `kind:`, and then KIND may be left out. Every recipe key is also a
+long option (max_hops <-> --max-hops); the command line wins over the recipe.
+
+  --recipe, --config FILE   YAML recipe (relative input paths start at its folder)
+  --dry-run                 check and print the resolved options; do no work, write nothing
+  --json                    print the result as one JSON document on stdout
+  --debug                   show tracebacks
+  hybridft build-data KIND --help   lists KIND's options
+"""
+
+
+def main(tokens: list[str]) -> int:
+    from hybridft.builders import BUILDERS, PLANNED_KINDS
+
+    kind = tokens[0] if tokens and not tokens[0].startswith("-") else None
+    rest = tokens[1:] if kind else list(tokens)
+    wants_help = "--help" in rest or "-h" in rest or not tokens
+    recipe_path = peek_recipe(rest)
+    recipe: dict[str, Any] = {}
+    recipe_dir = None
+    if recipe_path and not (wants_help and kind):
+        recipe, recipe_dir = load_recipe(recipe_path)
+    kind = _resolve_kind(kind, recipe, recipe_path)
+    usage = USAGE.format(kinds=", ".join(BUILDERS))
+    if kind is None:
+        if wants_help:
+            print(usage)
+            return EXIT_OK
+        raise UsageError("build-data needs a KIND (" + ", ".join(BUILDERS) + ") or a recipe with `kind:`")
+    if kind in PLANNED_KINDS:
+        console.print(f"error: build-data {kind} is not available in this version of hybridft yet")
+        return EXIT_FAILURE
+    if kind not in BUILDERS:
+        raise UsageError(f"build-data KIND={kind}: expected one of {', '.join(BUILDERS)}")
+    spec = BUILDERS[kind]
+    if wants_help:
+        print(usage)
+        print_options(f"build-data {kind}: {spec.summary}", spec.options)
+        return EXIT_OK
+
+    command = parse_tokens(rest, spec.options)
+    if command.positional:
+        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
+    config = resolve(spec.options, recipe, command.values, recipe_name=recipe_path or "recipe", recipe_dir=recipe_dir)
+    cross_errors = spec.check(config)
+    if cross_errors:
+        raise UsageError(*cross_errors)
+    as_json = bool(command.control.get("json"))
+    if command.control.get("dry_run"):
+        _print_config(kind, config, as_json)
+        return EXIT_OK
+    return _run(kind, spec, config, as_json)
+
+
+def _resolve_kind(kind: str | None, recipe: dict[str, Any], recipe_path: str | None) -> str | None:
+    from_recipe = recipe.get("kind")
+    if from_recipe is not None and not isinstance(from_recipe, str):
+        raise UsageError(f"{recipe_path}: kind: expected a string")
+    if kind and from_recipe and kind != from_recipe:
+        raise UsageError(f"KIND {kind} on the command line contradicts kind: {from_recipe} in {recipe_path}")
+    return kind or from_recipe
+
+
+def _print_config(kind: str, config: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"command": "build-data", "kind": kind, "options": config}, indent=2))
+        return
+    import yaml
+
+    print(yaml.safe_dump({"kind": kind, **config}, sort_keys=False, allow_unicode=True), end="")
+
+
+def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
+    from hybridft.io import atomic_output_dir, check_output_dir, input_hashes, write_jsonl, write_manifest
+    from hybridft.render import render
+
+    check_output_dir(config["out"], config["overwrite"])
+    result = spec.build(config)
+    if not result.records:
+        raise UsageError(f"no {kind} examples could be built; skipped: {json.dumps(result.counts.get('skipped', {}))}")
+    fmt = config["format"]
+    counts = dict(result.counts)
+    inputs: dict[str, str] = {}
+    for source in result.inputs:
+        inputs.update(input_hashes(source))
+    with atomic_output_dir(config["out"], config["overwrite"]) as temp:
+        write_jsonl(temp / "records.jsonl", result.records)
+        for split in ("train", "eval"):
+            rows = (render(r, fmt) for r in result.records if r["split"] == split)
+            counts[split] = write_jsonl(temp / f"{split}.jsonl", rows)
+        manifest = write_manifest(temp, kind=kind, options=config, inputs=inputs, counts=counts)
+    log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")
+    skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
+    human = (
+        f"{kind}: {len(result.records)} examples ({counts['train']} train, {counts['eval']} eval) -> {config['out']}"
+        + (f"\nskipped: {', '.join(f'{k}={v}' for k, v in skipped.items())}" if skipped else "")
+    )
+    emit({"command": "build-data", "kind": kind, "out": str(config["out"]), "counts": counts,
+          "outputs": manifest["outputs"]}, as_json, human)
+    return EXIT_OK

@@ -1,0 +1,345 @@
+"""Reading inputs with line-numbered errors, and writing outputs atomically with a manifest."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybridft import __version__
+from hybridft.errors import InputError, UsageError
+
+DOCUMENT_SUFFIXES = (".txt", ".md")
+ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class QARow:
+    id: str
+    question: str
+    answers: list[str]
+    doc_ids: list[str] | None = None
+    context: str | None = None
+    where: str = ""  # file:line, for messages about this row
+
+
+@dataclass
+class ReadStats:
+    """What a reader skipped, and why, so that nothing is dropped silently."""
+
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(where, row)`` from a .jsonl, .jsonl.gz or .parquet file or an ``hf:`` dataset.
+
+    ``where`` is ``file:line`` (or ``file:row N``) so that every error can point at the row.
+    """
+    text = str(source)
+    if text.startswith("hf:"):
+        yield from _iter_hf_rows(text)
+        return
+    path = Path(source)
+    name = path.name
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if name.endswith(".parquet"):
+        yield from _iter_parquet_rows(path)
+    elif name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json.gz"):
+        yield from _iter_jsonl_rows(path)
+    else:
+        raise InputError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
+
+
+def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                where = f"{path}:{lineno}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputError(f"{where}: not valid UTF-8") from None
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+                yield where, row
+    except (OSError, EOFError) as exc:  # e.g. a truncated or fake .gz
+        raise InputError(f"{path}: cannot read: {exc}") from None
+
+
+def _iter_parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise InputError(f"{path}: cannot read parquet: {exc}") from None
+    for index, row in enumerate(table.to_pylist(), start=1):
+        yield f"{path}:row {index}", row
+
+
+def _iter_hf_rows(spec: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``hf:NAME[:CONFIG][@SPLIT]`` through datasets (needs the network, or a local cache)."""
+    from datasets import load_dataset
+
+    body, _, split = spec[3:].partition("@")
+    name, _, config = body.partition(":")
+    dataset = load_dataset(name, config or None, split=split or "train")
+    for index, row in enumerate(dataset, start=1):
+        yield f"{spec}:row {index}", dict(row)
+
+
+def read_rows(source: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    rows = list(iter_rows(source))
+    if not rows:
+        raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
+    return rows
+
+
+def _text_field(row: dict[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise InputError(f'{where}: missing field "{key}"')
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "id":
+        return str(value)
+    if not isinstance(value, str):
+        raise InputError(f'{where}: field "{key}" must be a string, got {type(value).__name__}')
+    return value
+
+
+def _string_list(value: Any, key: str, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return [str(v) for v in value]
+    raise InputError(f'{where}: field "{key}" must be a string or a list of strings')
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
+    """Read a document collection: a folder, a .txt/.md file, or rows with ``id`` and ``text``
+    (``title`` optional) or FlashRAG/DPR ``contents`` whose first line is the title.
+
+    Documents with no text are skipped and counted; duplicate ids and an empty collection are
+    errors.
+    """
+    stats = ReadStats()
+    documents: list[Document] = []
+    seen: dict[str, str] = {}
+
+    def add(doc: Document, where: str) -> None:
+        if doc.id in seen:
+            raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {seen[doc.id]})')
+        seen[doc.id] = where
+        if not doc.text.strip():
+            stats.skip("empty_document")
+            return
+        documents.append(doc)
+
+    for file, prefix in _document_files(source, stats):
+        if str(file).startswith("hf:") or file.name.endswith(ROW_SUFFIXES):
+            for where, row in iter_rows(file):
+                add(_document_from_row(row, where, prefix), where)
+        else:
+            add(_document_from_file(file, prefix), str(file))
+    if not documents:
+        raise InputError(f"{source}: no documents with text (an empty corpus cannot be used)")
+    return documents, stats
+
+
+def _document_files(source: str | Path, stats: ReadStats) -> Iterator[tuple[Path, str]]:
+    """Files making up a collection, in a fixed order, each with the id prefix of its documents."""
+    if str(source).startswith("hf:"):
+        yield Path(str(source)), ""
+        return
+    path = Path(source)
+    if path.is_file():
+        yield path, ""
+        return
+    if not path.is_dir():
+        raise InputError(f"{path}: no such file or folder")
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        relative = file.relative_to(path)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if file.name.endswith(DOCUMENT_SUFFIXES):
+            yield file, relative.as_posix()
+        elif file.name.endswith(ROW_SUFFIXES):
+            # Ids of rows from several row files could clash; rows keep their own ids.
+            yield file, ""
+        else:
+            stats.skip("unsupported_file")
+
+
+def _document_from_file(file: Path, doc_id: str) -> Document:
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file}: not valid UTF-8 (byte {exc.start})") from None
+    return Document(id=doc_id or file.name, title=file.stem, text=text)
+
+
+def _document_from_row(row: dict[str, Any], where: str, prefix: str) -> Document:
+    doc_id = _text_field(row, "id", where)
+    assert doc_id is not None
+    if "text" in row:
+        text = _text_field(row, "text", where) or ""
+        title = _text_field(row, "title", where, required=False) or ""
+    elif "contents" in row:
+        contents = _text_field(row, "contents", where) or ""
+        first, _, rest = contents.partition("\n")
+        title, text = first.strip().strip('"'), rest
+    else:
+        raise InputError(f'{where}: missing field "text" (or FlashRAG "contents")')
+    return Document(id=doc_id, title=title, text=text)
+
+
+# --- QA sets --------------------------------------------------------------------------------
+
+ANSWER_KEYS = ("answers", "answer", "golden_answers")
+
+
+def read_qa(source: str | Path) -> list[QARow]:
+    """Read a QA set. ``answer`` and ``golden_answers`` are aliases of ``answers``."""
+    rows: list[QARow] = []
+    seen: dict[str, str] = {}
+    for where, row in read_rows(source):
+        qid = _text_field(row, "id", where)
+        assert qid is not None
+        if qid in seen:
+            raise InputError(f'{where}: duplicate id "{qid}" (first at {seen[qid]})')
+        seen[qid] = where
+        question = _text_field(row, "question", where) or ""
+        if not question.strip():
+            raise InputError(f'{where}: field "question" is empty')
+        key = next((k for k in ANSWER_KEYS if row.get(k) is not None), None)
+        if key is None:
+            raise InputError(f'{where}: missing field "answers" (or "answer", "golden_answers")')
+        answers = [a for a in _string_list(row[key], key, where) if a.strip()]
+        if not answers:
+            raise InputError(f'{where}: field "{key}" has no non-empty answer')
+        doc_ids = row.get("doc_ids")
+        if doc_ids is not None:
+            doc_ids = _string_list(doc_ids, "doc_ids", where)
+        context = _text_field(row, "context", where, required=False)
+        rows.append(QARow(qid, question, answers, doc_ids or None, context or None, where))
+    return rows
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+def check_output_dir(out: str | Path, overwrite: bool) -> None:
+    """Refuse an existing, non-empty --out without --overwrite (before any work starts)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UsageError(f"--out {path}: folder exists and is not empty (use --overwrite to replace it)")
+
+
+@contextmanager
+def atomic_output_dir(out: str | Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``out``, on failure it is removed,
+    so an interrupted run never leaves a half-written ``out``."""
+    path = Path(out)
+    check_output_dir(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(temp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False))
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_hashes(source: str | Path) -> dict[str, str]:
+    """sha256 of an input file, or of every file in an input folder (``hf:`` inputs: none)."""
+    if str(source).startswith("hf:"):
+        return {str(source): "hf-dataset"}
+    path = Path(source)
+    if path.is_file():
+        return {str(path): sha256_file(path)}
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return {str(p): sha256_file(p) for p in files}
+
+
+def write_manifest(
+    out: Path,
+    *,
+    kind: str,
+    options: dict[str, Any],
+    inputs: dict[str, str],
+    counts: dict[str, Any],
+) -> dict[str, Any]:
+    """Write ``manifest.json``: version, kind, options, seed, sha256 of inputs/outputs, counts.
+
+    Only ``created_at`` differs between two runs with the same inputs and options.
+    """
+    outputs = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
+    manifest = {
+        "hybridft_version": __version__,
+        "kind": kind,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seed": options.get("seed"),
+        "options": options,
+        "inputs": inputs,
+        "outputs": outputs,
+        "counts": counts,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest

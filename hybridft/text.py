@@ -1,0 +1,92 @@
+"""Text helpers shared by builders and metrics: SQuAD normalisation, answer search, chunking."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+_WORD = re.compile(r"\S+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def contains_any(normalized_text: str, normalized_answers: list[str]) -> bool:
+    """Whether a normalised answer occurs in a normalised text as whole words."""
+    padded = f" {normalized_text} "
+    return any(answer and f" {answer} " in padded for answer in normalized_answers)
+
+
+class AnswerFinder:
+    """Checks texts for gold answers, normalising each text at most once (corpora are large)."""
+
+    def __init__(self, texts: list[str]):
+        self._texts = texts
+        self._normalized: dict[int, str] = {}
+
+    def normalized(self, index: int) -> str:
+        cached = self._normalized.get(index)
+        if cached is None:
+            cached = self._normalized[index] = normalize_answer(self._texts[index])
+        return cached
+
+    def contains(self, index: int, normalized_answers: list[str]) -> bool:
+        return contains_any(self.normalized(index), normalized_answers)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences as verbatim substrings of ``text`` (so that a quote of one is found in the text)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of whitespace-separated words."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+SpanFn = Callable[[str], list[tuple[int, int]]]
+
+
+def chunk_text(text: str, size: int, overlap: int, spans: SpanFn = word_spans) -> list[str]:
+    """Split ``text`` into chunks of at most ``size`` tokens, consecutive chunks sharing
+    ``overlap`` tokens. ``spans`` gives token character spans (words by default, or a
+    tokenizer's offsets), and each chunk is the original text between its first and last token,
+    so formatting inside a chunk is kept.
+    """
+    # Fast path: fewer whitespace characters than the size means fewer words than the size.
+    if spans is word_spans and text.count(" ") + text.count("\n") + text.count("\t") < size:
+        stripped = text.strip()
+        return [stripped] if stripped else []
+    token_spans = spans(text)
+    if len(token_spans) <= size:
+        stripped = text.strip()
+        return [stripped] if stripped else []
+    step = size - overlap
+    chunks = []
+    for start in range(0, len(token_spans), step):
+        window = token_spans[start : start + size]
+        chunks.append(text[window[0][0] : window[-1][1]])
+        if start + size >= len(token_spans):
+            break
+    return chunks
+
+
+def tokenizer_spans(name_or_path: str) -> SpanFn:
+    """Token spans from a Hugging Face tokenizer's offset mapping (imports transformers)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(a, b) for a, b in encoded["offset_mapping"] if b > a]
+
+    return spans
