@@ -209,7 +209,11 @@ def _document_from_file(file: Path, doc_id: str) -> Document:
         text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{file}: not valid UTF-8 (byte {exc.start})") from None
-    return Document(id=doc_id or file.name, title=file.stem, text=text)
+    title = file.stem
+    first_line = text.lstrip().split("\n", 1)[0]
+    if file.suffix == ".md" and first_line.startswith("# "):
+        title = first_line[2:].strip()
+    return Document(id=doc_id or file.name, title=title, text=text)
 
 
 def _document_from_row(row: dict[str, Any], where: str, prefix: str) -> Document:

@@ -1,0 +1,122 @@
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hybridft.errors import InputError, UsageError
+from hybridft.io import atomic_output_dir, read_documents, read_qa, write_manifest
+
+from conftest import write_jsonl
+
+
+def test_folder_of_text_markdown_and_rows(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("Alpha text.")
+    (root / "sub" / "b.md").write_text("# Bee\nBeta text.")
+    (root / "notes.csv").write_text("ignored")
+    (root / ".hidden.txt").write_text("hidden")
+    write_jsonl(root / "rows.jsonl", [{"id": "r1", "text": "Row one.", "title": "One"}])
+    with gzip.open(root / "more.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps({"id": "r2", "contents": '"Two"\nRow two text.'}) + "\n")
+    documents, stats = read_documents(root)
+    by_id = {d.id: (d.title, d.text) for d in documents}
+    assert by_id == {
+        "a.txt": ("a", "Alpha text."),
+        "sub/b.md": ("Bee", "# Bee\nBeta text."),
+        "r1": ("One", "Row one."),
+        "r2": ("Two", "Row two text."),
+    }
+    assert stats.skipped == {"unsupported_file": 1}
+
+
+def test_parquet_rows(tmp_path: Path) -> None:
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.Table.from_pylist([{"id": "p1", "text": "Parquet text."}]), path)
+    documents, _ = read_documents(path)
+    assert [(d.id, d.text) for d in documents] == [("p1", "Parquet text.")]
+
+
+def test_qa_answer_aliases_and_doc_ids(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"id": 1, "question": "q1?", "answers": ["a", "b"]},
+            {"id": "2", "question": "q2?", "answer": "c", "doc_ids": "d1"},
+            {"id": "3", "question": "q3?", "golden_answers": ["e"], "context": "ctx"},
+        ],
+    )
+    rows = read_qa(path)
+    assert [(r.id, r.answers, r.doc_ids, r.context) for r in rows] == [
+        ("1", ["a", "b"], None, None),
+        ("2", ["c"], ["d1"], None),
+        ("3", ["e"], None, "ctx"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "2", "question": \n', "qa.jsonl:2: invalid JSON"),
+        (b'{"id": "1", "answers": ["a"]}\n', 'qa.jsonl:1: missing field "question"'),
+        (b'{"id": "1", "question": "q?"}\n', 'qa.jsonl:1: missing field "answers"'),
+        (b'{"id": "1", "question": "q?", "answers": []}\n', 'qa.jsonl:1: field "answers" has no non-empty answer'),
+        (b'{"id": "1", "question": "\xff", "answers": ["a"]}\n', "qa.jsonl:1: not valid UTF-8"),
+        (b'["a"]\n', "qa.jsonl:1: expected a JSON object, got list"),
+        (b"\n\n", "qa.jsonl: no rows"),
+        (
+            b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "1", "question": "r?", "answers": ["b"]}\n',
+            'qa.jsonl:2: duplicate id "1" (first at',
+        ),
+    ],
+)
+def test_bad_qa_rows_name_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "qa.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        read_qa(path)
+    assert message in str(caught.value)
+
+
+def test_non_utf8_text_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(InputError, match=r"bad.txt: not valid UTF-8 \(byte 3\)"):
+        read_documents(tmp_path)
+
+
+def test_empty_corpus_is_an_error(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "docs.jsonl", [{"id": "x", "text": "   "}])
+    with pytest.raises(InputError, match="no documents with text"):
+        read_documents(tmp_path / "docs.jsonl")
+
+
+def test_atomic_output_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_output_dir(out, overwrite=False) as temp:
+        (temp / "records.jsonl").write_text("partial")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_dir_refuses_non_empty_and_replaces_with_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(UsageError, match="not empty"), atomic_output_dir(out, overwrite=False):
+        pass
+    with atomic_output_dir(out, overwrite=True) as temp:
+        (temp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+def test_manifest_hashes_outputs(tmp_path: Path) -> None:
+    (tmp_path / "records.jsonl").write_text("x\n")
+    manifest = write_manifest(tmp_path, kind="raft", options={"seed": 3}, inputs={"qa": "abc"}, counts={"n": 1})
+    assert manifest["outputs"] == {"records.jsonl": hashlib.sha256(b"x\n").hexdigest()}
+    assert manifest["seed"] == 3
+    assert json.loads((tmp_path / "manifest.json").read_text())["counts"] == {"n": 1}

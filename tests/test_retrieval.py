@@ -1,0 +1,24 @@
+from hybridft.retrieval import BM25Index, DenseIndex
+
+TEXTS = [
+    "The Seine flows through Paris.",
+    "Berlin lies on the Spree.",
+    "Tea is brewed from leaves.",
+    "Paris is the capital of France.",
+]
+
+
+def test_bm25_ranks_shared_words_first() -> None:
+    index = BM25Index(TEXTS)
+    found, scores = index.search(["capital of France", "brewed tea"], k=2)
+    assert found[:, 0].tolist() == [3, 2]
+    assert scores[0, 0] > scores[0, 1]
+    assert index.scores("capital of France").argmax() == 3
+    assert index.scores("zzz unknown words").max() == 0
+
+
+def test_dense_minilm_ranks_by_meaning() -> None:
+    index = DenseIndex(TEXTS)
+    found, _ = index.search(["Which French city is the capital?", "a hot drink made from leaves"], k=4)
+    assert found[0, 0] in (0, 3) and found[1, 0] == 2
+    assert sorted(found[0].tolist()) == [0, 1, 2, 3]
