@@ -25,6 +25,13 @@ def contains_any(normalized_text: str, normalized_answers: list[str]) -> bool:
     return any(answer and f" {answer} " in padded for answer in normalized_answers)
 
 
+def might_contain(text: str, normalized_answers: list[str]) -> bool:
+    """A cheap, sound pre-check for :func:`contains_any`: every word of a normalised text is a
+    substring of the text lowercased with punctuation removed, so a False here is final."""
+    stripped = text.lower().translate(_PUNCT)
+    return any(all(word in stripped for word in answer.split()) for answer in normalized_answers)
+
+
 class AnswerFinder:
     """Checks texts for gold answers, normalising each text at most once (corpora are large)."""
 
@@ -39,6 +46,9 @@ class AnswerFinder:
         return cached
 
     def contains(self, index: int, normalized_answers: list[str]) -> bool:
+        # Most candidates fail the pre-check and are never normalised.
+        if not might_contain(self._texts[index], normalized_answers):
+            return False
         return contains_any(self.normalized(index), normalized_answers)
 
 

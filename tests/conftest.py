@@ -18,21 +18,56 @@ from hybridft.cli import build_data  # noqa: E402
 from hybridft.cli.common import run_guarded  # noqa: E402
 
 CORPUS = [
-    {"id": "paris", "title": "Paris", "text": "Paris is the capital of France. The Seine flows through Paris."},
-    {"id": "berlin", "title": "Berlin", "text": "Berlin is the capital of Germany. The Spree flows through Berlin."},
+    {
+        "id": "paris",
+        "title": "Paris",
+        "text": "Paris is the capital of France. The Seine flows through Paris.",
+    },
+    {
+        "id": "berlin",
+        "title": "Berlin",
+        "text": "Berlin is the capital of Germany. The Spree flows through Berlin.",
+    },
     {"id": "rome", "title": "Rome", "text": "Rome is the capital of Italy. The Tiber flows through Rome."},
-    {"id": "madrid", "title": "Madrid", "text": "Madrid is the capital of Spain. The Manzanares flows through Madrid."},
-    {"id": "lisbon", "title": "Lisbon", "text": "Lisbon is the capital of Portugal. The Tagus flows through Lisbon."},
-    {"id": "vienna", "title": "Vienna", "text": "Vienna is the capital of Austria. The Danube flows through Vienna."},
+    {
+        "id": "madrid",
+        "title": "Madrid",
+        "text": "Madrid is the capital of Spain. The Manzanares flows through Madrid.",
+    },
+    {
+        "id": "lisbon",
+        "title": "Lisbon",
+        "text": "Lisbon is the capital of Portugal. The Tagus flows through Lisbon.",
+    },
+    {
+        "id": "vienna",
+        "title": "Vienna",
+        "text": "Vienna is the capital of Austria. The Danube flows through Vienna.",
+    },
     {"id": "tea", "title": "Tea", "text": "Tea is brewed from the leaves of Camellia sinensis."},
     {"id": "coffee", "title": "Coffee", "text": "Coffee is brewed from roasted coffee beans."},
 ]
 
 QA = [
-    {"id": "q-paris", "question": "What is the capital of France?", "answers": ["Paris"], "doc_ids": ["paris"]},
+    {
+        "id": "q-paris",
+        "question": "What is the capital of France?",
+        "answers": ["Paris"],
+        "doc_ids": ["paris"],
+    },
     {"id": "q-seine", "question": "Which river flows through Paris?", "answer": "Seine"},
-    {"id": "q-rome", "question": "What is the capital of Italy?", "golden_answers": ["Rome"], "doc_ids": ["rome"]},
-    {"id": "q-tagus", "question": "Which river flows through Lisbon?", "answers": ["Tagus"], "doc_ids": ["lisbon"]},
+    {
+        "id": "q-rome",
+        "question": "What is the capital of Italy?",
+        "golden_answers": ["Rome"],
+        "doc_ids": ["rome"],
+    },
+    {
+        "id": "q-tagus",
+        "question": "Which river flows through Lisbon?",
+        "answers": ["Tagus"],
+        "doc_ids": ["lisbon"],
+    },
 ]
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import read_jsonl, write_jsonl
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "eval.jsonl")
@@ -24,7 +23,12 @@ def test_outputs_and_manifest(cli, sample: dict[str, Path]) -> None:
     assert code == 0
     result = json.loads(stdout)
     records = read_jsonl(out / "records.jsonl")
-    assert sorted(p.name for p in out.iterdir()) == ["eval.jsonl", "manifest.json", "records.jsonl", "train.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "eval.jsonl",
+        "manifest.json",
+        "records.jsonl",
+        "train.jsonl",
+    ]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "raft" and manifest["seed"] == 0
     assert manifest["options"]["distractors"] == 2
@@ -48,11 +52,22 @@ def test_same_seed_same_bytes_other_seed_other_bytes(cli, sample: dict[str, Path
 
 
 def test_no_question_in_both_splits(cli, tmp_path: Path, sample: dict[str, Path]) -> None:
-    qa = write_jsonl(tmp_path / "many.jsonl", [
-        {"id": f"q{i}", "question": f"Which river flows through {city}?", "answers": [river]}
-        for i, (city, river) in enumerate([("Paris", "Seine"), ("Berlin", "Spree"), ("Rome", "Tiber")] * 1)
-    ] + [{"id": f"p{i}", "question": "What is the capital of France?", "answers": ["Paris"], "doc_ids": ["paris"]}
-         for i in range(40)])
+    qa = write_jsonl(
+        tmp_path / "many.jsonl",
+        [
+            {"id": f"q{i}", "question": f"Which river flows through {city}?", "answers": [river]}
+            for i, (city, river) in enumerate([("Paris", "Seine"), ("Berlin", "Spree"), ("Rome", "Tiber")] * 1)
+        ]
+        + [
+            {
+                "id": f"p{i}",
+                "question": "What is the capital of France?",
+                "answers": ["Paris"],
+                "doc_ids": ["paris"],
+            }
+            for i in range(40)
+        ],
+    )
     out = tmp_path / "out"
     assert cli("raft", "--qa", qa, "--docs", sample["docs"], "--out", out, "--eval-fraction", "0.3")[0] == 0
     records = read_jsonl(out / "records.jsonl")
@@ -92,22 +107,34 @@ def test_overwrite(cli, sample: dict[str, Path]) -> None:
 def bad_inputs(tmp: Path, sample: dict[str, Path]) -> list[tuple[list[str], str]]:
     """(arguments, message) pairs for the mistakes a new user makes."""
     (tmp / "malformed.jsonl").write_text('{"id": "1", "question": "q?", "answers": ["a"]}\n{oops\n')
-    write_jsonl(tmp / "nofield.jsonl", [{"id": "1", "question": "q?", "answers": ["a"]}, {"id": "2", "question": "r?"}])
+    write_jsonl(
+        tmp / "nofield.jsonl",
+        [{"id": "1", "question": "q?", "answers": ["a"]}, {"id": "2", "question": "r?"}],
+    )
     write_jsonl(tmp / "empty_docs.jsonl", [{"id": "x", "text": ""}])
     (tmp / "latin1").mkdir()
     (tmp / "latin1" / "doc.txt").write_bytes(b"Caf\xe9 au lait")
     qa, docs = str(sample["qa"]), str(sample["docs"])
     return [
-        (["--qa", str(tmp / "missing.jsonl"), "--docs", docs], "qa=" + str(tmp / "missing.jsonl") + ": no such file"),
+        (
+            ["--qa", str(tmp / "missing.jsonl"), "--docs", docs],
+            "qa=" + str(tmp / "missing.jsonl") + ": no such file",
+        ),
         (["--qa", str(tmp / "malformed.jsonl"), "--docs", docs], "malformed.jsonl:2: invalid JSON"),
         (["--qa", str(tmp / "nofield.jsonl"), "--docs", docs], 'nofield.jsonl:2: missing field "answers"'),
         (["--qa", qa, "--docs", str(tmp / "empty_docs.jsonl")], "no documents with text"),
         (["--qa", qa, "--docs", docs, "--distractors", "8"], "every example needs 9"),
         (["--qa", qa, "--docs", str(tmp / "latin1")], "doc.txt: not valid UTF-8"),
-        (["--qa", qa, "--docs", docs, "--distractor", "2"], "unknown option --distractor (did you mean --distractors?)"),
+        (
+            ["--qa", qa, "--docs", docs, "--distractor", "2"],
+            "unknown option --distractor (did you mean --distractors?)",
+        ),
         (["--qa", qa, "--docs", docs, "--oracle-p", "1.5"], "oracle_p=1.5: must be between 0 and 1"),
         (["--qa", qa, "--docs", docs, "--format", "alpaca"], "format=alpaca: expected one of messages"),
-        (["--qa", qa, "--docs", docs, "--chunk-size", "8", "--chunk-overlap", "8"], "chunk_overlap=8: must be below"),
+        (
+            ["--qa", qa, "--docs", docs, "--chunk-size", "8", "--chunk-overlap", "8"],
+            "chunk_overlap=8: must be below",
+        ),
     ]
 
 
@@ -152,8 +179,21 @@ def test_failure_midway_leaves_no_output(cli, sample: dict[str, Path], monkeypat
 
 def test_real_process_exit_code_and_streams(sample: dict[str, Path]) -> None:
     out = sample["tmp"] / "out"
-    command = [sys.executable, "-m", "hybridft", "build-data", "raft", "--qa", str(sample["qa"]),
-               "--docs", str(sample["docs"]), "--oracle-p", "1.5", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "hybridft",
+        "build-data",
+        "raft",
+        "--qa",
+        str(sample["qa"]),
+        "--docs",
+        str(sample["docs"]),
+        "--oracle-p",
+        "1.5",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stdout == ""
@@ -184,3 +224,12 @@ def test_demo_builds_the_bundled_sample(tmp_path: Path, capsys: pytest.CaptureFi
     result = json.loads(capsys.readouterr().out)
     assert result["counts"]["skipped"]["no_oracle"] == 1  # q31 has no answer in the corpus
     assert (tmp_path / "demo" / "raft" / "train.jsonl").exists()
+
+
+def test_demo_reruns_over_its_own_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hybridft.cli import demo
+    from hybridft.cli.common import run_guarded
+
+    assert run_guarded(demo.main, ["--out", str(tmp_path / "demo")]) == 0
+    assert run_guarded(demo.main, ["--out", str(tmp_path / "demo")]) == 0
+    assert run_guarded(demo.main, ["--bogus"]) == 2

@@ -6,11 +6,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_jsonl
 
 from hybridft.errors import InputError, UsageError
 from hybridft.io import atomic_output_dir, read_documents, read_qa, write_manifest
-
-from conftest import write_jsonl
 
 
 def test_folder_of_text_markdown_and_rows(tmp_path: Path) -> None:
@@ -61,12 +60,18 @@ def test_qa_answer_aliases_and_doc_ids(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "2", "question": \n', "qa.jsonl:2: invalid JSON"),
+        (
+            b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "2", "question": \n',
+            "qa.jsonl:2: invalid JSON",
+        ),
         (b'{"id": "1", "answers": ["a"]}\n', 'qa.jsonl:1: missing field "question"'),
         (b'{"id": "1", "question": "q?"}\n', 'qa.jsonl:1: missing field "answers"'),
-        (b'{"id": "1", "question": "q?", "answers": []}\n', 'qa.jsonl:1: field "answers" has no non-empty answer'),
+        (
+            b'{"id": "1", "question": "q?", "answers": []}\n',
+            'qa.jsonl:1: field "answers" has no non-empty answer',
+        ),
         (b'{"id": "1", "question": "\xff", "answers": ["a"]}\n', "qa.jsonl:1: not valid UTF-8"),
-        (b'["a"]\n', "qa.jsonl:1: expected a JSON object, got list"),
+        (b'["a"]\n', "qa.jsonl:1: expected a JSON object, got an array"),
         (b"\n\n", "qa.jsonl: no rows"),
         (
             b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "1", "question": "r?", "answers": ["b"]}\n',

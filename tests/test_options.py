@@ -33,7 +33,10 @@ def test_long_options_map_to_keys_and_command_line_wins(tmp_path: Path) -> None:
 def test_bool_options_accept_no_prefix_and_words() -> None:
     assert parse_tokens(["--no-directed"], OPTIONS).values == {"directed": False}
     assert parse_tokens(["--directed", "false"], OPTIONS).values == {"directed": "false"}
-    assert parse_tokens(["--directed", "--max-hops", "1"], OPTIONS).values == {"directed": True, "max_hops": "1"}
+    assert parse_tokens(["--directed", "--max-hops", "1"], OPTIONS).values == {
+        "directed": True,
+        "max_hops": "1",
+    }
 
 
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
@@ -56,7 +59,10 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
 def test_unknown_option_suggests_the_closest_key() -> None:
     with pytest.raises(UsageError) as caught:
         parse_tokens(["--max-hop", "2", "--zzz"], OPTIONS)
-    assert caught.value.messages == ["unknown option --max-hop (did you mean --max-hops?)", "unknown option --zzz"]
+    assert caught.value.messages == [
+        "unknown option --max-hop (did you mean --max-hops?)",
+        "unknown option --zzz",
+    ]
 
 
 def test_recipe_paths_start_at_the_recipe_folder(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import read_jsonl, write_jsonl
 
 from hybridft.builders import raft
 from hybridft.builders.common import split_of
@@ -15,10 +16,21 @@ from hybridft.render import render
 from hybridft.retrieval import BM25Index
 from hybridft.text import chunk_text, normalize_answer
 
-from conftest import read_jsonl, write_jsonl
-
 COLOURS = ["red", "green", "blue", "amber", "violet", "teal", "olive", "coral"]
-WORDS = "harbour lantern meadow copper orchard signal timber quarry beacon ledger summit canal".split()
+WORDS = [
+    "harbour",
+    "lantern",
+    "meadow",
+    "copper",
+    "orchard",
+    "signal",
+    "timber",
+    "quarry",
+    "beacon",
+    "ledger",
+    "summit",
+    "canal",
+]
 
 
 def config(qa: Path, docs: Path, **overrides: Any) -> dict[str, Any]:
@@ -36,8 +48,14 @@ def synthetic(tmp_path: Path, n: int = 60, seed: int = 1) -> tuple[Path, Path]:
         filler = " ".join(topic * 2 + [rng.choice(WORDS) for _ in range(6)])
         colour = COLOURS[k % len(COLOURS)]
         docs.append({"id": f"d{k}", "title": f"Item {k}", "text": f"Item{k} is painted {colour}. {filler}."})
-        qa.append({"id": f"q{k}", "question": f"What colour is the {' '.join(topic)} Item{k}?", "answers": [colour],
-                   "doc_ids": [f"d{k}"]})
+        qa.append(
+            {
+                "id": f"q{k}",
+                "question": f"What colour is the {' '.join(topic)} Item{k}?",
+                "answers": [colour],
+                "doc_ids": [f"d{k}"],
+            }
+        )
     return write_jsonl(tmp_path / "qa.jsonl", qa), write_jsonl(tmp_path / "docs.jsonl", docs)
 
 
@@ -67,11 +85,14 @@ CORPUS_TEXT = {"paris": "Paris is the capital of France. The Seine flows through
 
 
 def test_oracle_located_by_answer_and_taken_from_context(tmp_path: Path, sample: dict[str, Path]) -> None:
-    qa = write_jsonl(tmp_path / "qa2.jsonl", [
-        {"id": "seine", "question": "Which river flows through Paris?", "answers": ["Seine"]},
-        {"id": "ctx", "question": "What is Zed?", "answers": ["a letter"], "context": "Zed is a letter."},
-        {"id": "none", "question": "Who is Zorp?", "answers": ["Zorp the Great"]},
-    ])
+    qa = write_jsonl(
+        tmp_path / "qa2.jsonl",
+        [
+            {"id": "seine", "question": "Which river flows through Paris?", "answers": ["Seine"]},
+            {"id": "ctx", "question": "What is Zed?", "answers": ["a letter"], "context": "Zed is a letter."},
+            {"id": "none", "question": "Who is Zorp?", "answers": ["Zorp the Great"]},
+        ],
+    )
     result = raft.build(config(qa, sample["docs"], distractors=1, oracle_p=1.0))
     oracles = {r["source_id"]: r["oracles"] for r in result.records}
     assert [o["id"] for o in oracles["seine"]] == ["paris"]
@@ -95,7 +116,9 @@ def test_every_example_has_oracles_plus_distractors_documents(tmp_path: Path) ->
 
 def test_oracle_share_is_within_sampling_error(tmp_path: Path) -> None:
     qa, docs = synthetic(tmp_path, n=400)
-    result = raft.build(config(qa, docs, oracle_p=0.7, distractor_strategy="random", exclude_answer_from_distractors=False))
+    result = raft.build(
+        config(qa, docs, oracle_p=0.7, distractor_strategy="random", exclude_answer_from_distractors=False)
+    )
     share = sum(r["oracle_present"] for r in result.records) / len(result.records)
     assert abs(share - 0.7) < 3 * (0.7 * 0.3 / 400) ** 0.5
     assert result.counts["oracle_present"] + result.counts["oracle_dropped"] == 400
@@ -151,8 +174,12 @@ def test_renderings(sample: dict[str, Path]) -> None:
     record = raft.build(config(sample["qa"], sample["docs"], distractors=1, oracle_p=0.0)).records[0]
     prompt = "".join(f"<DOCUMENT>{d['text']}</DOCUMENT>\n" for d in record["docs"]) + record["question"]
     assert render(record, "prompt-completion") == {"prompt": prompt, "completion": record["cot_answer"]}
-    assert render(record, "messages") == {"messages": [
-        {"role": "user", "content": prompt}, {"role": "assistant", "content": record["cot_answer"]}]}
+    assert render(record, "messages") == {
+        "messages": [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": record["cot_answer"]},
+        ]
+    }
     hf = render(record, "raft-hf")
     assert list(hf) == ["id", "type", "question", "context", "oracle_context", "cot_answer", "instruction"]
     assert hf["oracle_context"] == CORPUS_TEXT["paris"]  # kept although the oracle was dropped
@@ -168,10 +195,14 @@ def test_chunks_overlap_and_keep_formatting() -> None:
 
 def test_long_documents_become_numbered_chunks(tmp_path: Path) -> None:
     long_text = " ".join(f"w{i}" for i in range(25)) + " The answer is zebra."
-    docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": "long", "text": long_text},
-                                                 *({"id": f"o{i}", "text": f"other {i}"} for i in range(4))])
-    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "z", "question": "What is the answer?", "answers": ["zebra"],
-                                              "doc_ids": ["long"]}])
+    docs = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [{"id": "long", "text": long_text}, *({"id": f"o{i}", "text": f"other {i}"} for i in range(4))],
+    )
+    qa = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [{"id": "z", "question": "What is the answer?", "answers": ["zebra"], "doc_ids": ["long"]}],
+    )
     result = raft.build(config(qa, docs, chunk_size=10, chunk_overlap=2, distractors=2, oracle_p=1.0))
     assert result.counts["chunks"] == 4 + 4  # 29 words in windows of 10 stepping 8: 4 chunks
     oracle = result.records[0]["oracles"][0]

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from conftest import read_jsonl
 from tiny_llama import build_tiny
 
@@ -20,8 +19,24 @@ def test_sft_trainer_accepts_train_jsonl(cli, sample: dict[str, Path], fmt: str)
     from trl import SFTConfig, SFTTrainer
 
     out = sample["tmp"] / "data"
-    assert cli("raft", "--qa", sample["qa"], "--docs", sample["docs"], "--distractors", "2",
-               "--eval-fraction", "0", "--format", fmt, "--out", out)[0] == 0
+    assert (
+        cli(
+            "raft",
+            "--qa",
+            sample["qa"],
+            "--docs",
+            sample["docs"],
+            "--distractors",
+            "2",
+            "--eval-fraction",
+            "0",
+            "--format",
+            fmt,
+            "--out",
+            out,
+        )[0]
+        == 0
+    )
     rows = read_jsonl(out / "train.jsonl")
     folder = build_tiny(sample["tmp"] / "tiny", [str(r) for r in rows] * 4)
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -17,8 +17,15 @@ def common_options(formats: tuple[str, ...] = FORMATS) -> list[Option]:
         Option("out", "outpath", None, "output folder (must not exist or be empty)", required=True),
         Option("overwrite", "bool", False, "replace a non-empty --out"),
         Option("seed", "int", 0, "seed for every random choice", minimum=0),
-        Option("eval_fraction", "float", 0.1, "share of questions in the eval split", minimum=0, maximum=1,
-               below_maximum=True),
+        Option(
+            "eval_fraction",
+            "float",
+            0.1,
+            "share of questions in the eval split",
+            minimum=0,
+            maximum=1,
+            below_maximum=True,
+        ),
         Option("format", "str", "messages", "trainer rows in train.jsonl / eval.jsonl", choices=formats),
     ]
 

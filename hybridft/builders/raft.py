@@ -25,22 +25,45 @@ from hybridft.errors import UsageError
 from hybridft.io import Document, QARow, read_documents, read_qa
 from hybridft.options import Option
 from hybridft.progress import log, track
-from hybridft.text import AnswerFinder, chunk_text, normalize_answer, split_sentences, tokenizer_spans, word_spans
+from hybridft.text import (
+    AnswerFinder,
+    chunk_text,
+    might_contain,
+    normalize_answer,
+    split_sentences,
+    tokenizer_spans,
+    word_spans,
+)
 
 OPTIONS = [
     Option("qa", "path", None, "QA set: .jsonl/.jsonl.gz/.parquet rows or hf:NAME", required=True),
     Option("docs", "path", None, "documents: a folder, a .txt/.md file or .jsonl rows", required=True),
     Option("distractors", "int", 4, "distractor documents per example", minimum=0),
     Option("oracle_p", "float", 0.8, "share of examples that keep their oracle documents", minimum=0, maximum=1),
-    Option("distractor_strategy", "str", "bm25", "how distractors are chosen", choices=("bm25", "random", "dense")),
+    Option(
+        "distractor_strategy",
+        "str",
+        "bm25",
+        "how distractors are chosen",
+        choices=("bm25", "random", "dense"),
+    ),
     Option("exclude_answer_from_distractors", "bool", True, "no distractor contains a gold answer"),
     Option("chunk_size", "int", 512, "chunk length in tokens (words when --tokenizer is unset)", minimum=1),
     Option("chunk_overlap", "int", 0, "tokens shared by consecutive chunks", minimum=0),
     Option("tokenizer", "str", None, "Hugging Face tokenizer (name or local path) that measures chunks"),
-    Option("cot", "str", "extractive", "chain-of-thought answers: quote the oracle sentence, or none",
-           choices=("extractive", "none")),
-    Option("dense_model", "str", "minilm", "sentence-transformers model for the dense strategy: "
-           "minilm (packaged all-MiniLM-L6-v2) or a local folder"),
+    Option(
+        "cot",
+        "str",
+        "extractive",
+        "chain-of-thought answers: quote the oracle sentence, or none",
+        choices=("extractive", "none"),
+    ),
+    Option(
+        "dense_model",
+        "str",
+        "minilm",
+        "sentence-transformers model for the dense strategy: minilm (packaged all-MiniLM-L6-v2) or a local folder",
+    ),
     *common_options(("messages", "prompt-completion", "raft-hf")),
 ]
 
@@ -52,13 +75,11 @@ def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key."""
     errors = []
     if config["chunk_overlap"] >= config["chunk_size"]:
-        errors.append(
-            f"chunk_overlap={config['chunk_overlap']}: must be below chunk_size={config['chunk_size']}"
-        )
+        errors.append(f"chunk_overlap={config['chunk_overlap']}: must be below chunk_size={config['chunk_size']}")
     return errors
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Chunk:
     id: str
     doc_id: str
@@ -86,6 +107,8 @@ def extractive_cot(question: str, oracles: list[Chunk], answers: list[str]) -> s
     normalized = [(answer, normalize_answer(answer)) for answer in answers]
     for oracle in oracles:
         for sentence in split_sentences(oracle.text):
+            if not might_contain(sentence, [norm for _, norm in normalized]):
+                continue
             norm_sentence = f" {normalize_answer(sentence)} "
             for answer, norm in normalized:
                 if norm and f" {norm} " in norm_sentence:
@@ -155,7 +178,7 @@ class RaftBuilder:
         picked = []
         for doc_id in dict.fromkeys(row.doc_ids or []):
             indices = self.by_doc[doc_id]
-            holding = [i for i in indices if self.finder.contains(i, norm_answers)]
+            holding = [i for i in indices if len(indices) > 1 and self.finder.contains(i, norm_answers)]
             picked.append(holding[0] if holding else indices[0])
         return picked
 
@@ -177,15 +200,18 @@ class RaftBuilder:
             return False
         return not (self.config["exclude_answer_from_distractors"] and self.finder.contains(index, norm_answers))
 
-    def ranked_distractors(self, ranked: np.ndarray, row: QARow, needed: int, excluded: set[int],
-                           norm_answers: list[str]) -> list[int] | None:
+    def ranked_distractors(
+        self, ranked: np.ndarray, row: QARow, needed: int, excluded: set[int], norm_answers: list[str]
+    ) -> list[int] | None:
         picked = [int(i) for i in ranked if self.usable(int(i), excluded, norm_answers)][:needed]
         if len(picked) < needed and len(ranked) < len(self.chunks):
             full, _ = self.ranker().search([row.question], len(self.chunks), description="full ranking")
             picked = [int(i) for i in full[0] if self.usable(int(i), excluded, norm_answers)][:needed]
         return picked if len(picked) == needed else None
 
-    def random_distractors(self, rng: Any, needed: int, excluded: set[int], norm_answers: list[str]) -> list[int] | None:
+    def random_distractors(
+        self, rng: Any, needed: int, excluded: set[int], norm_answers: list[str]
+    ) -> list[int] | None:
         """Rejection sampling, then a seeded scan of the whole corpus if that keeps failing."""
         picked: list[int] = []
         seen = set(excluded)

@@ -111,6 +111,15 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
         f"{kind}: {len(result.records)} examples ({counts['train']} train, {counts['eval']} eval) -> {config['out']}"
         + (f"\nskipped: {', '.join(f'{k}={v}' for k, v in skipped.items())}" if skipped else "")
     )
-    emit({"command": "build-data", "kind": kind, "out": str(config["out"]), "counts": counts,
-          "outputs": manifest["outputs"]}, as_json, human)
+    emit(
+        {
+            "command": "build-data",
+            "kind": kind,
+            "out": str(config["out"]),
+            "counts": counts,
+            "outputs": manifest["outputs"],
+        },
+        as_json,
+        human,
+    )
     return EXIT_OK

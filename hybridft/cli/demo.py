@@ -14,10 +14,10 @@ from hybridft.errors import UsageError
 from hybridft.progress import log
 
 USAGE = """\
-usage: hybridft demo [--out DIR] [--overwrite] [--json]
+usage: hybridft demo [--out DIR] [--json]
 
 Builds RAFT data from the sample corpus and QA set bundled with hybridft into DIR/raft
-(default DIR: hybridft-demo). No network, a few seconds on a laptop CPU.
+(default DIR: hybridft-demo), replacing what an earlier demo left there. No network, seconds.
 """
 
 
@@ -35,12 +35,13 @@ def main(tokens: list[str]) -> int:
             continue
         if token.startswith("--out="):
             out = token.split("=", 1)[1]
-        elif token in ("--overwrite", "--json", "--debug"):
+        elif token in ("--json", "--debug"):
             passthrough.append(token)
         else:
-            raise UsageError(f"demo: unknown option {token} (allowed: --out DIR, --overwrite, --json)")
+            raise UsageError(f"demo: unknown option {token} (allowed: --out DIR, --json)")
         i += 1
     recipes = resources.files("hybridft.data_recipes")
     with resources.as_file(recipes / "raft_sample.yaml") as recipe:
         log(f"[1/1] building RAFT data from the bundled sample ({recipe.name})")
-        return build_data.main(["raft", "--recipe", str(recipe), "--out", str(Path(out) / "raft"), *passthrough])
+        stage_out = str(Path(out) / "raft")
+        return build_data.main(["raft", "--recipe", str(recipe), "--out", stage_out, "--overwrite", *passthrough])
