@@ -30,7 +30,8 @@ def synthetic_corpus(folder: Path, n_chunks: int, n_questions: int, seed: int = 
     """Chunks of 40-120 words drawn from a Zipf(1.1) vocabulary of 50,000 words. Each question
     takes 8 words of its oracle chunk; its answer is the rarest word of that chunk."""
     rng = np.random.default_rng(seed)
-    vocab = np.array([f"w{i}" for i in range(50_000)])
+    # "w12x" is no substring of "w112x": distinct words do not contain each other, as in real text.
+    vocab = np.array([f"w{i}x" for i in range(50_000)])
     weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.1
     weights /= weights.sum()
     lengths = rng.integers(40, 121, size=n_chunks)
@@ -47,7 +48,7 @@ def synthetic_corpus(folder: Path, n_chunks: int, n_questions: int, seed: int = 
             target = pyrng.randrange(n_chunks)
             chunk = list(words[offsets[target] : offsets[target + 1]])
             question = " ".join(pyrng.sample(chunk, 8)) + "?"
-            answer = max(chunk, key=lambda w: int(w[1:]))  # its rarest word, as real answers are specific
+            answer = max(chunk, key=lambda w: int(w[1:-1]))  # its rarest word, as real answers are specific
             row = {"id": f"q{q}", "question": question, "answers": [answer], "doc_ids": [f"c{target}"]}
             handle.write(json.dumps(row) + "\n")
     return docs_path, qa_path

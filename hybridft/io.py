@@ -77,6 +77,7 @@ def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     opener = gzip.open if path.name.endswith(".gz") else open
+    name = str(path)
     try:
         with opener(path, "rb") as handle:
             for lineno, raw in enumerate(handle, start=1):
@@ -85,10 +86,10 @@ def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 try:
                     row = orjson.loads(raw)  # 3x faster than json on large corpora
                 except orjson.JSONDecodeError:
-                    raise InputError(_json_problem(raw, f"{path}:{lineno}")) from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{path}:{lineno}: expected a JSON object, got {_json_type(row)}")
-                yield f"{path}:{lineno}", row
+                    raise InputError(_json_problem(raw, f"{name}:{lineno}")) from None
+                if type(row) is not dict:
+                    raise InputError(f"{name}:{lineno}: expected a JSON object, got {_json_type(row)}")
+                yield f"{name}:{lineno}", row
     except (OSError, EOFError) as exc:  # e.g. a truncated or fake .gz
         raise InputError(f"{path}: cannot read: {exc}") from None
 
@@ -178,7 +179,7 @@ def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
         if doc.id in seen:
             raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {seen[doc.id]})')
         seen[doc.id] = where
-        if not doc.text.strip():
+        if not doc.text or doc.text.isspace():
             stats.skip("empty_document")
             return
         documents.append(doc)

@@ -25,15 +25,26 @@ def contains_any(normalized_text: str, normalized_answers: list[str]) -> bool:
     return any(answer and f" {answer} " in padded for answer in normalized_answers)
 
 
-def might_contain(text: str, normalized_answers: list[str]) -> bool:
-    """A cheap, sound pre-check for :func:`contains_any`: every word of a normalised text is a
-    substring of the text lowercased with punctuation removed, so a False here is final."""
-    stripped = text.lower().translate(_PUNCT)
-    return any(all(word in stripped for word in answer.split()) for answer in normalized_answers)
+class GoldAnswers:
+    """A question's gold answers, normalised once for the many containment checks made with them."""
+
+    def __init__(self, answers: list[str]):
+        self.answers = answers
+        self.normalized = [normalize_answer(a) for a in answers]
+        self._words = [n.split() for n in self.normalized if n]
+
+    def might_be_in(self, text: str) -> bool:
+        """A cheap, sound pre-check: every word of a normalised text is a substring of the text
+        lowercased with punctuation removed, so False here means :meth:`in_normalized` is False."""
+        stripped = text.lower().translate(_PUNCT)
+        return any(all(word in stripped for word in words) for words in self._words)
+
+    def in_normalized(self, normalized_text: str) -> bool:
+        return contains_any(normalized_text, self.normalized)
 
 
 class AnswerFinder:
-    """Checks texts for gold answers, normalising each text at most once (corpora are large)."""
+    """Checks corpus texts for gold answers, normalising each text at most once."""
 
     def __init__(self, texts: list[str]):
         self._texts = texts
@@ -45,11 +56,9 @@ class AnswerFinder:
             cached = self._normalized[index] = normalize_answer(self._texts[index])
         return cached
 
-    def contains(self, index: int, normalized_answers: list[str]) -> bool:
+    def contains(self, index: int, gold: GoldAnswers) -> bool:
         # Most candidates fail the pre-check and are never normalised.
-        if not might_contain(self._texts[index], normalized_answers):
-            return False
-        return contains_any(self.normalized(index), normalized_answers)
+        return gold.might_be_in(self._texts[index]) and gold.in_normalized(self.normalized(index))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -71,8 +80,8 @@ def chunk_text(text: str, size: int, overlap: int, spans: SpanFn = word_spans) -
     tokenizer's offsets), and each chunk is the original text between its first and last token,
     so formatting inside a chunk is kept.
     """
-    # Fast path: fewer whitespace characters than the size means fewer words than the size.
-    if spans is word_spans and text.count(" ") + text.count("\n") + text.count("\t") < size:
+    # Fast path: a text of n characters holds at most (n + 1) // 2 whitespace-separated words.
+    if spans is word_spans and (len(text) + 1) // 2 <= size:
         stripped = text.strip()
         return [stripped] if stripped else []
     token_spans = spans(text)

@@ -27,8 +27,8 @@ from hybridft.options import Option
 from hybridft.progress import log, track
 from hybridft.text import (
     AnswerFinder,
+    GoldAnswers,
     chunk_text,
-    might_contain,
     normalize_answer,
     split_sentences,
     tokenizer_spans,
@@ -99,18 +99,19 @@ def chunk_documents(documents: list[Document], size: int, overlap: int, tokenize
     return chunks
 
 
-def extractive_cot(question: str, oracles: list[Chunk], answers: list[str]) -> str | None:
+def extractive_cot(question: str, oracles: list[Chunk], gold: GoldAnswers) -> str | None:
     """Quote the first oracle sentence that holds a gold answer, then give that answer.
 
     Returns None when no oracle sentence holds an answer (the caller counts it).
     """
-    normalized = [(answer, normalize_answer(answer)) for answer in answers]
     for oracle in oracles:
+        if not gold.might_be_in(oracle.text):
+            continue
         for sentence in split_sentences(oracle.text):
-            if not might_contain(sentence, [norm for _, norm in normalized]):
+            if not gold.might_be_in(sentence):
                 continue
             norm_sentence = f" {normalize_answer(sentence)} "
-            for answer, norm in normalized:
+            for answer, norm in zip(gold.answers, gold.normalized, strict=True):
                 if norm and f" {norm} " in norm_sentence:
                     source = f"The document titled {oracle.title!r}" if oracle.title else "The document"
                     return (
@@ -121,7 +122,7 @@ def extractive_cot(question: str, oracles: list[Chunk], answers: list[str]) -> s
 
 
 # How each ``cot`` choice writes an answer; ``none`` has no writer and the answer line stands alone.
-COT_WRITERS: dict[str, Callable[[str, list[Chunk], list[str]], str | None]] = {"extractive": extractive_cot}
+COT_WRITERS: dict[str, Callable[[str, list[Chunk], GoldAnswers], str | None]] = {"extractive": extractive_cot}
 
 
 class RaftBuilder:
@@ -132,9 +133,13 @@ class RaftBuilder:
         self.qa = qa
         self.chunks = chunks
         self.finder = AnswerFinder([c.text for c in chunks])
-        self.by_doc: dict[str, list[int]] = {}
-        for index, chunk in enumerate(chunks):
-            self.by_doc.setdefault(chunk.doc_id, []).append(index)
+        # A document's chunks are contiguous: keep the range of their indices.
+        self.by_doc: dict[str, range] = {}
+        start = 0
+        for index in range(1, len(chunks) + 1):
+            if index == len(chunks) or chunks[index].doc_id != chunks[start].doc_id:
+                self.by_doc[chunks[start].doc_id] = range(start, index)
+                start = index
         self.counts: Counter[str] = Counter()
         self._bm25: Any = None
         self._ranker: Any = None
@@ -173,21 +178,21 @@ class RaftBuilder:
             more = len(errors) - 10
             raise UsageError(*errors[:10], *([f"... and {more} more unknown doc_ids"] if more > 0 else []))
 
-    def oracles_from_doc_ids(self, row: QARow, norm_answers: list[str]) -> list[int]:
+    def oracles_from_doc_ids(self, row: QARow, gold: GoldAnswers) -> list[int]:
         """Per named document: its first chunk holding a gold answer, else its first chunk."""
         picked = []
         for doc_id in dict.fromkeys(row.doc_ids or []):
             indices = self.by_doc[doc_id]
-            holding = [i for i in indices if len(indices) > 1 and self.finder.contains(i, norm_answers)]
+            holding = [i for i in indices if len(indices) > 1 and self.finder.contains(i, gold)]
             picked.append(holding[0] if holding else indices[0])
         return picked
 
-    def oracle_by_answer(self, row: QARow, ranked: np.ndarray, norm_answers: list[str]) -> int | None:
+    def oracle_by_answer(self, row: QARow, ranked: np.ndarray, gold: GoldAnswers) -> int | None:
         """The best bm25-ranked chunk holding a gold answer (a full scan when the top is empty)."""
         for index in ranked:
-            if self.finder.contains(int(index), norm_answers):
+            if self.finder.contains(int(index), gold):
                 return int(index)
-        holding = [i for i in range(len(self.chunks)) if self.finder.contains(i, norm_answers)]
+        holding = [i for i in range(len(self.chunks)) if self.finder.contains(i, gold)]
         if not holding:
             return None
         scores = self.bm25().scores(row.question)
@@ -195,23 +200,21 @@ class RaftBuilder:
 
     # --- distractors -----------------------------------------------------------------------
 
-    def usable(self, index: int, excluded: set[int], norm_answers: list[str]) -> bool:
+    def usable(self, index: int, excluded: set[int], gold: GoldAnswers) -> bool:
         if index in excluded:
             return False
-        return not (self.config["exclude_answer_from_distractors"] and self.finder.contains(index, norm_answers))
+        return not (self.config["exclude_answer_from_distractors"] and self.finder.contains(index, gold))
 
     def ranked_distractors(
-        self, ranked: np.ndarray, row: QARow, needed: int, excluded: set[int], norm_answers: list[str]
+        self, ranked: np.ndarray, row: QARow, needed: int, excluded: set[int], gold: GoldAnswers
     ) -> list[int] | None:
-        picked = [int(i) for i in ranked if self.usable(int(i), excluded, norm_answers)][:needed]
+        picked = [int(i) for i in ranked if self.usable(int(i), excluded, gold)][:needed]
         if len(picked) < needed and len(ranked) < len(self.chunks):
             full, _ = self.ranker().search([row.question], len(self.chunks), description="full ranking")
-            picked = [int(i) for i in full[0] if self.usable(int(i), excluded, norm_answers)][:needed]
+            picked = [int(i) for i in full[0] if self.usable(int(i), excluded, gold)][:needed]
         return picked if len(picked) == needed else None
 
-    def random_distractors(
-        self, rng: Any, needed: int, excluded: set[int], norm_answers: list[str]
-    ) -> list[int] | None:
+    def random_distractors(self, rng: Any, needed: int, excluded: set[int], gold: GoldAnswers) -> list[int] | None:
         """Rejection sampling, then a seeded scan of the whole corpus if that keeps failing."""
         picked: list[int] = []
         seen = set(excluded)
@@ -223,14 +226,14 @@ class RaftBuilder:
             if index in seen:
                 continue
             seen.add(index)
-            if self.usable(index, excluded, norm_answers):
+            if self.usable(index, excluded, gold):
                 picked.append(index)
         if len(picked) == needed:
             return picked
         rest = [i for i in range(total) if i not in seen]
         rng.shuffle(rest)
         for index in rest:
-            if self.usable(index, excluded, norm_answers):
+            if self.usable(index, excluded, gold):
                 picked.append(index)
                 if len(picked) == needed:
                     return picked
@@ -265,16 +268,16 @@ class RaftBuilder:
 
     def example(self, row: QARow, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None) -> dict[str, Any] | None:
         config = self.config
-        norm_answers = [normalize_answer(a) for a in row.answers]
+        gold = GoldAnswers(row.answers)
         context_oracle: list[Chunk] = []
         if row.doc_ids:
-            oracle_indices = self.oracles_from_doc_ids(row, norm_answers)
+            oracle_indices = self.oracles_from_doc_ids(row, gold)
         elif row.context:
             oracle_indices = []
             context_oracle = [Chunk(f"{row.id}#context", f"{row.id}#context", "", row.context)]
         else:
             assert bm25_ranked is not None
-            found = self.oracle_by_answer(row, bm25_ranked, norm_answers)
+            found = self.oracle_by_answer(row, bm25_ranked, gold)
             if found is None:
                 self.counts["skipped_no_oracle"] += 1
                 return None
@@ -286,9 +289,9 @@ class RaftBuilder:
         needed = config["distractors"] + (0 if oracle_present else len(oracles))
         excluded = set(oracle_indices)
         if ranked is not None:
-            distractors = self.ranked_distractors(ranked, row, needed, excluded, norm_answers)
+            distractors = self.ranked_distractors(ranked, row, needed, excluded, gold)
         else:
-            distractors = self.random_distractors(rng, needed, excluded, norm_answers)
+            distractors = self.random_distractors(rng, needed, excluded, gold)
         if distractors is None:
             self.counts["skipped_not_enough_distractors"] += 1
             return None
@@ -300,7 +303,7 @@ class RaftBuilder:
         cot_answer = None
         write_cot = COT_WRITERS.get(config["cot"])
         if write_cot is not None:
-            cot_answer = write_cot(row.question, oracles, row.answers)
+            cot_answer = write_cot(row.question, oracles, gold)
             if cot_answer is None:
                 self.counts["cot_without_quote"] += 1
                 cot_answer = f"<ANSWER>: {row.answers[0]}"
