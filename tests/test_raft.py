@@ -217,3 +217,37 @@ def test_unknown_doc_ids_and_too_few_documents_are_usage_errors(sample: dict[str
         raft.build(config(qa, sample["docs"]))
     with pytest.raises(UsageError, match=r"8 chunk\(s\), but every example needs 9"):
         raft.build(config(sample["qa"], sample["docs"], distractors=8))
+
+
+def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None:
+    from tiny_llama import build_tokenizer
+
+    text = "Tokenizers split uncommonwords into several pieces. " * 6
+    tokenizer = build_tokenizer(["Tokenizers split words. " * 20])
+    tokenizer.save_pretrained(tmp_path / "tok")
+    docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": "t", "text": text}, {"id": "u", "text": "other"}])
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "q", "question": "split?", "answers": ["pieces"]}])
+    by_tokens = raft.chunk_documents(raft.read_documents(docs)[0], 8, 2, str(tmp_path / "tok"))
+    by_words = raft.chunk_documents(raft.read_documents(docs)[0], 8, 2, None)
+    assert len(by_tokens) > len(by_words)  # rare words take several tokens each
+    for chunk in by_tokens[:-1]:  # the last chunk is document "u"
+        assert len(tokenizer(chunk.text, add_special_tokens=False)["input_ids"]) <= 8
+        assert chunk.text in text
+    result = raft.build(config(qa, docs, chunk_size=8, chunk_overlap=2, tokenizer=str(tmp_path / "tok"), distractors=1))
+    assert result.counts["chunks"] == len(by_tokens)
+
+
+def test_dense_distractors_come_from_minilm_neighbours(sample: dict[str, Path]) -> None:
+    result = raft.build(config(sample["qa"], sample["docs"], distractor_strategy="dense", distractors=2, oracle_p=1.0))
+    record = result.records[0]
+    distractors = {d["id"] for d in record["docs"] if not d["is_oracle"]}
+    assert len(distractors) == 2 and distractors <= {"berlin", "rome", "madrid", "lisbon", "vienna"}
+
+
+def test_gzip_qa_sets_are_read(tmp_path: Path, sample: dict[str, Path]) -> None:
+    import gzip
+
+    path = tmp_path / "qa.jsonl.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(sample["qa"].read_bytes())
+    assert len(raft.build(config(path, sample["docs"], distractors=1)).records) == 4

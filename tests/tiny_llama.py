@@ -15,11 +15,10 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
 
 
-def build_tiny(folder: Path, corpus: list[str]) -> Path:
-    """Train a byte-level BPE on ``corpus`` and save it with a 2-layer LLaMA in ``folder``."""
-    import torch
+def build_tokenizer(corpus: list[str]):
+    """A byte-level BPE trained on ``corpus``, with a chat template that marks assistant turns."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -32,6 +31,15 @@ def build_tiny(folder: Path, corpus: list[str]) -> Path:
         tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
     )
     tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny(folder: Path, corpus: list[str]) -> Path:
+    """Save the tokenizer above with a 2-layer LLaMA in ``folder``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(corpus)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
