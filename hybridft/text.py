@@ -7,6 +7,8 @@ import string
 from collections.abc import Callable
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_ARTICLE_WORDS = frozenset(("a", "an", "the"))
+_ODD_ASCII = re.compile(r"[^\w\s]", re.ASCII)
 _PUNCT = str.maketrans("", "", string.punctuation)
 _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -15,6 +17,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 def normalize_answer(text: str) -> str:
     """SQuAD normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
     text = text.lower().translate(_PUNCT)
+    if text.isascii() and not _ODD_ASCII.search(text):
+        # Only word characters and whitespace are left, so the article regex can only match
+        # whole words: filtering words gives the same result, several times faster.
+        return " ".join(word for word in text.split() if word not in _ARTICLE_WORDS)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

@@ -230,9 +230,9 @@ def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None
     by_tokens = raft.chunk_documents(raft.read_documents(docs)[0], 8, 2, str(tmp_path / "tok"))
     by_words = raft.chunk_documents(raft.read_documents(docs)[0], 8, 2, None)
     assert len(by_tokens) > len(by_words)  # rare words take several tokens each
-    for chunk in by_tokens[:-1]:  # the last chunk is document "u"
-        assert len(tokenizer(chunk.text, add_special_tokens=False)["input_ids"]) <= 8
-        assert chunk.text in text
+    for text_of_t in by_tokens.texts[:-1]:  # the last chunk is document "u"
+        assert len(tokenizer(text_of_t, add_special_tokens=False)["input_ids"]) <= 8
+        assert text_of_t in text
     result = raft.build(config(qa, docs, chunk_size=8, chunk_overlap=2, tokenizer=str(tmp_path / "tok"), distractors=1))
     assert result.counts["chunks"] == len(by_tokens)
 

@@ -87,15 +87,34 @@ class Chunk:
     text: str
 
 
-def chunk_documents(documents: list[Document], size: int, overlap: int, tokenizer: str | None) -> list[Chunk]:
+@dataclass
+class Chunks:
+    """The corpus cut into chunks, one list per field: corpora have 100,000s of chunks and only a
+    few per example are ever looked at as :class:`Chunk` objects."""
+
+    ids: list[str]
+    doc_ids: list[str]
+    titles: list[str]
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> Chunk:
+        return Chunk(self.ids[index], self.doc_ids[index], self.titles[index], self.texts[index])
+
+
+def chunk_documents(documents: list[Document], size: int, overlap: int, tokenizer: str | None) -> Chunks:
     """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
     spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
-    chunks = []
+    chunks = Chunks([], [], [], [])
     for doc in documents:
         pieces = chunk_text(doc.text, size, overlap, spans)
         for n, piece in enumerate(pieces):
-            chunk_id = doc.id if len(pieces) == 1 else f"{doc.id}#{n}"
-            chunks.append(Chunk(chunk_id, doc.id, doc.title, piece))
+            chunks.ids.append(doc.id if len(pieces) == 1 else f"{doc.id}#{n}")
+            chunks.doc_ids.append(doc.id)
+            chunks.titles.append(doc.title)
+            chunks.texts.append(piece)
     return chunks
 
 
@@ -128,17 +147,18 @@ COT_WRITERS: dict[str, Callable[[str, list[Chunk], GoldAnswers], str | None]] = 
 class RaftBuilder:
     """Holds the corpus, its index and the options while examples are built row by row."""
 
-    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: list[Chunk]):
+    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: Chunks):
         self.config = config
         self.qa = qa
         self.chunks = chunks
-        self.finder = AnswerFinder([c.text for c in chunks])
+        self.finder = AnswerFinder(chunks.texts)
         # A document's chunks are contiguous: keep the range of their indices.
         self.by_doc: dict[str, range] = {}
+        doc_ids = chunks.doc_ids
         start = 0
-        for index in range(1, len(chunks) + 1):
-            if index == len(chunks) or chunks[index].doc_id != chunks[start].doc_id:
-                self.by_doc[chunks[start].doc_id] = range(start, index)
+        for index in range(1, len(doc_ids) + 1):
+            if index == len(doc_ids) or doc_ids[index] != doc_ids[start]:
+                self.by_doc[doc_ids[start]] = range(start, index)
                 start = index
         self.counts: Counter[str] = Counter()
         self._bm25: Any = None
@@ -151,7 +171,7 @@ class RaftBuilder:
             from hybridft.retrieval import BM25Index
 
             log(f"indexing {len(self.chunks)} chunks with bm25")
-            self._bm25 = BM25Index([c.text for c in self.chunks])
+            self._bm25 = BM25Index(self.chunks.texts)
         return self._bm25
 
     def ranker(self) -> Any:
@@ -161,7 +181,7 @@ class RaftBuilder:
                 from hybridft.retrieval import DenseIndex
 
                 log(f"embedding {len(self.chunks)} chunks with {self.config['dense_model']}")
-                self._ranker = DenseIndex([c.text for c in self.chunks], self.config["dense_model"])
+                self._ranker = DenseIndex(self.chunks.texts, self.config["dense_model"])
             else:
                 self._ranker = self.bm25()
         return self._ranker
