@@ -251,3 +251,23 @@ def test_gzip_qa_sets_are_read(tmp_path: Path, sample: dict[str, Path]) -> None:
     with gzip.open(path, "wb") as handle:
         handle.write(sample["qa"].read_bytes())
     assert len(raft.build(config(path, sample["docs"], distractors=1)).records) == 4
+
+
+def test_oracle_found_beyond_the_top_ranked_chunks(tmp_path: Path) -> None:
+    # 40 chunks match the question's words better than the one holding the answer.
+    rows = [{"id": f"n{i}", "text": f"river river river bank {i}"} for i in range(40)]
+    rows.append({"id": "answer", "text": "Quetzal is the name."})
+    rows.append({"id": "bare", "text": "x"})
+    docs = write_jsonl(tmp_path / "docs.jsonl", rows)
+    qa = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"id": "q", "question": "Which river bank?", "answers": ["Quetzal"]},
+            {"id": "none", "question": "river bank?", "answers": ["Zyzzyva"]},
+            {"id": "letter", "question": "river?", "answers": ["x"]},
+        ],
+    )
+    result = raft.build(config(qa, docs, distractors=2, oracle_p=1.0))
+    oracles = {r["source_id"]: r["oracles"][0]["id"] for r in result.records}
+    assert oracles == {"q": "answer", "letter": "bare"}
+    assert result.counts["skipped"]["no_oracle"] == 1

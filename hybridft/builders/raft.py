@@ -208,14 +208,27 @@ class RaftBuilder:
         return picked
 
     def oracle_by_answer(self, row: QARow, ranked: np.ndarray, gold: GoldAnswers) -> int | None:
-        """The best bm25-ranked chunk holding a gold answer (a full scan when the top is empty)."""
+        """The best bm25-ranked chunk holding a gold answer.
+
+        Beyond the top-ranked chunks, only chunks sharing a bm25 term with an answer can hold it,
+        so those are checked (a vectorised lookup, not a scan of the corpus per question); an
+        answer without any bm25 term (one letter, stopwords) falls back to checking every chunk.
+        """
         for index in ranked:
             if self.finder.contains(int(index), gold):
                 return int(index)
-        holding = [i for i in range(len(self.chunks)) if self.finder.contains(i, gold)]
+        bm25 = self.bm25()
+        candidates: set[int] = set()
+        for answer in gold.answers:
+            answer_scores = bm25.scores(answer)
+            if not answer_scores.any():
+                candidates = set(range(len(self.chunks)))
+                break
+            candidates.update(np.flatnonzero(answer_scores).tolist())
+        holding = [i for i in sorted(candidates) if self.finder.contains(i, gold)]
         if not holding:
             return None
-        scores = self.bm25().scores(row.question)
+        scores = bm25.scores(row.question)
         return max(holding, key=lambda i: (scores[i], -i))
 
     # --- distractors -----------------------------------------------------------------------
