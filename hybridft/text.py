@@ -10,6 +10,7 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ARTICLE_WORDS = frozenset(("a", "an", "the"))
 _ODD_ASCII = re.compile(r"[^\w\s]", re.ASCII)
 _PUNCT = str.maketrans("", "", string.punctuation)
+_PUNCT_BYTES = string.punctuation.encode()
 _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -20,7 +21,10 @@ def normalize_answer(text: str) -> str:
     if text.isascii() and not _ODD_ASCII.search(text):
         # Only word characters and whitespace are left, so the article regex can only match
         # whole words: filtering words gives the same result, several times faster.
-        return " ".join(word for word in text.split() if word not in _ARTICLE_WORDS)
+        words = text.split()
+        if _ARTICLE_WORDS.isdisjoint(words):
+            return " ".join(words)
+        return " ".join(word for word in words if word not in _ARTICLE_WORDS)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
@@ -37,12 +41,13 @@ class GoldAnswers:
     def __init__(self, answers: list[str]):
         self.answers = answers
         self.normalized = [normalize_answer(a) for a in answers]
-        self._words = [n.split() for n in self.normalized if n]
+        self._words = [[word.encode() for word in n.split()] for n in self.normalized if n]
 
     def might_be_in(self, text: str) -> bool:
         """A cheap, sound pre-check: every word of a normalised text is a substring of the text
-        lowercased with punctuation removed, so False here means :meth:`in_normalized` is False."""
-        stripped = text.lower().translate(_PUNCT)
+        lowercased with punctuation removed, so False here means :meth:`in_normalized` is False.
+        (On UTF-8 bytes: deleting ASCII bytes there is 3x faster than str.translate.)"""
+        stripped = text.lower().encode().translate(None, _PUNCT_BYTES)
         return any(all(word in stripped for word in words) for words in self._words)
 
     def in_normalized(self, normalized_text: str) -> bool:

@@ -103,6 +103,10 @@ class Chunks:
     def __getitem__(self, index: int) -> Chunk:
         return Chunk(self.ids[index], self.doc_ids[index], self.titles[index], self.texts[index])
 
+    def record_doc(self, index: int) -> dict[str, Any]:
+        """A distractor as it appears in a record's ``docs``."""
+        return {"id": self.ids[index], "title": self.titles[index], "text": self.texts[index], "is_oracle": False}
+
 
 def chunk_documents(documents: list[Document], size: int, overlap: int, tokenizer: str | None) -> Chunks:
     """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
@@ -124,8 +128,6 @@ def extractive_cot(question: str, oracles: list[Chunk], gold: GoldAnswers) -> st
     Returns None when no oracle sentence holds an answer (the caller counts it).
     """
     for oracle in oracles:
-        if not gold.might_be_in(oracle.text):
-            continue
         for sentence in split_sentences(oracle.text):
             if not gold.might_be_in(sentence):
                 continue
@@ -329,8 +331,12 @@ class RaftBuilder:
             self.counts["skipped_not_enough_distractors"] += 1
             return None
 
-        docs = [_doc(c, True) for c in oracles] if oracle_present else []
-        docs += [_doc(self.chunks[i], False) for i in distractors]
+        docs = (
+            [{"id": c.id, "title": c.title, "text": c.text, "is_oracle": True} for c in oracles]
+            if oracle_present
+            else []
+        )
+        docs += [self.chunks.record_doc(i) for i in distractors]
         rng.shuffle(docs)
 
         cot_answer = None
@@ -353,10 +359,6 @@ class RaftBuilder:
             "oracle_present": oracle_present,
             "oracles": [{"id": c.id, "title": c.title, "text": c.text} for c in oracles],
         }
-
-
-def _doc(chunk: Chunk, is_oracle: bool) -> dict[str, Any]:
-    return {"id": chunk.id, "title": chunk.title, "text": chunk.text, "is_oracle": is_oracle}
 
 
 def build(config: dict[str, Any]) -> BuildResult:
