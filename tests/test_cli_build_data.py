@@ -233,3 +233,11 @@ def test_demo_reruns_over_its_own_output(tmp_path: Path, capsys: pytest.CaptureF
     assert run_guarded(demo.main, ["--out", str(tmp_path / "demo")]) == 0
     assert run_guarded(demo.main, ["--out", str(tmp_path / "demo")]) == 0
     assert run_guarded(demo.main, ["--bogus"]) == 2
+
+
+def test_error_messages_keep_brackets(cli, sample: dict[str, Path]) -> None:
+    (sample["tmp"] / "bad.jsonl").write_text('["x"] [bold]\n')
+    code, _, stderr = cli("raft", "--qa", sample["tmp"] / "bad.jsonl", "--docs", sample["docs"], "--out", "o")
+    assert code == 2 and "bad.jsonl:1: invalid JSON" in stderr
+    code, _, stderr = cli("raft", "--qa", sample["qa"], "--docs", sample["docs"], "--format", "[red]x", "--out", "o")
+    assert code == 2 and "format=[red]x: expected one of" in stderr

@@ -21,12 +21,14 @@ def run_guarded(command: Callable[[list[str]], int], tokens: list[str]) -> int:
 
     Tracebacks are shown only with ``--debug`` or HYBRIDFT_DEBUG=1.
     """
+    from rich.markup import escape
+
     debug = "--debug" in tokens or os.environ.get("HYBRIDFT_DEBUG") == "1"
     try:
         return command(tokens)
     except UsageError as exc:
         for message in exc.messages:
-            console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         if debug:
             traceback.print_exc()
         return EXIT_USAGE
@@ -34,7 +36,7 @@ def run_guarded(command: Callable[[list[str]], int], tokens: list[str]) -> int:
         console.print("[bold red]interrupted[/]: no output was written")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every other failure is exit 1 with a message
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False, soft_wrap=True)
         if debug:
             traceback.print_exc()
         else:
