@@ -195,6 +195,15 @@ def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
     return documents, stats
 
 
+def visible_files(folder: Path) -> list[Path]:
+    """Files below ``folder`` in sorted order, skipping hidden files and hidden folders."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
 def _document_files(source: str | Path, stats: ReadStats) -> Iterator[tuple[Path, str]]:
     """Files making up a collection, in a fixed order, each with the id prefix of its documents."""
     if str(source).startswith("hf:"):
@@ -206,10 +215,8 @@ def _document_files(source: str | Path, stats: ReadStats) -> Iterator[tuple[Path
         return
     if not path.is_dir():
         raise InputError(f"{path}: no such file or folder")
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in visible_files(path):
         relative = file.relative_to(path)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
         if file.name.endswith(DOCUMENT_SUFFIXES):
             yield file, relative.as_posix()
         elif file.name.endswith(ROW_SUFFIXES):
@@ -336,8 +343,7 @@ def input_hashes(source: str | Path) -> dict[str, str]:
     path = Path(source)
     if path.is_file():
         return {str(path): sha256_file(path)}
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return {str(p): sha256_file(p) for p in files}
+    return {str(p): sha256_file(p) for p in visible_files(path)}
 
 
 def write_manifest(

@@ -79,6 +79,7 @@ class CommandLine:
     positional: list[str]
     control: dict[str, Any]
     values: dict[str, Any]  # option name -> raw value (str, or True/False for bare flags)
+    errors: list[str]  # unknown options, missing values: reported by resolve() with the rest
 
 
 def peek_recipe(tokens: list[str]) -> str | None:
@@ -96,7 +97,8 @@ def parse_tokens(tokens: list[str], options: list[Option]) -> CommandLine:
     """Split argv tokens into positionals, control flags and option values (raw strings).
 
     Bool options work as ``--flag``, ``--no-flag`` or ``--flag false``. Unknown options are
-    collected and reported together, with a close match when there is one.
+    collected (with a close match when there is one) for :func:`resolve` to report with every
+    other problem.
     """
     by_name = {o.name: o for o in options}
     positional: list[str] = []
@@ -147,9 +149,7 @@ def parse_tokens(tokens: list[str], options: list[Option]) -> CommandLine:
             i += 1
         else:
             errors.append(f"{option.flag} needs a value ({option.allowed()})")
-    if errors:
-        raise UsageError(*errors)
-    return CommandLine(positional, control, values)
+    return CommandLine(positional, control, values, errors)
 
 
 def unknown_key_message(key: str, by_name: dict[str, Option], *, as_flag: bool = True) -> str:
@@ -193,6 +193,7 @@ def resolve(
     recipe_name: str = "recipe",
     recipe_dir: Path | None = None,
     ignore_keys: tuple[str, ...] = ("kind",),
+    errors: list[str] | None = None,
 ) -> dict[str, Any]:
     """Merge defaults < recipe < command line, check every value, raise all errors at once.
 
@@ -200,7 +201,7 @@ def resolve(
     any working directory; paths on the command line are taken from the working directory.
     """
     by_name = {o.name: o for o in options}
-    errors: list[str] = []
+    errors = list(errors or [])
     config: dict[str, Any] = {o.name: o.default for o in options}
     for key, value in recipe.items():
         if key in ignore_keys:

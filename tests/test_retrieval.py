@@ -22,3 +22,13 @@ def test_dense_minilm_ranks_by_meaning() -> None:
     found, _ = index.search(["Which French city is the capital?", "a hot drink made from leaves"], k=4)
     assert found[0, 0] in (0, 3) and found[1, 0] == 2
     assert sorted(found[0].tolist()) == [0, 1, 2, 3]
+
+
+def test_top_k_is_the_best_k_in_order() -> None:
+    import numpy as np
+
+    from hybridft.retrieval import _top_k
+
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]])
+    assert _top_k(scores, 2).tolist() == [[1, 3], [0, 1]]
+    assert _top_k(scores, 4).tolist() == [[1, 3, 2, 0], [0, 1, 2, 3]]

@@ -57,7 +57,14 @@ def main(tokens: list[str]) -> int:
     command = parse_tokens(rest, spec.options)
     if command.positional:
         raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
-    config = resolve(spec.options, recipe, command.values, recipe_name=recipe_path or "recipe", recipe_dir=recipe_dir)
+    config = resolve(
+        spec.options,
+        recipe,
+        command.values,
+        recipe_name=recipe_path or "recipe",
+        recipe_dir=recipe_dir,
+        errors=command.errors,
+    )
     cross_errors = spec.check(config)
     if cross_errors:
         raise UsageError(*cross_errors)
