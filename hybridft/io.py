@@ -61,18 +61,16 @@ def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """
     text = str(source)
     if text.startswith("hf:"):
-        yield from _iter_hf_rows(text)
-        return
+        return _iter_hf_rows(text)
     path = Path(source)
     name = path.name
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if name.endswith(".parquet"):
-        yield from _iter_parquet_rows(path)
-    elif name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json.gz"):
-        yield from _iter_jsonl_rows(path)
-    else:
-        raise InputError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
+        return _iter_parquet_rows(path)
+    if name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json.gz"):
+        return _iter_jsonl_rows(path)
+    raise InputError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
 
 
 def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -175,21 +173,19 @@ def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
     documents: list[Document] = []
     seen: dict[str, str] = {}
 
-    def add(doc: Document, where: str) -> None:
-        if doc.id in seen:
-            raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {seen[doc.id]})')
-        seen[doc.id] = where
-        if not doc.text or doc.text.isspace():
-            stats.skip("empty_document")
-            return
-        documents.append(doc)
-
     for file, prefix in _document_files(source, stats):
         if str(file).startswith("hf:") or file.name.endswith(ROW_SUFFIXES):
-            for where, row in iter_rows(file):
-                add(_document_from_row(row, where, prefix), where)
+            located = ((_document_from_row(row, where), where) for where, row in iter_rows(file))
         else:
-            add(_document_from_file(file, prefix), str(file))
+            located = iter([(_document_from_file(file, prefix), str(file))])
+        for doc, where in located:  # corpora have millions of rows: this loop is kept tight
+            first = seen.setdefault(doc.id, where)
+            if first is not where:
+                raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {first})')
+            if doc.text and not doc.text.isspace():
+                documents.append(doc)
+            else:
+                stats.skip("empty_document")
     if not documents:
         raise InputError(f"{source}: no documents with text (an empty corpus cannot be used)")
     return documents, stats
@@ -238,7 +234,7 @@ def _document_from_file(file: Path, doc_id: str) -> Document:
     return Document(id=doc_id or file.name, title=title, text=text)
 
 
-def _document_from_row(row: dict[str, Any], where: str, prefix: str) -> Document:
+def _document_from_row(row: dict[str, Any], where: str) -> Document:
     doc_id, text, title = row.get("id"), row.get("text"), row.get("title")
     if type(doc_id) is str and type(text) is str and (title is None or type(title) is str):
         return Document(id=doc_id, title=title or "", text=text)  # the common case, checked cheaply
