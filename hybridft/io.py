@@ -174,6 +174,7 @@ def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
     seen: dict[str, str] = {}
 
     for file, prefix in _document_files(source, stats):
+        located: Iterator[tuple[Document, str]]
         if str(file).startswith("hf:") or file.name.endswith(ROW_SUFFIXES):
             located = ((_document_from_row(row, where), where) for where, row in iter_rows(file))
         else:
