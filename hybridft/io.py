@@ -285,6 +285,47 @@ def read_qa(source: str | Path) -> list[QARow]:
     return rows
 
 
+# --- KG questions (RoG) -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KGQuestion:
+    id: str
+    question: str
+    answers: list[str]
+    q_entity: list[str]
+    a_entity: list[str]
+    graph: list[Any] | None  # [[h, r, t], ...], or None to use the global KG
+    where: str = ""
+
+
+def read_kg_questions(source: str | Path) -> list[KGQuestion]:
+    """Read RoG question rows (``rmanluo/RoG-webqsp`` / ``RoG-cwq`` as they are). ``answers`` is
+    accepted as an alias of ``answer``; ``graph`` is optional."""
+    rows: list[KGQuestion] = []
+    seen: dict[str, str] = {}
+    for where, row in read_rows(source):
+        qid = _text_field(row, "id", where)
+        assert qid is not None
+        if qid in seen:
+            raise InputError(f'{where}: duplicate id "{qid}" (first at {seen[qid]})')
+        seen[qid] = where
+        question = _text_field(row, "question", where) or ""
+        key = "answer" if row.get("answer") is not None else "answers"
+        if row.get(key) is None:
+            raise InputError(f'{where}: missing field "answer"')
+        lists = {k: _string_list(row.get(k) or [], k, where) for k in ("q_entity", "a_entity")}
+        for k in ("q_entity", "a_entity"):
+            if k not in row:
+                raise InputError(f'{where}: missing field "{k}"')
+        graph = row.get("graph")
+        if graph is not None and not isinstance(graph, list):
+            raise InputError(f'{where}: field "graph" must be a list of [head, relation, tail] triples')
+        answers = _string_list(row[key], key, where)
+        rows.append(KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where))
+    return rows
+
+
 # --- outputs --------------------------------------------------------------------------------
 
 

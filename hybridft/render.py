@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hybridft.kg import render_chain
+
 
 def raft_prompt(record: dict[str, Any]) -> str:
     """Every document as ``<DOCUMENT>text</DOCUMENT>``, then the question."""
@@ -16,10 +18,30 @@ def raft_completion(record: dict[str, Any]) -> str:
     return record["cot_answer"] or f"<ANSWER>: {record['answers'][0]}"
 
 
+def rog_plan(record: dict[str, Any]) -> tuple[str, str]:
+    """Question -> ``<PATH>r1<SEP>r2</PATH>`` (the record's one relation path)."""
+    prompt = (
+        f"Give a relation path in the knowledge graph that leads to the answer of this question.\n{record['question']}"
+    )
+    return prompt, "<PATH>" + "<SEP>".join(record["relation_paths"][0]) + "</PATH>"
+
+
+def rog_reason(record: dict[str, Any]) -> tuple[str, str]:
+    """``Reasoning Paths:`` one path per line, ``Question:``, and the answers one per line."""
+    paths = "\n".join(render_chain(chain, record["q_entity"]) for chain in record["reasoning_paths"])
+    prompt = (
+        "Answer the question from the reasoning paths. List every answer, one per line.\n\n"
+        f"Reasoning Paths:\n{paths}\n\nQuestion:\n{record['question']}"
+    )
+    return prompt, "\n".join(record["answers"])
+
+
 def prompt_and_completion(record: dict[str, Any]) -> tuple[str, str]:
     kind = record["kind"]
     if kind == "raft":
         return raft_prompt(record), raft_completion(record)
+    if kind == "rog":
+        return rog_plan(record) if record["task"] == "plan" else rog_reason(record)
     raise ValueError(f"no rendering for records of kind {kind!r}")
 
 

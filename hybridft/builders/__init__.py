@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hybridft.builders import raft
+from hybridft.builders import raft, rog
 from hybridft.builders.common import BuildResult
 from hybridft.options import Option
 
@@ -26,7 +26,13 @@ BUILDERS: dict[str, BuilderSpec] = {
         raft.build,
         raft.check,
     ),
+    "rog": BuilderSpec(
+        "RoG: relation-path planning and reasoning over knowledge-graph paths",
+        rog.OPTIONS,
+        rog.build,
+        rog.check,
+    ),
 }
 
 # Kinds in the contract whose builders have not landed yet.
-PLANNED_KINDS = ("rog", "invar", "mix")
+PLANNED_KINDS = ("invar", "mix")

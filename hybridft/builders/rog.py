@@ -1,0 +1,138 @@
+"""RoG data (Luo et al. 2024, arXiv 2310.01061): plan relation paths, then reason over the paths.
+
+``plan`` examples teach question -> ``<PATH>r1<SEP>r2</PATH>``, one per shortest relation path
+between a question entity and an answer entity, as RoG trains. ``reason`` examples give the
+reasoning paths found by following those relation paths in the KG from the question entities, and
+the answers, one per line. Records (``records.jsonl``)::
+
+    {"id", "source_id", "kind": "rog", "split", "task": "plan"|"reason", "question",
+     "q_entity", "a_entity", "answers", "relation_paths": [[r, ...], ...],
+     "reasoning_paths": [[[h, r, t], ...], ...]}
+
+A plan record carries its one relation path; a reason record all of them and the kept chains.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hybridft.builders.common import BuildResult, common_options, split_of
+from hybridft.errors import UsageError
+from hybridft.io import KGQuestion, read_kg_questions
+from hybridft.kg import KG, read_kg, reasoning_paths, shortest_relation_paths
+from hybridft.options import Option
+from hybridft.progress import log, track
+
+TASKS = ("plan", "reason")
+
+OPTIONS = [
+    Option("questions", "path", None, "KG questions: .jsonl/.parquet rows (RoG-webqsp/cwq as they are)", required=True),
+    Option("kg", "path", None, "global KG (.tsv or .jsonl triples) for rows without a graph"),
+    Option("max_hops", "int", 3, "longest relation path searched", minimum=1),
+    Option("directed", "bool", False, "walk edges head -> tail only (default: both ways, as RoG)"),
+    Option("tasks", "list", list(TASKS), "which examples to build", choices=TASKS),
+    Option("max_reasoning_paths", "int", 32, "reasoning paths kept per question (sorted)", minimum=1),
+    *common_options(),
+]
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    return [] if config["tasks"] else ["tasks: name at least one of plan, reason"]
+
+
+def build(config: dict[str, Any]) -> BuildResult:
+    """Build RoG records from ``config`` (resolved OPTIONS)."""
+    questions = read_kg_questions(config["questions"])
+    without_graph = [q.where for q in questions if q.graph is None]
+    global_kg: KG | None = None
+    if without_graph:
+        if not config["kg"]:
+            more = f" (and {len(without_graph) - 1} more)" if len(without_graph) > 1 else ""
+            raise UsageError(f"{without_graph[0]}: row has no graph{more}; give a global KG with --kg")
+        log(f"indexing the global KG {config['kg']}")
+        global_kg = read_kg(config["kg"])
+    counts: Counter[str] = Counter()
+    records: list[dict[str, Any]] = []
+    for row in track(questions, "finding relation paths", total=len(questions)):
+        records.extend(_examples(row, global_kg, config, counts))
+    result_counts: dict[str, Any] = {
+        "questions": len(questions),
+        "questions_with_paths": counts["with_paths"],
+        "examples": len(records),
+        "plan": sum(r["task"] == "plan" for r in records),
+        "reason": sum(r["task"] == "reason" for r in records),
+        "relation_paths": counts["relation_paths"],
+        "reasoning_paths_kept": counts["chains_kept"],
+        "reasoning_paths_cut": counts["chains_cut"],
+        "questions_over_chain_limit": counts["over_chain_limit"],
+        "skipped": {
+            reason: counts[f"skipped_{reason}"]
+            for reason in ("no_path", "empty_graph", "no_question_entity_in_graph", "no_answer_entity_in_graph")
+        },
+    }
+    inputs = [config["questions"], *([config["kg"]] if global_kg is not None else [])]
+    return BuildResult(records, result_counts, inputs)
+
+
+def _examples(
+    row: KGQuestion, global_kg: KG | None, config: dict[str, Any], counts: Counter[str]
+) -> list[dict[str, Any]]:
+    if row.graph is not None:
+        if not row.graph:
+            counts["skipped_empty_graph"] += 1
+            return []
+        kg = KG.from_triples(row.graph, f"{row.where}: graph")
+    else:
+        assert global_kg is not None
+        kg = global_kg
+    q_ids = [i for i in kg.ids(row.q_entity) if i is not None]
+    a_ids = [i for i in kg.ids(row.a_entity) if i is not None]
+    if not q_ids:
+        counts["skipped_no_question_entity_in_graph"] += 1
+        return []
+    if not a_ids:
+        counts["skipped_no_answer_entity_in_graph"] += 1
+        return []
+    paths = shortest_relation_paths(kg, q_ids, a_ids, config["max_hops"], config["directed"])
+    if not paths:
+        counts["skipped_no_path"] += 1
+        return []
+    counts["with_paths"] += 1
+    counts["relation_paths"] += len(paths)
+    base: dict[str, Any] = {
+        "source_id": row.id,
+        "kind": "rog",
+        "split": split_of(row.id, config["eval_fraction"]),
+        "question": row.question,
+        "q_entity": row.q_entity,
+        "a_entity": row.a_entity,
+        "answers": row.answers,
+    }
+    records: list[dict[str, Any]] = []
+    if "plan" in config["tasks"]:
+        for n, path in enumerate(paths):
+            records.append(
+                {
+                    "id": f"rog-plan-{row.id}-{n}",
+                    **base,
+                    "task": "plan",
+                    "relation_paths": [list(path)],
+                    "reasoning_paths": [],
+                }
+            )
+    if "reason" in config["tasks"]:
+        chains = reasoning_paths(kg, q_ids, paths, config["directed"], config["max_reasoning_paths"])
+        counts["chains_kept"] += len(chains.chains)
+        counts["chains_cut"] += chains.cut
+        counts["over_chain_limit"] += chains.hit_limit
+        records.append(
+            {
+                "id": f"rog-reason-{row.id}",
+                **base,
+                "task": "reason",
+                "relation_paths": [list(p) for p in paths],
+                "reasoning_paths": [[list(t) for t in chain] for chain in chains.chains],
+            }
+        )
+    return records

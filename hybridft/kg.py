@@ -1,0 +1,331 @@
+"""Knowledge graphs for RoG: integer-indexed CSR adjacency that keeps direction and parallel edges.
+
+RoG's reference code loads each question's graph into a networkx *simple undirected* graph: of
+two relations between the same pair of entities only one survives, and a reversed edge is later
+printed as if it pointed forward. Here every triple is an edge ``head --relation--> tail``;
+walking "undirected" means an edge may also be stepped from its tail to its head, and such a step
+is remembered so the rendered fact stays true (``e1 <- r <- e2``).
+
+Shortest relation paths are found without enumerating node paths: one breadth-first search from
+the answer entity gives every node's distance to it, and relation sequences are then grown layer
+by layer from the question entity along edges that keep to a shortest path, deduplicated per node.
+A hub with thousands of neighbours costs one vectorised expansion, not thousands of paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridft.errors import InputError
+
+UNREACHED = np.int16(32767)
+# Reasoning-path enumeration stops here for one question (a hub can make it explode); the
+# manifest counts the questions where it did.
+CHAIN_LIMIT = 100_000
+
+
+@dataclass
+class KG:
+    """Triples as integer arrays plus CSR indexes of out-edges (by head) and in-edges (by tail)."""
+
+    entities: np.ndarray  # object array of names, indexed by entity id
+    relations: np.ndarray  # object array of names, indexed by relation id
+    heads: np.ndarray
+    rels: np.ndarray
+    tails: np.ndarray
+    out_ptr: np.ndarray = field(repr=False)
+    out_edges: np.ndarray = field(repr=False)
+    in_ptr: np.ndarray = field(repr=False)
+    in_edges: np.ndarray = field(repr=False)
+    _index: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_arrays(cls, heads: np.ndarray, rels: np.ndarray, tails: np.ndarray) -> KG:
+        """Build from three equally long arrays of names (one triple per position)."""
+        import pandas as pd
+
+        m = len(heads)
+        codes, entities = pd.factorize(np.concatenate([heads, tails]), sort=False)
+        rel_codes, relations = pd.factorize(rels, sort=False)
+        head_ids = codes[:m].astype(np.int32)
+        tail_ids = codes[m:].astype(np.int32)
+        n = len(entities)
+        out_edges = np.argsort(head_ids, kind="stable").astype(np.int32)
+        in_edges = np.argsort(tail_ids, kind="stable").astype(np.int32)
+        out_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(head_ids, minlength=n), out=out_ptr[1:])
+        in_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tail_ids, minlength=n), out=in_ptr[1:])
+        return cls(
+            np.asarray(entities, dtype=object),
+            np.asarray(relations, dtype=object),
+            head_ids,
+            rel_codes.astype(np.int32),
+            tail_ids,
+            out_ptr,
+            out_edges,
+            in_ptr,
+            in_edges,
+        )
+
+    @classmethod
+    def from_triples(cls, triples: list[Any], where: str = "graph") -> KG:
+        """Build from ``[[h, r, t], ...]``; a triple without exactly three strings is an error."""
+        array = np.empty((len(triples), 3), dtype=object)
+        try:
+            array[:] = triples
+            well_formed = all(isinstance(x, str) for x in array.ravel())
+        except (ValueError, TypeError):
+            well_formed = False
+        if not well_formed:
+            for n, triple in enumerate(triples):
+                if not (
+                    isinstance(triple, (list, tuple)) and len(triple) == 3 and all(isinstance(x, str) for x in triple)
+                ):
+                    raise InputError(f"{where}: triple {n} is {triple!r}, expected [head, relation, tail] strings")
+        return cls.from_arrays(array[:, 0], array[:, 1], array[:, 2])
+
+    @property
+    def size(self) -> int:
+        return len(self.entities)
+
+    def ids(self, names: list[str]) -> list[int | None]:
+        """Entity ids of ``names``; None for names not in the graph."""
+        import pandas as pd
+
+        if self._index is None:
+            self._index = pd.Index(self.entities)
+        found = self._index.get_indexer(names)
+        return [int(i) if i >= 0 else None for i in found]
+
+    # --- traversal ---------------------------------------------------------------------------
+
+    def steps(self, nodes: np.ndarray, directed: bool, backward: bool = False) -> tuple[np.ndarray, ...]:
+        """Every step out of ``nodes``: (from node, edge id, to node, forward?) arrays.
+
+        A forward step follows an edge head -> tail; a backward step goes tail -> head and is
+        taken when walking undirected (``directed`` False) or when ``backward`` asks for reversed
+        edges only (a directed search from the answer end).
+        """
+        parts = []
+        if not backward:
+            edges, sources = _expand(self.out_ptr, self.out_edges, nodes)
+            parts.append((sources, edges, self.tails[edges], np.ones(len(edges), dtype=bool)))
+        if backward or not directed:
+            edges, sources = _expand(self.in_ptr, self.in_edges, nodes)
+            parts.append((sources, edges, self.heads[edges], np.zeros(len(edges), dtype=bool)))
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+    def distances(self, source: int, max_hops: int, directed: bool, towards: bool = False) -> np.ndarray:
+        """Hop distance of every entity from ``source`` (UNREACHED beyond ``max_hops``).
+
+        With ``towards`` and ``directed``, distances are measured along edges *into* ``source``
+        (how far each entity is from reaching it), which is what a search from the answer needs.
+        """
+        dist = np.full(self.size, UNREACHED, dtype=np.int16)
+        dist[source] = 0
+        frontier = np.array([source], dtype=np.int32)
+        for hop in range(1, max_hops + 1):
+            _, _, reached, _ = self.steps(frontier, directed, backward=directed and towards)
+            reached = np.unique(reached[dist[reached] == UNREACHED])
+            if len(reached) == 0:
+                break
+            dist[reached] = hop
+            frontier = reached.astype(np.int32)
+        return dist
+
+
+def _expand(ptr: np.ndarray, order: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All CSR entries of ``nodes`` at once: (edge ids, the node each came from)."""
+    starts = ptr[nodes]
+    counts = ptr[nodes + 1] - starts
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)
+    # Position k of node j's run maps to starts[j] + k: one repeat and one arange, no Python loop.
+    run_starts = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return order[run_starts + np.arange(total)], np.repeat(nodes, counts)
+
+
+# --- relation paths and reasoning paths ---------------------------------------------------------
+
+
+def shortest_relation_paths(
+    kg: KG, q_ids: list[int], a_ids: list[int], max_hops: int, directed: bool
+) -> list[tuple[str, ...]]:
+    """Relation sequences of every shortest path from a question entity to an answer entity,
+    for every (question, answer) pair, deduplicated and sorted. Parallel edges each give their own
+    sequence; edges are stepped both ways unless ``directed``."""
+    found: set[tuple[str, ...]] = set()
+    for a in dict.fromkeys(a_ids):
+        to_answer = kg.distances(a, max_hops, directed, towards=True)
+        for q in dict.fromkeys(q_ids):
+            length = int(to_answer[q])
+            if q == a or length > max_hops:
+                continue
+            found.update(_sequences_along_shortest_paths(kg, q, a, length, to_answer, directed))
+    return sorted(found)
+
+
+def _sequences_along_shortest_paths(
+    kg: KG, q: int, a: int, length: int, to_answer: np.ndarray, directed: bool
+) -> set[tuple[str, ...]]:
+    layer: dict[int, set[tuple[int, ...]]] = {q: {()}}
+    for hop in range(length):
+        nodes = np.fromiter(layer, dtype=np.int32, count=len(layer))
+        sources, edges, targets, _ = kg.steps(nodes, directed)
+        keep = to_answer[targets] == length - hop - 1
+        following: dict[int, set[tuple[int, ...]]] = {}
+        for source, edge, target in zip(
+            sources[keep].tolist(), edges[keep].tolist(), targets[keep].tolist(), strict=True
+        ):
+            rel = int(kg.rels[edge])
+            bucket = following.setdefault(target, set())
+            for prefix in layer[source]:
+                bucket.add((*prefix, rel))
+        layer = following
+    return {tuple(str(kg.relations[r]) for r in seq) for seq in layer.get(a, ())}
+
+
+Triple = tuple[str, str, str]
+
+
+@dataclass
+class Chains:
+    """Reasoning paths of one question: the kept chains and what the cap cut."""
+
+    chains: list[list[Triple]]
+    cut: int
+    hit_limit: bool
+
+
+def reasoning_paths(
+    kg: KG, q_ids: list[int], relation_paths: list[tuple[str, ...]], directed: bool, cap: int
+) -> Chains:
+    """Follow each relation path from each question entity; every chain is a list of triples in
+    their true direction, cycle-free. Sorted, deduplicated, and the first ``cap`` kept."""
+    rel_ids = {name: i for i, name in enumerate(kg.relations.tolist())}
+    found: set[tuple[Triple, ...]] = set()
+    hit_limit = False
+    for path in relation_paths:
+        wanted = [rel_ids.get(name) for name in path]
+        if None in wanted:
+            continue
+        for q in dict.fromkeys(q_ids):
+            hit_limit |= _follow(kg, q, wanted, directed, found)  # type: ignore[arg-type]
+            if hit_limit:
+                break
+    ordered = sorted(found)
+    return Chains([list(chain) for chain in ordered[:cap]], max(0, len(ordered) - cap), hit_limit)
+
+
+def _follow(kg: KG, start: int, wanted: list[int], directed: bool, found: set[tuple[Triple, ...]]) -> bool:
+    """Depth-first walk of ``wanted`` relations from ``start``; adds chains to ``found``.
+    Returns True when CHAIN_LIMIT stopped it."""
+    stack: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = [(start, (start,), ())]
+    while stack:
+        node, visited, edges = stack.pop()
+        hop = len(edges)
+        if hop == len(wanted):
+            found.add(tuple(_triple(kg, e) for e in edges))
+            if len(found) >= CHAIN_LIMIT:
+                return True
+            continue
+        _, step_edges, targets, _ = kg.steps(np.array([node], dtype=np.int32), directed)
+        match = kg.rels[step_edges] == wanted[hop]
+        for edge, target in zip(step_edges[match].tolist(), targets[match].tolist(), strict=True):
+            if target not in visited:
+                stack.append((target, (*visited, target), (*edges, edge)))
+    return False
+
+
+def _triple(kg: KG, edge: int) -> Triple:
+    return (str(kg.entities[kg.heads[edge]]), str(kg.relations[kg.rels[edge]]), str(kg.entities[kg.tails[edge]]))
+
+
+def render_chain(chain: list[Triple] | list[list[str]], question_entities: list[str]) -> str:
+    """``e0 -> r1 -> e1 <- r2 <- e2``: a step against an edge is drawn with reversed arrows so
+    every fact reads true. The walk starts at the question entity the first triple touches."""
+    first_head, _, first_tail = chain[0]
+    current = first_tail if first_tail in question_entities and first_head not in question_entities else first_head
+    parts = [current]
+    for head, relation, tail in chain:
+        if head == current:
+            parts.append(f"-> {relation} -> {tail}")
+            current = tail
+        else:
+            parts.append(f"<- {relation} <- {head}")
+            current = head
+    return " ".join(parts)
+
+
+# --- global KG files ----------------------------------------------------------------------------
+
+
+def read_kg(path: str | Path) -> KG:
+    """A global KG from ``.tsv`` (head, relation, tail per line) or ``.jsonl`` ``[h, r, t]`` rows."""
+    path = Path(path)
+    name = path.name
+    if name.endswith((".tsv", ".tsv.gz")):
+        return _read_tsv(path)
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return _read_jsonl_triples(path)
+    raise InputError(f"{path}: unsupported KG file (expected .tsv or .jsonl triples)")
+
+
+def _read_tsv(path: Path) -> KG:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            names=["h", "r", "t"],
+            dtype=str,
+            quoting=3,
+            keep_default_na=False,
+            na_values=[],
+            on_bad_lines="error",
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: no triples (an empty KG cannot be used)") from None
+    blank = (frame["t"] == "") | (frame["r"] == "") | (frame["h"] == "")
+    if blank.any():
+        line = int(np.flatnonzero(blank.to_numpy())[0]) + 1
+        raise InputError(f"{path}:{line}: expected head<TAB>relation<TAB>tail, got fewer than 3 fields")
+    if frame.empty:
+        raise InputError(f"{path}: no triples (an empty KG cannot be used)")
+    return KG.from_arrays(frame["h"].to_numpy(object), frame["r"].to_numpy(object), frame["t"].to_numpy(object))
+
+
+def _read_jsonl_triples(path: Path) -> KG:
+    import gzip
+
+    import orjson
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    triples = []
+    with opener(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if raw.isspace():
+                continue
+            try:
+                triple = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise InputError(f"{path}:{lineno}: invalid JSON") from None
+            if not (isinstance(triple, list) and len(triple) == 3 and all(isinstance(x, str) for x in triple)):
+                raise InputError(f"{path}:{lineno}: expected [head, relation, tail] strings, got {triple!r}")
+            triples.append(triple)
+    if not triples:
+        raise InputError(f"{path}: no triples (an empty KG cannot be used)")
+    return KG.from_triples(triples, str(path))
