@@ -71,7 +71,7 @@ def test_reasoning_paths_are_true_chains_from_a_question_entity() -> None:
     for chain in chains.chains:
         assert all(tuple(t) in facts for t in chain)
         assert "Paris" in chain[0][::2]
-        for left, right in zip(chain, chain[1:]):
+        for left, right in zip(chain, chain[1:], strict=False):
             assert set(left[::2]) & set(right[::2])
     rendered = sorted(render_chain(c, ["Paris"]) for c in chains.chains)
     assert rendered == [
