@@ -299,12 +299,14 @@ class KGQuestion:
     where: str = ""
 
 
-def read_kg_questions(source: str | Path) -> list[KGQuestion]:
-    """Read RoG question rows (``rmanluo/RoG-webqsp`` / ``RoG-cwq`` as they are). ``answers`` is
-    accepted as an alias of ``answer``; ``graph`` is optional."""
-    rows: list[KGQuestion] = []
+def iter_kg_questions(source: str | Path) -> Iterator[KGQuestion]:
+    """RoG question rows (``rmanluo/RoG-webqsp`` / ``RoG-cwq`` as they are), one at a time: each
+    row carries a graph of thousands of triples, so rows are not all held in memory at once.
+    ``answers`` is accepted as an alias of ``answer``; ``graph`` is optional."""
     seen: dict[str, str] = {}
-    for where, row in read_rows(source):
+    empty = True
+    for where, row in iter_rows(source):
+        empty = False
         qid = _text_field(row, "id", where)
         assert qid is not None
         if qid in seen:
@@ -322,8 +324,9 @@ def read_kg_questions(source: str | Path) -> list[KGQuestion]:
         if graph is not None and not isinstance(graph, list):
             raise InputError(f'{where}: field "graph" must be a list of [head, relation, tail] triples')
         answers = _string_list(row[key], key, where)
-        rows.append(KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where))
-    return rows
+        yield KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where)
+    if empty:
+        raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
 
 
 # --- outputs --------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ CHAIN_LIMIT = 100_000
 class KG:
     """Triples as integer arrays plus CSR indexes of out-edges (by head) and in-edges (by tail)."""
 
-    entities: np.ndarray  # object array of names, indexed by entity id
-    relations: np.ndarray  # object array of names, indexed by relation id
+    entities: Any  # names by entity id: a numpy object array or a pyarrow string array
+    relations: Any  # names by relation id, likewise
     heads: np.ndarray
     rels: np.ndarray
     tails: np.ndarray
@@ -42,52 +42,61 @@ class KG:
     in_ptr: np.ndarray = field(repr=False)
     in_edges: np.ndarray = field(repr=False)
     _index: Any = field(default=None, repr=False)
+    _relation_ids: dict[str, int] | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(cls, heads: np.ndarray, rels: np.ndarray, tails: np.ndarray) -> KG:
-        """Build from three equally long arrays of names (one triple per position)."""
+        """Build from three equally long object arrays of names (one triple per position)."""
         import pandas as pd
 
         m = len(heads)
         codes, entities = pd.factorize(np.concatenate([heads, tails]), sort=False)
         rel_codes, relations = pd.factorize(rels, sort=False)
-        head_ids = codes[:m].astype(np.int32)
-        tail_ids = codes[m:].astype(np.int32)
+        return cls.from_codes(
+            codes[:m], rel_codes, codes[m:], np.asarray(entities, object), np.asarray(relations, object)
+        )
+
+    @classmethod
+    def from_codes(cls, heads: np.ndarray, rels: np.ndarray, tails: np.ndarray, entities: Any, relations: Any) -> KG:
+        """Build from integer triples; ``entities``/``relations`` name the codes (numpy object
+        arrays, or pyarrow string arrays for a large global KG, which keep names compact)."""
+        head_ids = np.asarray(heads, dtype=np.int32)
+        tail_ids = np.asarray(tails, dtype=np.int32)
         n = len(entities)
-        out_edges = np.argsort(head_ids, kind="stable").astype(np.int32)
-        in_edges = np.argsort(tail_ids, kind="stable").astype(np.int32)
         out_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(head_ids, minlength=n), out=out_ptr[1:])
         in_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(tail_ids, minlength=n), out=in_ptr[1:])
         return cls(
-            np.asarray(entities, dtype=object),
-            np.asarray(relations, dtype=object),
+            entities,
+            relations,
             head_ids,
-            rel_codes.astype(np.int32),
+            np.asarray(rels, dtype=np.int32),
             tail_ids,
             out_ptr,
-            out_edges,
+            np.argsort(head_ids, kind="stable").astype(np.int32),
             in_ptr,
-            in_edges,
+            np.argsort(tail_ids, kind="stable").astype(np.int32),
         )
 
     @classmethod
     def from_triples(cls, triples: list[Any], where: str = "graph") -> KG:
         """Build from ``[[h, r, t], ...]``; a triple without exactly three strings is an error."""
-        array = np.empty((len(triples), 3), dtype=object)
+        import pandas as pd
+
         try:
-            array[:] = triples
-            well_formed = all(isinstance(x, str) for x in array.ravel())
-        except (ValueError, TypeError):
+            well_formed = bool(triples) and set(map(len, triples)) == {3}
+        except TypeError:  # an element without a length
             well_formed = False
-        if not well_formed:
+        columns = [np.array(column, dtype=object) for column in zip(*triples, strict=True)] if well_formed else []
+        if not well_formed or any(pd.api.types.infer_dtype(c, skipna=False) != "string" for c in columns):
             for n, triple in enumerate(triples):
                 if not (
                     isinstance(triple, (list, tuple)) and len(triple) == 3 and all(isinstance(x, str) for x in triple)
                 ):
                     raise InputError(f"{where}: triple {n} is {triple!r}, expected [head, relation, tail] strings")
-        return cls.from_arrays(array[:, 0], array[:, 1], array[:, 2])
+            raise InputError(f"{where}: no triples")
+        return cls.from_arrays(*columns)
 
     @property
     def size(self) -> int:
@@ -95,12 +104,44 @@ class KG:
 
     def ids(self, names: list[str]) -> list[int | None]:
         """Entity ids of ``names``; None for names not in the graph."""
-        import pandas as pd
+        if isinstance(self.entities, np.ndarray):
+            if self._index is None:
+                import pandas as pd
 
+                self._index = pd.Index(self.entities, dtype=object)
+            return [int(i) if i >= 0 else None for i in self._index.get_indexer(names)]
+        # A global KG: binary search in the names' sorted order, computed once. (pyarrow's
+        # index_in would hash the whole name set again on every call.)
         if self._index is None:
-            self._index = pd.Index(self.entities)
-        found = self._index.get_indexer(names)
-        return [int(i) if i >= 0 else None for i in found]
+            import pyarrow.compute as pc
+
+            self._index = pc.sort_indices(self.entities).to_numpy()
+        return [self._find(name) for name in names]
+
+    def _find(self, name: str) -> int | None:
+        order, low, high = self._index, 0, len(self._index)
+        while low < high:
+            middle = (low + high) // 2
+            if self.entity(order[middle]) < name:
+                low = middle + 1
+            else:
+                high = middle
+        if low < len(order) and self.entity(order[low]) == name:
+            return int(order[low])
+        return None
+
+    def relation_ids(self) -> dict[str, int]:
+        """Relation name -> id (relations are few; built once)."""
+        if self._relation_ids is None:
+            names = self.relations.tolist() if isinstance(self.relations, np.ndarray) else self.relations.to_pylist()
+            self._relation_ids = {name: i for i, name in enumerate(names)}
+        return self._relation_ids
+
+    def entity(self, entity_id: int) -> str:
+        return _name(self.entities, entity_id)
+
+    def relation(self, relation_id: int) -> str:
+        return _name(self.relations, relation_id)
 
     # --- traversal ---------------------------------------------------------------------------
 
@@ -137,6 +178,11 @@ class KG:
             dist[reached] = hop
             frontier = reached.astype(np.int32)
         return dist
+
+
+def _name(names: Any, index: int) -> str:
+    value = names[int(index)]
+    return value if isinstance(value, str) else value.as_py()
 
 
 def _expand(ptr: np.ndarray, order: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +234,7 @@ def _sequences_along_shortest_paths(
             for prefix in layer[source]:
                 bucket.add((*prefix, rel))
         layer = following
-    return {tuple(str(kg.relations[r]) for r in seq) for seq in layer.get(a, ())}
+    return {tuple(kg.relation(r) for r in seq) for seq in layer.get(a, ())}
 
 
 Triple = tuple[str, str, str]
@@ -208,7 +254,7 @@ def reasoning_paths(
 ) -> Chains:
     """Follow each relation path from each question entity; every chain is a list of triples in
     their true direction, cycle-free. Sorted, deduplicated, and the first ``cap`` kept."""
-    rel_ids = {name: i for i, name in enumerate(kg.relations.tolist())}
+    rel_ids = kg.relation_ids()
     found: set[tuple[Triple, ...]] = set()
     hit_limit = False
     for path in relation_paths:
@@ -244,7 +290,7 @@ def _follow(kg: KG, start: int, wanted: list[int], directed: bool, found: set[tu
 
 
 def _triple(kg: KG, edge: int) -> Triple:
-    return (str(kg.entities[kg.heads[edge]]), str(kg.relations[kg.rels[edge]]), str(kg.entities[kg.tails[edge]]))
+    return (kg.entity(kg.heads[edge]), kg.relation(kg.rels[edge]), kg.entity(kg.tails[edge]))
 
 
 def render_chain(chain: list[Triple] | list[list[str]], question_entities: list[str]) -> str:
@@ -278,34 +324,51 @@ def read_kg(path: str | Path) -> KG:
 
 
 def _read_tsv(path: Path) -> KG:
-    import pandas as pd
+    """pyarrow's multi-threaded CSV reader, then dictionary encoding: names stay in compact arrow
+    buffers instead of millions of Python strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
 
+    bad_rows = []
+
+    def on_bad_row(row: Any) -> str:
+        bad_rows.append(row)
+        return "skip"
+
+    columns = ["h", "r", "t"]
     try:
-        frame = pd.read_csv(
+        table = csv.read_csv(
             path,
-            sep="\t",
-            header=None,
-            names=["h", "r", "t"],
-            dtype=str,
-            quoting=3,
-            keep_default_na=False,
-            na_values=[],
-            on_bad_lines="error",
-            engine="c",
+            read_options=csv.ReadOptions(column_names=columns),
+            parse_options=csv.ParseOptions(delimiter="\t", quote_char=False, invalid_row_handler=on_bad_row),
+            convert_options=csv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
+            ),
         )
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: no triples (an empty KG cannot be used)") from None
-    blank = (frame["t"] == "") | (frame["r"] == "") | (frame["h"] == "")
-    if blank.any():
-        line = int(np.flatnonzero(blank.to_numpy())[0]) + 1
-        raise InputError(f"{path}:{line}: expected head<TAB>relation<TAB>tail, got fewer than 3 fields")
-    if frame.empty:
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    blank = pc.or_(pc.or_(pc.equal(table["h"], ""), pc.equal(table["r"], "")), pc.equal(table["t"], ""))
+    if bad_rows or pc.any(blank).as_py():
+        raise InputError(f"{path}:{_first_bad_tsv_line(path)}: expected head<TAB>relation<TAB>tail")
+    if table.num_rows == 0:
         raise InputError(f"{path}: no triples (an empty KG cannot be used)")
-    return KG.from_arrays(frame["h"].to_numpy(object), frame["r"].to_numpy(object), frame["t"].to_numpy(object))
+    entities = pa.chunked_array(table["h"].chunks + table["t"].chunks).dictionary_encode().unify_dictionaries()
+    relations = table["r"].dictionary_encode().unify_dictionaries()
+    codes = np.concatenate([chunk.indices.to_numpy() for chunk in entities.chunks])
+    rel_codes = np.concatenate([chunk.indices.to_numpy() for chunk in relations.chunks])
+    m = table.num_rows
+    return KG.from_codes(codes[:m], rel_codes, codes[m:], entities.chunk(0).dictionary, relations.chunk(0).dictionary)
+
+
+def _first_bad_tsv_line(path: Path) -> int:
+    """The line number of the first line without three non-empty fields (only on error)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            fields = line.rstrip("\n").split("\t")
+            if line.strip() and (len(fields) != 3 or "" in fields):
+                return lineno
+    return 0
 
 
 def _read_jsonl_triples(path: Path) -> KG:

@@ -19,7 +19,7 @@ from typing import Any
 
 from hybridft.builders.common import BuildResult, common_options, split_of
 from hybridft.errors import UsageError
-from hybridft.io import KGQuestion, read_kg_questions
+from hybridft.io import KGQuestion, iter_kg_questions
 from hybridft.kg import KG, read_kg, reasoning_paths, shortest_relation_paths
 from hybridft.options import Option
 from hybridft.progress import log, track
@@ -43,21 +43,20 @@ def check(config: dict[str, Any]) -> list[str]:
 
 def build(config: dict[str, Any]) -> BuildResult:
     """Build RoG records from ``config`` (resolved OPTIONS)."""
-    questions = read_kg_questions(config["questions"])
-    without_graph = [q.where for q in questions if q.graph is None]
-    global_kg: KG | None = None
-    if without_graph:
-        if not config["kg"]:
-            more = f" (and {len(without_graph) - 1} more)" if len(without_graph) > 1 else ""
-            raise UsageError(f"{without_graph[0]}: row has no graph{more}; give a global KG with --kg")
-        log(f"indexing the global KG {config['kg']}")
-        global_kg = read_kg(config["kg"])
     counts: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    for row in track(questions, "finding relation paths", total=len(questions)):
+    global_kg: KG | None = None
+    n_questions = 0
+    for row in track(iter_kg_questions(config["questions"]), "finding relation paths"):
+        n_questions += 1
+        if row.graph is None and global_kg is None:
+            if not config["kg"]:
+                raise UsageError(f"{row.where}: row has no graph; give a global KG with --kg")
+            log(f"indexing the global KG {config['kg']}")
+            global_kg = read_kg(config["kg"])
         records.extend(_examples(row, global_kg, config, counts))
     result_counts: dict[str, Any] = {
-        "questions": len(questions),
+        "questions": n_questions,
         "questions_with_paths": counts["with_paths"],
         "examples": len(records),
         "plan": sum(r["task"] == "plan" for r in records),
