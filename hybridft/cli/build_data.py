@@ -94,11 +94,12 @@ def _print_config(kind: str, config: dict[str, Any], as_json: bool) -> None:
 
 
 def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
-    from hybridft.io import atomic_output_dir, check_output_dir, input_hashes, write_jsonl, write_manifest
+    from hybridft.io import atomic_output_dir, check_output_dir, input_hashes, paused_gc, write_jsonl, write_manifest
     from hybridft.render import render
 
     check_output_dir(config["out"], config["overwrite"])
-    result = spec.build(config)
+    with paused_gc():
+        result = spec.build(config)
     if not result.records:
         raise UsageError(f"no {kind} examples could be built; skipped: {json.dumps(result.counts.get('skipped', {}))}")
     fmt = config["format"]
@@ -106,7 +107,7 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
     inputs: dict[str, str] = {}
     for source in result.inputs:
         inputs.update(input_hashes(source))
-    with atomic_output_dir(config["out"], config["overwrite"]) as temp:
+    with paused_gc(), atomic_output_dir(config["out"], config["overwrite"]) as temp:
         write_jsonl(temp / "records.jsonl", result.records)
         for split in ("train", "eval"):
             rows = (render(r, fmt) for r in result.records if r["split"] == split)
