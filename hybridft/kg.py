@@ -363,7 +363,10 @@ def _read_tsv(path: Path) -> KG:
 
 def _first_bad_tsv_line(path: Path) -> int:
     """The line number of the first line without three non-empty fields (only on error)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
         for lineno, line in enumerate(handle, start=1):
             fields = line.rstrip("\n").split("\t")
             if line.strip() and (len(fields) != 3 or "" in fields):

@@ -110,3 +110,14 @@ def test_global_kg_in_jsonl(cli, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert cli("rog", "--questions", questions, "--kg", kg, "--out", out, "--eval-fraction", "0")[0] == 0
     assert [r["relation_paths"] for r in read_jsonl(out / "records.jsonl")] == [[["r", "s"]], [["r", "s"]]]
+
+
+def test_gzipped_tsv_kg_with_a_bad_line_is_named(cli, tmp_path: Path) -> None:
+    import gzip
+
+    kg = tmp_path / "kg.tsv.gz"
+    with gzip.open(kg, "wt") as handle:
+        handle.write("A\tr\tM\nB\ts\tM\nB\tonly-two\n")
+    questions = write_jsonl(tmp_path / "q.jsonl", [question("n")])
+    code, _, stderr = cli("rog", "--questions", questions, "--kg", kg, "--out", tmp_path / "out")
+    assert code == 2 and "kg.tsv.gz:3: expected head<TAB>relation<TAB>tail" in stderr
