@@ -178,6 +178,23 @@ def _string_list(value: Any, key: str, where: str) -> list[str]:
     raise InputError(f'{where}: field "{key}" must be a string or a list of strings')
 
 
+def _unique_id(row: dict[str, Any], where: str, seen: dict[str, str]) -> str:
+    """The row's ``id``, an error if an earlier row had it (``seen`` maps ids to locations)."""
+    row_id = _text_field(row, "id", where)
+    assert row_id is not None
+    if row_id in seen:
+        raise InputError(f'{where}: duplicate id "{row_id}" (first at {seen[row_id]})')
+    seen[row_id] = where
+    return row_id
+
+
+def _question(row: dict[str, Any], where: str) -> str:
+    question = _text_field(row, "question", where) or ""
+    if not question.strip():
+        raise InputError(f'{where}: field "question" is empty')
+    return question
+
+
 # --- documents ------------------------------------------------------------------------------
 
 
@@ -282,14 +299,8 @@ def read_qa(source: str | Path) -> list[QARow]:
     rows: list[QARow] = []
     seen: dict[str, str] = {}
     for where, row in read_rows(source):
-        qid = _text_field(row, "id", where)
-        assert qid is not None
-        if qid in seen:
-            raise InputError(f'{where}: duplicate id "{qid}" (first at {seen[qid]})')
-        seen[qid] = where
-        question = _text_field(row, "question", where) or ""
-        if not question.strip():
-            raise InputError(f'{where}: field "question" is empty')
+        qid = _unique_id(row, where, seen)
+        question = _question(row, where)
         key = next((k for k in ANSWER_KEYS if row.get(k) is not None), None)
         if key is None:
             raise InputError(f'{where}: missing field "answers" (or "answer", "golden_answers")')
@@ -326,12 +337,8 @@ def iter_kg_questions(source: str | Path) -> Iterator[KGQuestion]:
     empty = True
     for where, row in iter_rows(source):
         empty = False
-        qid = _text_field(row, "id", where)
-        assert qid is not None
-        if qid in seen:
-            raise InputError(f'{where}: duplicate id "{qid}" (first at {seen[qid]})')
-        seen[qid] = where
-        question = _text_field(row, "question", where) or ""
+        qid = _unique_id(row, where, seen)
+        question = _question(row, where)
         key = "answer" if row.get("answer") is not None else "answers"
         if row.get(key) is None:
             raise InputError(f'{where}: missing field "answer"')
