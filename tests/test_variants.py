@@ -1,0 +1,77 @@
+"""Seeded query perturbations: exact behaviour on small queries, distinctness, reproducibility."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hybridft.variants import PERTURBATIONS, PREFIXES, drop_words, make_variants, prefix, shuffle_clauses, typos
+
+QUERIES = [
+    "Which river flows through Paris?",
+    "How many Earth days does Mercury take to orbit the Sun?",
+    "When was the Eiffel Tower, designed by Gustave Eiffel, finished in 1889?",
+    "Who discovered penicillin?",
+    "Paris",
+]
+
+
+def test_drop_words_keeps_the_question_word_names_and_numbers() -> None:
+    query = "When did Marie Curie win the Nobel Prize in 1911 for chemistry?"
+    for seed in range(20):
+        variant = drop_words(query, random.Random(seed))
+        assert variant is not None and variant.endswith("?")
+        words = variant.rstrip("?").split()
+        assert words[0] == "When"
+        assert {"Marie", "Curie", "Nobel", "Prize", "1911"} <= set(words)
+        assert len(words) == 12 - 2  # a fifth of 12 words, rounded
+    assert drop_words("Who discovered penicillin?", random.Random(0)) is None  # too short to lose a word
+
+
+def test_shuffle_clauses_swaps_clauses_or_moves_a_phrase_to_the_front() -> None:
+    assert shuffle_clauses("Which river flows through Paris?", random.Random(0)) == "Through Paris, which river flows?"
+    assert shuffle_clauses("Name the river, then the city", random.Random(0)) == "Then the city, name the river"
+    assert shuffle_clauses("Photosynthesis?", random.Random(0)) is None
+
+
+def test_typos_change_letters_of_plain_words_only() -> None:
+    query = "Which famous scientist discovered penicillin in London?"
+    for seed in range(20):
+        variant = typos(query, random.Random(seed))
+        assert variant is not None and variant != query
+        before, after = query.split(" "), variant.split(" ")
+        changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+        assert len(changed) >= 1 and all(i not in (5, 6) for i in changed)  # "in", "London?" untouched
+        for i in changed:
+            assert abs(len(before[i]) - len(after[i])) <= 1
+
+
+def test_prefix_leads_into_the_unchanged_query() -> None:
+    variant = prefix("Who wrote Hamlet?", random.Random(3))
+    assert variant is not None
+    lead = variant.removesuffix("Who wrote Hamlet?")
+    assert lead in PREFIXES
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_variants_differ_from_the_query_and_each_other_and_repeat_by_seed(query: str) -> None:
+    kinds = list(PERTURBATIONS)
+    variants = make_variants(query, kinds, 3, random.Random("7:q"))
+    texts = [text for _, text in variants]
+    assert len(texts) == 3
+    assert query not in texts and len(set(texts)) == 3
+    assert make_variants(query, kinds, 3, random.Random("7:q")) == variants
+    others = {tuple(make_variants(query, kinds, 3, random.Random(f"{seed}:q"))) for seed in range(10)}
+    assert len(others) > 1
+
+
+def test_variants_spread_over_the_kinds() -> None:
+    variants = make_variants(QUERIES[1], list(PERTURBATIONS), 4, random.Random(0))
+    assert sorted(kind for kind, _ in variants) == sorted(PERTURBATIONS)
+
+
+def test_fewer_variants_only_when_no_kind_can_make_another() -> None:
+    assert make_variants("Paris", ["drop-words", "shuffle-clauses"], 2, random.Random(0)) == []
+    made = make_variants("Paris", ["shuffle-clauses", "prefix"], 2, random.Random(0))
+    assert [kind for kind, _ in made] == ["prefix", "prefix"]
