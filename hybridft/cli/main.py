@@ -51,17 +51,19 @@ def demo(ctx: typer.Context) -> None:
     raise typer.Exit(run_guarded(command.main, ctx.args))
 
 
+@app.command("finetune", context_settings=PASSTHROUGH, add_help_option=False)
+def finetune(ctx: typer.Context) -> None:
+    """Fine-tune a LLaMA-family model with LoRA / QLoRA / full (see `hybridft finetune --help`)."""
+    from hybridft.cli import finetune as command
+
+    raise typer.Exit(run_guarded(command.main, ctx.args))
+
+
 def _not_yet(name: str) -> None:
     from hybridft.progress import console
 
     console.print(f"error: `hybridft {name}` is not available in this version of hybridft yet")
     raise typer.Exit(EXIT_FAILURE)
-
-
-@app.command("finetune", context_settings=PASSTHROUGH, add_help_option=False)
-def finetune(ctx: typer.Context) -> None:
-    """Fine-tune a LLaMA-family model with LoRA / QLoRA (not in this version yet)."""
-    _not_yet("finetune")
 
 
 @app.command("eval", context_settings=PASSTHROUGH, add_help_option=False)

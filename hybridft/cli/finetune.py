@@ -1,0 +1,89 @@
+"""``hybridft finetune``: options -> checks -> a training run in --out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hybridft.cli.common import EXIT_INTERRUPTED, EXIT_OK, emit, print_options
+from hybridft.errors import UsageError
+from hybridft.options import load_recipe, parse_tokens, peek_recipe, resolve
+
+USAGE = """\
+usage: hybridft finetune [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
+
+Fine-tune a LLaMA-family model on a build-data folder (TRL SFT; LoRA, QLoRA or full).
+Every config key is also a long option (lora_r <-> --lora-r); the command line wins.
+Rerunning the same command continues from the newest checkpoint in DIR.
+Under `accelerate launch ... -m hybridft finetune ...` it trains on every process.
+
+  --config, --recipe FILE   YAML config (relative paths start at its folder)
+  --dry-run                 check and print the resolved options; train nothing, write nothing
+  --json                    print the result as one JSON document on stdout
+  --debug                   show tracebacks
+"""
+
+
+def main(tokens: list[str]) -> int:
+    from hybridft.finetune import OPTIONS, check
+
+    if "--help" in tokens or "-h" in tokens:
+        print(USAGE)
+        print_options("finetune options", OPTIONS)
+        return EXIT_OK
+    recipe_path = peek_recipe(tokens)
+    recipe: dict[str, Any] = {}
+    recipe_dir = None
+    if recipe_path:
+        recipe, recipe_dir = load_recipe(recipe_path)
+    command = parse_tokens(tokens, OPTIONS)
+    if command.positional:
+        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
+    config = resolve(
+        OPTIONS,
+        recipe,
+        command.values,
+        recipe_name=recipe_path or "config",
+        recipe_dir=recipe_dir,
+        errors=command.errors,
+    )
+    errors = check(config)
+    if errors:
+        raise UsageError(*errors)
+    as_json = bool(command.control.get("json"))
+    if command.control.get("dry_run"):
+        if as_json:
+            print(json.dumps({"command": "finetune", "options": config}, indent=2))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
+        return EXIT_OK
+
+    from hybridft.sft import train
+
+    run = train(config)
+    if run["status"] == "interrupted":
+        emit(
+            {"command": "finetune", "status": "interrupted", "out": str(config["out"]), "steps": run["steps"]},
+            as_json,
+            f"interrupted at step {run['steps']}; checkpoint saved in {config['out']}. "
+            "Run the same command again to resume.",
+        )
+        return EXIT_INTERRUPTED
+    final = run.get("final", {})
+    losses = ", ".join(f"{k}={v:.4f}" for k, v in final.items())
+    emit(
+        {
+            "command": "finetune",
+            "status": "complete",
+            "out": str(config["out"]),
+            "steps": run["steps"],
+            "method": run["method"],
+            "final": final,
+            "skipped": run["skipped"],
+        },
+        as_json,
+        f"finetune: {run['steps']} steps ({run['method']}), {losses} -> {config['out']}",
+    )
+    return EXIT_OK

@@ -1,0 +1,197 @@
+"""``hybridft finetune``: TRL SFT with LoRA / QLoRA / full fine-tuning, resumable.
+
+A run folder (``--out``) holds checkpoints, the final adapter (or model), ``run.json``,
+``log.jsonl`` and ``loss.png``. ``run.json`` is written first with ``"status": "running"``; a
+rerun with the same options continues from the newest checkpoint, a rerun with other options is
+refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hybridft import __version__
+from hybridft.errors import UsageError
+from hybridft.options import Option
+
+TRAINERS = ("sft", "invar-retriever", "invar-generator")
+# Trainers in the contract that this version does not have yet (they come with the Invar-RAG trainers).
+PLANNED_TRAINERS = ("invar-retriever", "invar-generator")
+METHODS = ("auto", "lora", "qlora", "full")
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
+
+OPTIONS = [
+    Option("model", "str", None, "hub id, local folder, or `tiny` (a small LLaMA built locally)", required=True),
+    Option("data", "path", None, "a folder written by `hybridft build-data`", required=True),
+    Option("out", "outpath", None, "run folder: adapter, checkpoints, run.json, log.jsonl, loss.png", required=True),
+    Option("overwrite", "bool", False, "start over in a non-empty --out"),
+    Option("trainer", "str", "sft", "training objective", choices=TRAINERS),
+    Option("method", "str", "auto", "auto = qlora on CUDA, else lora", choices=METHODS),
+    Option("lora_r", "int", 16, "LoRA rank", minimum=1),
+    Option("lora_alpha", "int", 32, "LoRA scaling numerator", minimum=1),
+    Option("lora_dropout", "float", 0.05, "dropout on the LoRA input", minimum=0, maximum=1, below_maximum=True),
+    Option("target_modules", "list", ["all-linear"], "modules that get LoRA (all-linear = every linear but lm_head)"),
+    Option("max_length", "int", 2048, "longest tokenised example; longer ones are truncated and counted", minimum=8),
+    Option("packing", "bool", False, "pack short examples into one row (needs a flash-attention implementation)"),
+    Option("attn_implementation", "str", None, "attention kernel, e.g. sdpa, eager, flash_attention_2"),
+    Option("epochs", "float", 3.0, "passes over the train split", minimum=0, below_maximum=False),
+    Option("max_steps", "int", None, "optimiser steps; overrides epochs when set", minimum=1),
+    Option("eval_steps", "int", None, "evaluate every N steps (default: at the end of each epoch)", minimum=1),
+    Option("save_steps", "int", 100, "checkpoint every N steps (and at the end)", minimum=1),
+    Option("save_total_limit", "int", 2, "checkpoints kept (older ones are deleted)", minimum=1),
+    Option("logging_steps", "int", 10, "log the loss every N steps", minimum=1),
+    Option("learning_rate", "float", 2e-4, "peak learning rate", minimum=0, below_maximum=False),
+    Option(
+        "lr_scheduler",
+        "str",
+        "cosine",
+        "learning-rate schedule after warm-up",
+        choices=("cosine", "linear", "constant_with_warmup"),
+    ),
+    Option("warmup_ratio", "float", 0.03, "share of steps spent warming up", minimum=0, maximum=1),
+    Option("batch_size", "int", 4, "examples per device per step", minimum=1),
+    Option("grad_accum", "int", 1, "steps whose gradients add up before an update", minimum=1),
+    Option("gradient_checkpointing", "bool", True, "recompute activations in backward (less memory, ~30% slower)"),
+    Option("group_by_length", "bool", True, "batch examples of similar length (less padding)"),
+    Option("seed", "int", 0, "seed for initialisation, dropout and data order", minimum=0),
+    Option("resume", "bool", True, "continue from the newest checkpoint in --out when its options match"),
+    Option("save_merged", "bool", False, "also save the base model with the adapter merged in (OUT/merged)"),
+    Option("report_to", "list", ["none"], "experiment trackers", choices=("none", "tensorboard", "wandb", "mlflow")),
+]
+
+# Keys that may change between an interrupted run and its resumption.
+RESUME_FREE_KEYS = ("out", "overwrite", "resume", "save_merged", "report_to", "logging_steps")
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    """Cross-key checks that need no model or GPU (those come in :func:`plan`)."""
+    errors = []
+    if config["trainer"] in PLANNED_TRAINERS:
+        errors.append(f"trainer={config['trainer']}: not in this version of hybridft yet; use trainer=sft")
+    if config["packing"] and config["attn_implementation"] not in FLASH_ATTENTION:
+        errors.append(
+            f"packing=true needs attn_implementation {' or '.join(FLASH_ATTENTION)} (CUDA): with "
+            f"{config['attn_implementation'] or 'the default sdpa'} packed examples would attend to each other; "
+            "leave packing off (group_by_length already cuts most padding)"
+        )
+    if config["max_steps"] is None and config["epochs"] <= 0:
+        errors.append("epochs must be above 0 unless max_steps is set")
+    return errors
+
+
+def method_for(config: dict[str, Any], device_kind: str) -> str:
+    """Resolve ``auto`` and refuse 4-bit where bitsandbytes cannot run it."""
+    from hybridft.models import four_bit_works
+
+    method = config["method"]
+    if method == "auto":
+        method = "qlora" if device_kind == "cuda" else "lora"
+    if method == "qlora" and device_kind != "cuda":
+        problem = four_bit_works()
+        if problem:
+            raise UsageError(
+                f"method=qlora: 4-bit layers do not work on this {device_kind} ({problem}); use method=lora"
+            )
+    return method
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder
+
+
+def prepare_out(config: dict[str, Any]) -> str | None:
+    """Make ``--out`` ready and return the checkpoint to resume from, if any.
+
+    Fresh or empty folder: start. Same options and a checkpoint: resume (unless resume=false).
+    Anything else in a non-empty folder needs --overwrite.
+    """
+    out = Path(config["out"])
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if config["overwrite"]:
+        return "overwrite"
+    previous = _read_run(out)
+    if previous is None:
+        raise UsageError(f"--out {out}: folder is not empty and holds no hybridft run (use --overwrite to replace it)")
+    if previous.get("status") == "complete":
+        raise UsageError(f"--out {out}: holds a finished run (use --overwrite to train again, or another --out)")
+    changed = _changed_keys(previous.get("config", {}), config)
+    if changed:
+        raise UsageError(
+            f"--out {out}: holds an unfinished run with other options ({', '.join(changed)}); "
+            "rerun with the same options to resume it, or use --overwrite to start over"
+        )
+    checkpoint = newest_checkpoint(out)
+    if checkpoint is None or not config["resume"]:
+        return "overwrite" if checkpoint is None else _refuse_restart(out)
+    return str(checkpoint)
+
+
+def _refuse_restart(out: Path) -> str:
+    raise UsageError(f"--out {out}: holds checkpoints but resume=false (use --overwrite to start over)")
+
+
+def _read_run(out: Path) -> dict[str, Any] | None:
+    path = out / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError(f"{path}: not valid JSON; use --overwrite to start over") from None
+    return data if isinstance(data, dict) else None
+
+
+def _changed_keys(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    keys = sorted(set(previous) | set(config))
+    return [
+        f"{k}: {previous.get(k)!r} -> {config.get(k)!r}"
+        for k in keys
+        if k not in RESUME_FREE_KEYS and _jsonable(previous.get(k)) != _jsonable(config.get(k))
+    ]
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def newest_checkpoint(out: Path) -> Path | None:
+    """The ``checkpoint-N`` folder with the largest complete N (one holding trainer_state.json)."""
+    candidates = []
+    for child in out.glob("checkpoint-*"):
+        step = child.name.removeprefix("checkpoint-")
+        if step.isdigit() and (child / "trainer_state.json").is_file():
+            candidates.append((int(step), child))
+    return max(candidates)[1] if candidates else None
+
+
+def write_run_json(out: Path, run: dict[str, Any]) -> None:
+    """Replace run.json atomically, so a crash never leaves half of it."""
+    temp = out / "run.json.tmp"
+    temp.write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temp, out / "run.json")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
+    versions = {"hybridft": __version__}
+    for name in names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def clear_out(out: Path) -> None:
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)

@@ -1,0 +1,281 @@
+"""Loading LLaMA-family models for training: the ``tiny`` model, chat templates, marker tokens,
+LoRA / QLoRA / full fine-tuning on CUDA or CPU.
+
+Heavy libraries (torch, transformers, peft, bitsandbytes) are imported inside the functions, so
+importing this module costs nothing until a model is really needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hybridft.errors import UsageError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# A chat template for models that have none: plain role headers, with {% generation %} markers
+# around assistant turns so that assistant-only losses can find them.
+DEFAULT_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "<|assistant|>\n{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}"
+    "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+TINY_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
+TINY_VOCAB_SIZE = 1024
+TINY_VERSION = "1"  # bump when the tiny model's recipe changes, so caches rebuild
+
+# Marker strings the builders write (RoG plans). They become single added tokens when the data
+# uses them and the tokenizer would otherwise split them.
+MARKERS = ("<PATH>", "</PATH>", "<SEP>")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where training runs and in which precision."""
+
+    kind: str  # "cuda" or "cpu"
+    bf16: bool
+    fp16: bool
+
+    @property
+    def description(self) -> str:
+        if self.kind == "cuda":
+            import torch
+
+            return f"cuda ({torch.cuda.get_device_name(0)})"
+        return f"cpu ({os.cpu_count()} cores)"
+
+
+def detect_device() -> Device:
+    """CUDA when present (bf16 where supported, else fp16), otherwise CPU in fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return Device("cuda", bf16=bf16, fp16=not bf16)
+    return Device("cpu", bf16=False, fp16=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny model
+
+
+def _tiny_corpus() -> list[str]:
+    """Text the tiny tokenizer learns its merges from: the bundled sample data, in a fixed order."""
+    root = Path(__file__).parent / "data_recipes" / "samples"
+    if not root.is_dir():  # running from a source checkout
+        root = Path(__file__).parent.parent / "data_recipes" / "samples"
+    texts = [p.read_text(encoding="utf-8") for p in sorted(root.rglob("*")) if p.is_file()]
+    return texts + [" ".join(MARKERS), "<ANSWER>: ##begin_quote## ##end_quote## <DOCUMENT> </DOCUMENT>"]
+
+
+def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A byte-level BPE (any text encodes) learned from the bundled samples, with the default
+    chat template. Deterministic: same corpus, same merges."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB_SIZE,
+        special_tokens=TINY_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny(folder: Path, *, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Save a small LLaMA (random weights from seed 0) and its tokenizer in ``folder``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("HYBRIDFT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hybridft"
+    )
+    return Path(base)
+
+
+def resolve_model(name: str) -> str:
+    """``tiny`` -> a cached folder holding the tiny model (built once); anything else unchanged
+    (a local folder or a hub id, which transformers resolves)."""
+    if name != "tiny":
+        return name
+    key = hashlib.sha256("".join(_tiny_corpus()).encode() + TINY_VERSION.encode()).hexdigest()[:12]
+    folder = _cache_dir() / f"tiny-{key}"
+    if not (folder / "config.json").is_file():
+        partial = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        build_tiny(partial)
+        try:
+            partial.rename(folder)
+        except OSError:  # another process finished first; its copy is identical
+            import shutil
+
+            shutil.rmtree(partial, ignore_errors=True)
+    return str(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer and marker tokens
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with a pad token and a chat template (the default one if it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tokenizer
+
+
+def missing_markers(tokenizer: PreTrainedTokenizerBase, used: set[str]) -> list[str]:
+    """Markers the data uses that the tokenizer does not hold as one token."""
+    vocab = tokenizer.get_vocab()
+    return [m for m in MARKERS if m in used and m not in vocab]
+
+
+def add_marker_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, markers: list[str]) -> list[int]:
+    """Add ``markers`` as tokens and give each new embedding row (input and output) the mean of
+    the rows of the pieces the marker was split into before, so ``<PATH>`` starts near ``<``,
+    ``PATH`` and ``>`` instead of at noise. Returns the new token ids."""
+    import torch
+
+    if not markers:
+        return []
+    pieces = [tokenizer(m, add_special_tokens=False)["input_ids"] for m in markers]
+    tokenizer.add_tokens(markers)
+    new_ids = tokenizer.convert_tokens_to_ids(markers)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for weights in {id(w): w for w in _embedding_weights(model)}.values():
+            for token_id, piece_ids in zip(new_ids, pieces, strict=True):
+                weights[token_id] = weights[piece_ids].mean(dim=0)
+    return list(new_ids)
+
+
+def _embedding_weights(model: PreTrainedModel) -> list[Any]:
+    weights = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    if output is not None:
+        weights.append(output.weight)
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading for training
+
+
+def four_bit_works() -> str | None:
+    """None when bitsandbytes can run 4-bit layers forward and backward here, else why not."""
+    try:
+        import bitsandbytes as bnb
+        import torch
+
+        layer = bnb.nn.Linear4bit(8, 8, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+        layer = layer.to("cuda" if torch.cuda.is_available() else "cpu")
+        x = torch.ones(2, 8, requires_grad=True, device=layer.weight.device)
+        layer(x).sum().backward()
+        return None if x.grad is not None else "no gradient through a 4-bit layer"
+    except Exception as exc:  # noqa: BLE001 - any failure means 4-bit is unusable here
+        return f"{type(exc).__name__}: {exc}"
+
+
+def load_for_training(path: str, method: str, device: Device, *, gradient_checkpointing: bool) -> PreTrainedModel:
+    """The base model for ``method`` (``lora``, ``qlora``, ``full``) on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    dtype = torch.bfloat16 if device.bf16 else torch.float16 if device.fp16 else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": 0 if device.kind == "cuda" else "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise UsageError(f"model={path}: cannot load it ({exc})") from None
+    if method == "qlora":
+        disable_cpu_4bit_repacking(model)
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    return model
+
+
+def disable_cpu_4bit_repacking(model: PreTrainedModel) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights on AVX512-BF16 CPUs after a no-grad
+    forward: the repacked layout has no backward, and gradients through the frozen base would
+    silently vanish after the first evaluation. Returns the number of layers changed."""
+    import bitsandbytes as bnb
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
+
+
+def lora_config(*, r: int, alpha: int, dropout: float, target_modules: list[str], trainable_tokens: list[int]) -> Any:
+    """A causal-LM LoRA config; ``trainable_tokens`` (added markers) get trainable embedding rows."""
+    from peft import LoraConfig
+
+    targets: str | list[str] = "all-linear" if target_modules == ["all-linear"] else target_modules
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        trainable_token_indices={"embed_tokens": trainable_tokens} if trainable_tokens else None,
+    )

@@ -1,0 +1,253 @@
+"""The ``sft`` trainer: TRL's SFTTrainer on a build-data folder, answer-only loss, LoRA / QLoRA /
+full, with run.json, log.jsonl, loss.png, resume and Ctrl-C handled."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hybridft import finetune, models
+from hybridft.errors import UsageError
+from hybridft.progress import log
+from hybridft.sft_data import load_sft_data
+from hybridft.training_callbacks import (
+    InterruptCallback,
+    JsonlLogCallback,
+    RichProgressCallback,
+    plot_losses,
+    truncate_log,
+)
+
+
+def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run (or resume) one SFT run described by resolved ``config``; return run.json's content.
+
+    ``extra_callbacks`` are added to the trainer (tests use it to interrupt a run midway).
+    """
+    import datasets
+    import transformers
+    from accelerate import PartialState
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    datasets.disable_progress_bars()  # hybridft draws its own progress (rich, on stderr)
+    transformers.utils.logging.disable_progress_bar()
+    state = PartialState()
+    out = Path(config["out"])
+    resume_from = finetune.prepare_out(config)
+    if state.is_main_process and resume_from in (None, "overwrite"):
+        finetune.clear_out(out)
+    state.wait_for_everyone()
+    checkpoint = None if resume_from in (None, "overwrite") else resume_from
+
+    device = models.detect_device()
+    method = finetune.method_for(config, device.kind)
+    data = load_sft_data(config["data"])
+    with state.main_process_first():
+        model_path = models.resolve_model(config["model"])
+    tokenizer = models.load_tokenizer(model_path)
+    model = models.load_for_training(
+        model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
+    )
+    added = models.add_marker_tokens(model, tokenizer, models.missing_markers(tokenizer, data.markers))
+    if method != "full":
+        model = _with_lora(model, config, added)
+
+    trainer, callbacks = _build_trainer(config, model, tokenizer, data, device, extra_callbacks)
+    skipped = _drop_too_long(trainer, config["max_length"])
+    trained_tokens = sum(sum(1 for t in labels if t != -100) for labels in trainer.train_dataset["labels"])
+
+    run: dict[str, Any] = {
+        "status": "running",
+        "started_at": _now(),
+        "config": config,
+        "method": method,
+        "device": device.description,
+        "processes": state.num_processes,
+        "versions": finetune.package_versions(),
+        "model_path": model_path if config["model"] != "tiny" else "tiny",
+        "data": {
+            "dir": str(config["data"]),
+            "manifest_sha256": data.manifest_sha256,
+            "format": data.format,
+            "train_rows": len(trainer.train_dataset),
+            "eval_rows": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
+            "sources": data.sources,
+            "answer_tokens_per_epoch": trained_tokens,
+        },
+        "added_tokens": dict(zip(tokenizer.convert_ids_to_tokens(added), added, strict=True)),
+        "skipped": skipped,
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+    }
+    log_path = out / "log.jsonl"
+    if state.is_main_process:
+        if checkpoint:
+            step = int(Path(checkpoint).name.removeprefix("checkpoint-"))
+            truncate_log(log_path, step)
+        finetune.write_run_json(out, run)
+        log(
+            f"{'resuming from ' + Path(checkpoint).name if checkpoint else 'training'}: {config['model']} "
+            f"({method}) on {device.description}, {run['data']['train_rows']} train rows"
+        )
+
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    interrupt = callbacks["interrupt"]
+    run["train_seconds"] = round(result.metrics.get("train_runtime", 0.0), 3)
+    run["steps"] = trainer.state.global_step
+    if interrupt.interrupted:
+        run["status"] = "interrupted"
+        if state.is_main_process:
+            finetune.write_run_json(out, run)
+        return run
+
+    final = {"train_loss": result.training_loss}
+    if trainer.eval_dataset is not None and len(trainer.eval_dataset):
+        final["eval_loss"] = _final_eval_loss(trainer)
+    trainer.save_model(str(out))
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if config["save_merged"]:
+            save_merged(out, model_path, method, added)
+        plot_losses(log_path, out / "loss.png")
+        run.update(status="complete", finished_at=_now(), final=final)
+        finetune.write_run_json(out, run)
+    return run
+
+
+def _final_eval_loss(trainer: Any) -> float:
+    """The eval loss at the last step: logged already when an evaluation fell on it."""
+    for record in reversed(trainer.state.log_history):
+        if "eval_loss" in record and record.get("step") == trainer.state.global_step:
+            return float(record["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _with_lora(model: Any, config: dict[str, Any], added: list[int]) -> Any:
+    from peft import get_peft_model
+
+    trainable_tokens: dict[str, list[int]] = {}
+    if added:
+        trainable_tokens["embed_tokens"] = added
+        if not model.config.get_text_config().tie_word_embeddings:
+            trainable_tokens["lm_head"] = added
+    lora = models.lora_config(
+        r=config["lora_r"],
+        alpha=config["lora_alpha"],
+        dropout=config["lora_dropout"],
+        target_modules=config["target_modules"],
+        trainable_tokens=trainable_tokens,
+    )
+    if config["gradient_checkpointing"]:
+        model.enable_input_require_grads()
+    return get_peft_model(model, lora)
+
+
+def _build_trainer(
+    config: dict[str, Any],
+    model: Any,
+    tokenizer: Any,
+    data: Any,
+    device: models.Device,
+    extra_callbacks: Sequence[Any],
+) -> tuple[Any, dict[str, Any]]:
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(config["out"])
+    has_eval = bool(data.eval)
+    args = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=config["batch_size"],
+        per_device_eval_batch_size=config["batch_size"],
+        gradient_accumulation_steps=config["grad_accum"],
+        learning_rate=config["learning_rate"],
+        lr_scheduler_type=config["lr_scheduler"],
+        warmup_steps=config["warmup_ratio"],
+        num_train_epochs=config["epochs"],
+        max_steps=config["max_steps"] or -1,
+        logging_steps=config["logging_steps"],
+        eval_strategy=("steps" if config["eval_steps"] else "epoch") if has_eval else "no",
+        eval_steps=config["eval_steps"],
+        save_strategy="steps",
+        save_steps=config["save_steps"],
+        save_total_limit=config["save_total_limit"],
+        seed=config["seed"],
+        data_seed=config["seed"],
+        bf16=device.bf16,
+        fp16=device.fp16,
+        use_cpu=device.kind == "cpu",
+        report_to=[] if config["report_to"] == ["none"] else config["report_to"],
+        activation_checkpointing=config["gradient_checkpointing"],
+        gradient_checkpointing=config["gradient_checkpointing"],
+        train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
+        max_length=None,  # over-long rows are dropped and counted below, never cut mid-answer
+        packing=config["packing"],
+        completion_only_loss=True,
+        disable_tqdm=True,
+        dataloader_drop_last=False,
+    )
+    if config["attn_implementation"]:
+        model.config._attn_implementation = config["attn_implementation"]
+    callbacks = {
+        "log": JsonlLogCallback(out / "log.jsonl"),
+        "progress": RichProgressCallback(),
+        "interrupt": InterruptCallback(),
+    }
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(data.train),
+        eval_dataset=Dataset.from_list(data.eval) if has_eval else None,
+        processing_class=tokenizer,
+        callbacks=[*callbacks.values(), *extra_callbacks],
+    )
+    # Results go to stdout only at the end; the default printers would write every log dict there.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer, callbacks
+
+
+def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
+    """Drop (and count) tokenised rows longer than ``max_length``: cutting them would cut the
+    answer, which comes last, and train on a prompt with no answer."""
+    skipped = {}
+    for split in ("train", "eval"):
+        dataset = getattr(trainer, f"{split}_dataset")
+        if dataset is None:
+            continue
+        keep = [i for i, ids in enumerate(dataset["input_ids"]) if len(ids) <= max_length]
+        skipped[f"{split}_too_long"] = len(dataset) - len(keep)
+        if len(keep) < len(dataset):
+            setattr(trainer, f"{split}_dataset", dataset.select(keep))
+    if skipped.get("train_too_long"):
+        log(f"skipped {skipped['train_too_long']} train rows longer than max_length={max_length} tokens")
+    if not len(trainer.train_dataset):
+        raise UsageError(f"max_length={max_length}: every train row is longer; raise max_length")
+    return skipped
+
+
+def save_merged(out: Path, model_path: str, method: str, added: list[int]) -> Path:
+    """Base model (full precision, not 4-bit) with the adapter merged in, in ``out/merged``."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = out / "merged"
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    if method == "full":
+        model = AutoModelForCausalLM.from_pretrained(out)
+    else:
+        base = AutoModelForCausalLM.from_pretrained(model_path)
+        if added:
+            base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        model = PeftModel.from_pretrained(base, out).merge_and_unload()
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    log(f"saved the merged model to {target}")
+    return target
