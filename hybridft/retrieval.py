@@ -101,7 +101,7 @@ def encode_texts(
     else:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         blocks = [order[start : start + ENCODE_BLOCK] for start in range(0, len(order), ENCODE_BLOCK)]
-    dimension = model.get_embedding_dimension()
+    dimension = int(model.get_embedding_dimension() or 0)
     embeddings = np.zeros((len(texts), dimension), dtype=np.float32)
     for block in blocks if description is None else track(blocks, description, total=len(blocks)):
         if block:

@@ -227,6 +227,6 @@ def build(config: dict[str, Any]) -> BuildResult:
     return BuildResult(records, counts, [folder for folder, _ in parsed])
 
 
-def render(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
+def render(record: dict[str, Any], fmt: str) -> dict[str, Any]:
     """The input's own trainer row, with the kind of data it came from."""
     return {**record["row"], "source": record["source"]}

@@ -102,7 +102,7 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
         result = spec.build(config)
     if not result.records:
         raise UsageError(f"no {kind} examples could be built; skipped: {json.dumps(result.counts.get('skipped', {}))}")
-    fmt = config.get("format")  # mix takes its format from its inputs
+    fmt = config.get("format", "")  # mix has no --format: its rows keep their inputs' format
     render_row = spec.render or render
     counts = dict(result.counts)
     inputs: dict[str, str] = {}
