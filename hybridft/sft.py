@@ -42,6 +42,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     state.wait_for_everyone()
     checkpoint = None if resume_from in (None, "overwrite") else resume_from
 
+    transformers.set_seed(config["seed"])  # LoRA and marker rows are initialised before the Trainer seeds
     device = models.detect_device()
     method = finetune.method_for(config, device.kind)
     data = load_sft_data(config["data"])

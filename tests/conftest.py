@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tiny model is built once per test session, in a folder of its own.
+os.environ.setdefault("HYBRIDFT_CACHE", tempfile.mkdtemp(prefix="hybridft-test-cache-"))
 
 from hybridft.cli import build_data  # noqa: E402
 from hybridft.cli.common import run_guarded  # noqa: E402

@@ -1,0 +1,401 @@
+"""`hybridft finetune` on the tiny model, on the CPU: loss, masks, parameters, outputs, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import read_jsonl
+
+from hybridft.cli import finetune as finetune_cli
+from hybridft.cli.common import run_guarded
+from hybridft.finetune import OPTIONS
+from hybridft.options import resolve
+
+RECIPES = Path(__file__).parent.parent / "data_recipes"
+FAST = {
+    "model": "tiny",
+    "max_length": 1024,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "learning_rate": 3e-3,
+    "warmup_ratio": 0.0,
+    "lora_dropout": 0.0,
+    "batch_size": 4,
+}
+
+
+def config_for(data: Path, out: Path, **overrides: Any) -> dict[str, Any]:
+    return resolve(OPTIONS, {**FAST, "data": str(data), "out": str(out), **overrides}, {})
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *tokens: Any) -> tuple[int, str, str]:
+    code = run_guarded(finetune_cli.main, [str(t) for t in tokens])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def raft_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from hybridft.cli import build_data
+
+    out = tmp_path_factory.mktemp("raft") / "data"
+    code = run_guarded(
+        build_data.main,
+        ["--recipe", str(RECIPES / "raft_sample.yaml"), "--distractors", "1", "--eval-fraction", "0.2"]
+        + ["--out", str(out)],
+    )
+    assert code == 0
+    return out
+
+
+class Capture:
+    """Trainer callback that keeps parameter copies and the first batch, for the assertions."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, Any] = {}
+        self.after: dict[str, Any] = {}
+        self.batch: dict[str, Any] = {}
+        self.tokenizer: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.batch = next(iter(kwargs["train_dataloader"]))
+        self.tokenizer = kwargs["processing_class"]
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def __getattr__(self, name: str) -> Any:  # every other callback event: nothing to do
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+@pytest.fixture(scope="module")
+def trained(raft_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One 30-step LoRA run shared by the tests that only read its results."""
+    from hybridft.sft import train
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    capture = Capture()
+    run = train(config_for(raft_data, out, max_steps=30, eval_steps=15, save_steps=15), extra_callbacks=[capture])
+    return {"run": run, "out": out, "capture": capture, "data": raft_data}
+
+
+def test_loss_falls(trained: dict[str, Any]) -> None:
+    losses = [r["loss"] for r in read_jsonl(trained["out"] / "log.jsonl") if "loss" in r]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3
+
+
+def test_every_lora_parameter_changes_and_no_base_parameter(trained: dict[str, Any]) -> None:
+    capture = trained["capture"]
+    lora = [n for n in capture.before if "lora_" in n]
+    base = [n for n in capture.before if "lora_" not in n]
+    assert lora and base
+    unchanged = [n for n in lora if capture.before[n].equal(capture.after[n])]
+    assert unchanged == []
+    changed = [n for n in base if not capture.before[n].equal(capture.after[n])]
+    assert changed == []
+
+
+def test_only_answer_tokens_carry_labels(trained: dict[str, Any]) -> None:
+    capture = trained["capture"]
+    batch, tokenizer = capture.batch, capture.tokenizer
+    for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
+        labelled = labels[labels != -100]
+        text = tokenizer.decode(labelled)
+        assert text.startswith("##Reason:") and text.endswith("</s>") and "<ANSWER>:" in text
+        # The labelled tokens are exactly the tail of the real tokens (the answer comes last).
+        real = ids[ids != tokenizer.pad_token_id]
+        assert real[-len(labelled) :].tolist() == labelled.tolist()
+        assert "<DOCUMENT>" not in text and "<|user|>" not in text
+
+
+def test_outputs_of_a_run(trained: dict[str, Any]) -> None:
+    out, run = trained["out"], trained["run"]
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["status"] == "complete" and saved["steps"] == 30 and saved["method"] == "lora"
+    assert saved["data"]["manifest_sha256"] and saved["versions"]["trl"]
+    assert set(saved["final"]) == {"train_loss", "eval_loss"}
+    assert saved == json.loads(json.dumps(run))
+    assert (out / "adapter_model.safetensors").is_file() and (out / "loss.png").stat().st_size > 1000
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-30"]
+    steps = [r["step"] for r in read_jsonl(out / "log.jsonl") if "loss" in r]
+    assert steps == list(range(1, 31))
+
+
+def test_adapter_reloads_generates_and_merges(trained: dict[str, Any]) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hybridft.models import resolve_model
+    from hybridft.sft import save_merged
+
+    out = trained["out"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model("tiny")), out).eval()
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Question: how long is a year on Mercury?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    generated = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == prompt["input_ids"].shape[1] + 5
+
+    merged_dir = save_merged(out, resolve_model("tiny"), "lora", [])
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    with torch.no_grad():
+        expected = model(**prompt).logits
+        got = merged(**prompt).logits
+    assert torch.allclose(expected, got, atol=1e-4)
+
+
+def test_resume_continues_the_loss_curve(raft_data: Path, tmp_path: Path) -> None:
+    """A run interrupted by Ctrl-C at step 5 and rerun ends with the same losses, step for
+    step, as a run that was never interrupted."""
+    from transformers import TrainerCallback
+
+    from hybridft.sft import train
+
+    settings = {"max_steps": 8, "save_steps": 4}
+    straight = train(config_for(raft_data, tmp_path / "straight", **settings))
+    assert straight["status"] == "complete"
+
+    class CtrlCAtStep5(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 4:  # Ctrl-C during step 5
+                os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "resumed"
+    first = train(config_for(raft_data, out, **settings), extra_callbacks=[CtrlCAtStep5()])
+    assert first["status"] == "interrupted" and first["steps"] == 5
+    assert (out / "checkpoint-5").is_dir()
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    second = train(config_for(raft_data, out, **settings))
+    assert second["status"] == "complete" and second["resumed_from"] == "checkpoint-5"
+
+    def losses(folder: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in read_jsonl(folder / "log.jsonl") if "loss" in r]
+
+    resumed, reference = losses(out), losses(tmp_path / "straight")
+    assert [s for s, _ in resumed] == list(range(1, 9))
+    assert [s for s, _ in reference] == list(range(1, 9))
+    assert [loss for _, loss in resumed] == pytest.approx([loss for _, loss in reference], abs=1e-4)
+
+
+def test_interrupted_cli_exits_130_and_says_how_to_resume(
+    raft_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import TrainerCallback
+
+    from hybridft import sft
+
+    class CtrlC(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 1:  # Ctrl-C during step 2
+                os.kill(os.getpid(), signal.SIGINT)
+
+    real_train = sft.train
+    monkeypatch.setattr(sft, "train", lambda config: real_train(config, extra_callbacks=[CtrlC()]))
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(
+        capsys, "--model", "tiny", "--data", raft_data, "--out", out, "--max-steps", "6", "--no-gradient-checkpointing"
+    )
+    assert code == 130 and "Run the same command again to resume" in stdout
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+
+
+def test_marker_tokens_are_added_initialised_and_trained(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hybridft.cli import build_data
+    from hybridft.models import add_marker_tokens, load_tokenizer, resolve_model
+    from hybridft.sft import train
+
+    path = resolve_model("tiny")
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    pieces = tokenizer("<PATH>", add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 1
+    original = model.get_input_embeddings().weight[pieces].mean(dim=0).clone()
+    ids = add_marker_tokens(model, tokenizer, ["<PATH>"])
+    assert tokenizer("<PATH>", add_special_tokens=False)["input_ids"] == ids
+    assert torch.equal(model.get_input_embeddings().weight[ids[0]], original)
+
+    data = tmp_path / "rog"
+    assert run_guarded(build_data.main, ["--recipe", str(RECIPES / "rog_sample.yaml"), "--out", str(data)]) == 0
+    capture = Capture()
+    run = train(config_for(data, tmp_path / "run", max_steps=3), extra_callbacks=[capture])
+    assert set(run["added_tokens"]) == {"<PATH>", "</PATH>", "<SEP>"}
+    deltas = [n for n in capture.before if "trainable_tokens_delta" in n]
+    assert len(deltas) == 2  # input embeddings and the (untied) output layer
+    assert all(not capture.before[n].equal(capture.after[n]) for n in deltas)
+
+
+def test_qlora_on_cpu_gradients_match_dequantised_reference_after_eval() -> None:
+    """STACK-NOTES trap: a no-grad forward repacks 4-bit weights on AVX512-BF16 CPUs and later
+    gradients vanish. hybridft disables the repacking; gradients must survive an eval forward
+    and equal those of an fp32 model holding the dequantised weights."""
+    import bitsandbytes as bnb
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from hybridft.models import detect_device, load_for_training, lora_config, resolve_model
+
+    path = resolve_model("tiny")
+    lora = dict(r=4, alpha=8, dropout=0.0, target_modules=["all-linear"], trainable_tokens={})
+    quantised = load_for_training(path, "qlora", detect_device(), gradient_checkpointing=False)
+    torch.manual_seed(0)
+    student = get_peft_model(quantised, lora_config(**lora))
+    with torch.no_grad():  # non-zero B so gradients flow into A as well
+        for name, param in student.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+
+    reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    for name, module in quantised.named_modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            weight = bnb.functional.dequantize_4bit(module.weight.data, module.weight.quant_state)
+            target = reference.get_submodule(name.removeprefix("base_model.model."))
+            target.weight.data = weight.to(torch.float32)
+    torch.manual_seed(0)
+    reference = get_peft_model(reference, lora_config(**lora))
+    reference.load_state_dict({k: v for k, v in student.state_dict().items() if "lora_" in k}, strict=False)
+
+    batch = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 2]])
+
+    def lora_grads(model: Any) -> dict[str, Any]:
+        model.zero_grad()
+        model(input_ids=batch, labels=batch).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if "lora_" in n}
+
+    before = lora_grads(student)
+    with torch.no_grad():
+        student.eval()(input_ids=batch)
+    student.train()
+    after = lora_grads(student)
+    expected = lora_grads(reference)
+    assert before.keys() == after.keys() == expected.keys()
+    for name in before:
+        assert torch.allclose(before[name], after[name], atol=1e-6), name
+        assert torch.allclose(after[name], expected[name], atol=1e-4, rtol=1e-3), name
+
+
+def test_qlora_run_on_cpu_with_evaluation(raft_data: Path, tmp_path: Path) -> None:
+    from hybridft.sft import train
+
+    run = train(config_for(raft_data, tmp_path / "run", method="qlora", max_steps=4, eval_steps=2))
+    assert run["status"] == "complete" and run["method"] == "qlora"
+    assert run["final"]["eval_loss"] > 0
+
+
+@pytest.mark.gpu
+def test_qlora_on_cuda(raft_data: Path, tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from hybridft.sft import train
+
+    run = train(config_for(raft_data, tmp_path / "run", method="auto", max_steps=10, gradient_checkpointing=True))
+    assert run["method"] == "qlora" and run["device"].startswith("cuda")
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "loss" in r]
+    assert losses[-1] < losses[0]
+
+
+def test_packing_needs_flash_attention_because_sdpa_leaks_across_examples() -> None:
+    """Why packing is refused on sdpa/eager: with packed rows and position ids, the second
+    example's logits change, i.e. it attends to the first."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hybridft.finetune import check
+    from hybridft.models import resolve_model
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), attn_implementation="sdpa").eval()
+    first, second = torch.tensor([[5, 9, 12, 30, 40]]), torch.tensor([[7, 8, 50]])
+    with torch.no_grad():
+        alone = model(input_ids=second).logits[0]
+        packed = model(input_ids=torch.cat([first, second], 1), position_ids=torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]]))
+    assert not torch.allclose(packed.logits[0, 5:], alone, atol=1e-4)
+    config = {"trainer": "sft", "packing": True, "attn_implementation": None, "max_steps": 5, "epochs": 1.0}
+    assert any("packing=true needs attn_implementation" in e for e in check(config))
+    assert not check({**config, "attn_implementation": "flash_attention_2"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--packing"], "packing=true needs attn_implementation"),
+        (["--trainer", "invar-retriever"], "trainer=invar-retriever: not in this version"),
+        (["--lora-r", "0", "--method", "qlor"], "lora_r=0: must be at least 1"),
+        (["--lora-rank", "8"], "unknown option --lora-rank (did you mean --lora-r?)"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(
+    raft_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "--model", "tiny", "--data", raft_data, "--out", out, *extra)
+    assert code == 2 and message in " ".join(err.split())
+    assert not out.exists()
+
+
+def test_bad_data_and_out_folders_exit_2(
+    raft_data: Path, trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(data: Path, out: Path, *extra: str) -> str:
+        code, _, err = run_cli(capsys, "--model", "tiny", "--data", data, "--out", out, "--max-steps", "2", *extra)
+        assert code == 2, err
+        return " ".join(err.split())
+
+    assert "no manifest.json" in run(tmp_path, tmp_path / "a")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "manifest.json").write_text(json.dumps({"options": {"format": "raft-hf"}}))
+    assert "rows are in format 'raft-hf'" in run(hf, tmp_path / "b")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert "holds no hybridft run" in run(raft_data, busy)
+    assert "holds a finished run" in run(raft_data, trained["out"])
+    assert (busy / "notes.txt").read_text() == "mine"
+
+
+def test_changed_options_do_not_resume(raft_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    run_json = {"status": "interrupted", "config": config_for(raft_data, out, max_steps=8)}
+    (out / "run.json").write_text(json.dumps(run_json))
+    code, _, err = run_cli(
+        capsys,
+        *sum(([f"--{k}", str(v)] for k, v in FAST.items() if k != "model"), []),
+        "--model",
+        "tiny",
+        "--data",
+        raft_data,
+        "--out",
+        out,
+        "--max-steps",
+        "9",
+    )
+    assert code == 2 and "max_steps: 8 -> 9" in err
+
+
+def test_dry_run_prints_options_and_writes_nothing(
+    raft_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "--model", "tiny", "--data", raft_data, "--out", out, "--dry-run", "--json")
+    assert code == 0 and json.loads(stdout)["options"]["lora_r"] == 16
+    assert not out.exists()
