@@ -78,6 +78,11 @@ def check(config: dict[str, Any]) -> list[str]:
             f"{config['attn_implementation'] or 'the default sdpa'} packed examples would attend to each other; "
             "leave packing off (group_by_length already cuts most padding)"
         )
+    if "lm_head" in config["target_modules"]:
+        errors.append(
+            "target_modules: lm_head cannot take LoRA here: TRL's SFTTrainer computes the loss with a fused "
+            "LM head that reads lm_head.weight directly and would bypass the adapter"
+        )
     if config["max_steps"] is None and config["epochs"] <= 0:
         errors.append("epochs must be above 0 unless max_steps is set")
     return errors

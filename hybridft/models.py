@@ -277,5 +277,5 @@ def lora_config(*, r: int, alpha: int, dropout: float, target_modules: list[str]
         lora_dropout=dropout,
         target_modules=targets,
         task_type="CAUSAL_LM",
-        trainable_token_indices={"embed_tokens": trainable_tokens} if trainable_tokens else None,
+        trainable_token_indices=trainable_tokens or None,
     )

@@ -132,11 +132,10 @@ def _now() -> str:
 def _with_lora(model: Any, config: dict[str, Any], added: list[int]) -> Any:
     from peft import get_peft_model
 
-    trainable_tokens: dict[str, list[int]] = {}
-    if added:
-        trainable_tokens["embed_tokens"] = added
-        if not model.config.get_text_config().tie_word_embeddings:
-            trainable_tokens["lm_head"] = added
+    # Only the input rows of added markers train. TRL's SFTTrainer computes the loss with a fused
+    # LM head that reads lm_head.weight directly, bypassing any adapter on lm_head; the output rows
+    # keep their initialisation (the mean of the marker's pieces), see docs/finetune.md.
+    trainable_tokens = {"embed_tokens": added} if added else {}
     lora = models.lora_config(
         r=config["lora_r"],
         alpha=config["lora_alpha"],
