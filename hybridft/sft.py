@@ -34,6 +34,9 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     datasets.disable_progress_bars()  # hybridft draws its own progress (rich, on stderr)
     transformers.utils.logging.disable_progress_bar()
+    # Before the process group starts: the tiny model is built (once, atomically) by plain saves
+    # that transformers would skip on ranks other than 0.
+    model_path = models.resolve_model(config["model"])
     state = PartialState()
     out = Path(config["out"])
     resume_from = finetune.prepare_out(config)
@@ -46,8 +49,6 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     device = models.detect_device()
     method = finetune.method_for(config, device.kind)
     data = load_sft_data(config["data"])
-    with state.main_process_first():
-        model_path = models.resolve_model(config["model"])
     tokenizer = models.load_tokenizer(model_path)
     model = models.load_for_training(
         model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
@@ -108,11 +109,11 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
         final["eval_loss"] = _final_eval_loss(trainer)
     trainer.save_model(str(out))
     state.wait_for_everyone()
+    run.update(status="complete", finished_at=_now(), final=final)
     if state.is_main_process:
         if config["save_merged"]:
             save_merged(out, model_path, method, added)
         plot_losses(log_path, out / "loss.png")
-        run.update(status="complete", finished_at=_now(), final=final)
         finetune.write_run_json(out, run)
     return run
 

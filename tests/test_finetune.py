@@ -400,3 +400,23 @@ def test_dry_run_prints_options_and_writes_nothing(
     code, stdout, _ = run_cli(capsys, "--model", "tiny", "--data", raft_data, "--out", out, "--dry-run", "--json")
     assert code == 0 and json.loads(stdout)["options"]["lora_r"] == 16
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch(raft_data: Path, tmp_path: Path) -> None:
+    """DDP on the CPU: two processes (torchrun through accelerate), one adapter, one report."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hybridft"]
+    args = ["finetune", "--model", "tiny", "--data", str(raft_data), "--out", str(out), "--max-steps", "3"]
+    args += ["--batch-size", "2", "--no-gradient-checkpointing", "--json"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(launcher + args, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["status"] == "complete"  # one JSON document: only rank 0 reports
+    run = json.loads((out / "run.json").read_text())
+    assert run["processes"] == 2 and run["status"] == "complete" and run["steps"] == 3
+    assert len(list(out.glob("adapter_model.safetensors"))) == 1

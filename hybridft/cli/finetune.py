@@ -63,6 +63,10 @@ def main(tokens: list[str]) -> int:
     from hybridft.sft import train
 
     run = train(config)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under accelerate launch, one process reports
+        return EXIT_OK if run["status"] == "complete" else EXIT_INTERRUPTED
     if run["status"] == "interrupted":
         emit(
             {"command": "finetune", "status": "interrupted", "out": str(config["out"]), "steps": run["steps"]},
