@@ -420,3 +420,37 @@ def test_two_processes_under_accelerate_launch(raft_data: Path, tmp_path: Path) 
     run = json.loads((out / "run.json").read_text())
     assert run["processes"] == 2 and run["status"] == "complete" and run["steps"] == 3
     assert len(list(out.glob("adapter_model.safetensors"))) == 1
+
+
+@pytest.mark.parametrize("argv", [["finetune", "--help"], ["finetune", "--model", "tiny", "--dry-run"]])
+def test_finetune_help_and_checks_import_no_heavy_library(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hybridft.cli.main import app\n"
+        f"sys.argv = ['hybridft', *{argv!r}]\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'bitsandbytes') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip().endswith("HEAVY []"), done.stderr
+
+
+def test_config_file_with_command_line_override(
+    raft_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: tiny\ndata: {raft_data}\nlora_r: 8\nlearning_rate: 1.0e-4\nmax_steps: 5\n")
+    out = tmp_path / "o"
+    code, stdout, _ = run_cli(capsys, "--config", config, "--lora-r", "4", "--out", out, "--dry-run", "--json")
+    options = json.loads(stdout)["options"]
+    assert code == 0 and options["lora_r"] == 4 and options["learning_rate"] == 1e-4 and options["max_steps"] == 5
+    config.write_text("model: tiny\nlora_alpha: many\nbatch_sise: 2\n")
+    code, _, err = run_cli(capsys, "--config", config, "--out", tmp_path / "o")
+    err = " ".join(err.split())
+    assert code == 2
+    assert "lora_alpha=many: expected an integer" in err and "unknown key 'batch_sise'" in err
+    assert "--data is required" in err
