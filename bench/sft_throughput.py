@@ -6,7 +6,7 @@ few dozen to ~900 tokens). The baseline is what a TRL user writes first: SFTTrai
 settings (random batches padded to their longest row). Trained tokens are the rows' real tokens
 (no padding); each side runs in its own process, so each peak RSS is its own.
 
-  python bench/sft_throughput.py [--rows 160] [--batch-size 8] [--epochs 1]
+  python bench/sft_throughput.py [--rows 400] [--batch-size 8] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def child(side: str, data: Path, batch_size: int, epochs: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=160)
+    parser.add_argument("--rows", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--child", choices=["baseline", "hybridft"])
