@@ -329,6 +329,7 @@ def test_packing_needs_flash_attention_because_sdpa_leaks_across_examples() -> N
         packed = model(input_ids=torch.cat([first, second], 1), position_ids=torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]]))
     assert not torch.allclose(packed.logits[0, 5:], alone, atol=1e-4)
     config = {"trainer": "sft", "packing": True, "attn_implementation": None, "max_steps": 5, "epochs": 1.0}
+    config["target_modules"] = ["all-linear"]
     assert any("packing=true needs attn_implementation" in e for e in check(config))
     assert not check({**config, "attn_implementation": "flash_attention_2"})
 
