@@ -455,3 +455,18 @@ def test_config_file_with_command_line_override(
     assert code == 2
     assert "lora_alpha=many: expected an integer" in err and "unknown key 'batch_sise'" in err
     assert "--data is required" in err
+
+
+def test_full_fine_tuning_saves_a_whole_model(raft_data: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from hybridft.sft import train
+
+    capture = Capture()
+    out = tmp_path / "run"
+    run = train(config_for(raft_data, out, method="full", max_steps=2, learning_rate=1e-3), extra_callbacks=[capture])
+    assert run["method"] == "full" and not any("lora_" in n for n in capture.before)
+    changed = [n for n in capture.before if not capture.before[n].equal(capture.after[n])]
+    assert len(changed) == len(capture.before)  # every weight trains
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    AutoModelForCausalLM.from_pretrained(out)
