@@ -188,13 +188,13 @@ def add_marker_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
         return []
     pieces = [tokenizer(m, add_special_tokens=False)["input_ids"] for m in markers]
     tokenizer.add_tokens(markers)
-    new_ids = tokenizer.convert_tokens_to_ids(markers)
+    new_ids = [int(tokenizer.convert_tokens_to_ids(m)) for m in markers]  # type: ignore[arg-type]
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
         for weights in {id(w): w for w in _embedding_weights(model)}.values():
             for token_id, piece_ids in zip(new_ids, pieces, strict=True):
                 weights[token_id] = weights[piece_ids].mean(dim=0)
-    return list(new_ids)
+    return new_ids
 
 
 def _embedding_weights(model: PreTrainedModel) -> list[Any]:
@@ -266,8 +266,11 @@ def disable_cpu_4bit_repacking(model: PreTrainedModel) -> int:
     return changed
 
 
-def lora_config(*, r: int, alpha: int, dropout: float, target_modules: list[str], trainable_tokens: list[int]) -> Any:
-    """A causal-LM LoRA config; ``trainable_tokens`` (added markers) get trainable embedding rows."""
+def lora_config(
+    *, r: int, alpha: int, dropout: float, target_modules: list[str], trainable_tokens: dict[str, list[int]]
+) -> Any:
+    """A causal-LM LoRA config; ``trainable_tokens`` maps embedding modules (``embed_tokens``) to
+    the token ids (added markers) whose rows train with the adapter."""
     from peft import LoraConfig
 
     targets: str | list[str] = "all-linear" if target_modules == ["all-linear"] else target_modules
