@@ -197,6 +197,18 @@ def add_marker_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     return new_ids
 
 
+def readd_marker_tokens(model: PreTrainedModel, base_path: str, trained_tokenizer: PreTrainedTokenizerBase) -> None:
+    """Give a freshly loaded base model the marker rows a run added, initialised exactly as in
+    training (the adapter restores the trained input rows; output rows keep this start)."""
+    base_tokenizer = load_tokenizer(base_path)
+    added = [t for t in trained_tokenizer.convert_ids_to_tokens(range(len(base_tokenizer), len(trained_tokenizer)))]
+    if not added:
+        return
+    ids = add_marker_tokens(model, base_tokenizer, added)
+    if ids != trained_tokenizer.convert_tokens_to_ids(added):
+        raise ValueError(f"added tokens {added} do not line up with the trained tokenizer")
+
+
 def _embedding_weights(model: PreTrainedModel) -> list[Any]:
     weights = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()

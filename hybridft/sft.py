@@ -112,7 +112,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     run.update(status="complete", finished_at=_now(), final=final)
     if state.is_main_process:
         if config["save_merged"]:
-            save_merged(out, model_path, method, added)
+            save_merged(out, model_path, method)
         plot_losses(log_path, out / "loss.png")
         finetune.write_run_json(out, run)
     return run
@@ -234,7 +234,7 @@ def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
     return skipped
 
 
-def save_merged(out: Path, model_path: str, method: str, added: list[int]) -> Path:
+def save_merged(out: Path, model_path: str, method: str) -> Path:
     """Base model (full precision, not 4-bit) with the adapter merged in, in ``out/merged``."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -245,8 +245,7 @@ def save_merged(out: Path, model_path: str, method: str, added: list[int]) -> Pa
         model = AutoModelForCausalLM.from_pretrained(out)
     else:
         base = AutoModelForCausalLM.from_pretrained(model_path)
-        if added:
-            base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        models.readd_marker_tokens(base, model_path, tokenizer)
         model = PeftModel.from_pretrained(base, out).merge_and_unload()
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)

@@ -150,7 +150,7 @@ def test_adapter_reloads_generates_and_merges(trained: dict[str, Any]) -> None:
     generated = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert generated.shape[1] == prompt["input_ids"].shape[1] + 5
 
-    merged_dir = save_merged(out, resolve_model("tiny"), "lora", [])
+    merged_dir = save_merged(out, resolve_model("tiny"), "lora")
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     with torch.no_grad():
         expected = model(**prompt).logits

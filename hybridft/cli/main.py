@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from hybridft import __version__
-from hybridft.cli.common import EXIT_FAILURE, run_guarded
+from hybridft.cli.common import run_guarded
 
 app = typer.Typer(
     name="hybridft",
@@ -59,17 +59,12 @@ def finetune(ctx: typer.Context) -> None:
     raise typer.Exit(run_guarded(command.main, ctx.args))
 
 
-def _not_yet(name: str) -> None:
-    from hybridft.progress import console
-
-    console.print(f"error: `hybridft {name}` is not available in this version of hybridft yet")
-    raise typer.Exit(EXIT_FAILURE)
-
-
 @app.command("eval", context_settings=PASSTHROUGH, add_help_option=False)
 def evaluate(ctx: typer.Context) -> None:
-    """Evaluate RAFT, RoG or retrieval (not in this version yet)."""
-    _not_yet("eval")
+    """Evaluate RAFT or RoG answers, or retrieval (see `hybridft eval KIND --help`)."""
+    from hybridft.cli import eval as command
+
+    raise typer.Exit(run_guarded(command.main, ctx.args))
 
 
 def run() -> None:

@@ -1,0 +1,29 @@
+"""The evaluations, one module per kind, and the table the CLI dispatches on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hybridft.evaluation import raft
+from hybridft.evaluation.report import Report
+from hybridft.options import Option
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    summary: str
+    options: list[Option]
+    evaluate: Callable[[dict[str, Any]], Report]
+    check: Callable[[dict[str, Any]], list[str]]
+
+
+EVALUATIONS: dict[str, EvaluationSpec] = {
+    "raft": EvaluationSpec(
+        "RAFT: exact match, F1, contains, answer format, quote precision; robustness to distractors",
+        raft.OPTIONS,
+        raft.evaluate,
+        raft.check,
+    ),
+}

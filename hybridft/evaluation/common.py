@@ -1,0 +1,80 @@
+"""Options and inputs every evaluation shares: the build-data records to score, predictions
+files, and the model that generates when there are no predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hybridft.errors import UsageError
+from hybridft.io import iter_rows
+from hybridft.options import Option
+
+
+def common_options() -> list[Option]:
+    return [
+        Option("data", "path", None, "a build-data folder (its records.jsonl)", required=True),
+        Option("split", "str", "eval", "which records to score", choices=("eval", "train", "all")),
+        Option("predictions", "path", None, "score this JSONL instead of running a model"),
+        Option("model", "str", None, "base model (hub id, folder, or tiny) when generating"),
+        Option("adapter", "path", None, "a finetune run folder (its PEFT adapter) applied to --model"),
+        Option("batch_size", "int", 8, "prompts generated together", minimum=1),
+        Option("max_new_tokens", "int", 128, "longest generated answer", minimum=1),
+        Option("limit", "int", None, "score only the first N records (after the split filter)", minimum=1),
+        Option("compare", "path", None, "another report.json: show deltas and a comparison chart"),
+        Option("out", "outpath", None, "report folder: report.json, examples.jsonl, charts", required=True),
+        Option("overwrite", "bool", False, "replace a non-empty --out"),
+    ]
+
+
+def check_source(config: dict[str, Any]) -> list[str]:
+    """Exactly one of --predictions and --model (an adapter alone names its base model)."""
+    if config["predictions"] and (config["model"] or config["adapter"]):
+        return ["give either --predictions or --model/--adapter, not both"]
+    if not config["predictions"] and not (config["model"] or config["adapter"]):
+        return ["give --predictions FILE, or --model (and --adapter) to generate"]
+    return []
+
+
+def load_records(config: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Records of ``kind`` from ``--data``/records.jsonl in the chosen split."""
+    folder = Path(config["data"])
+    path = folder / "records.jsonl" if folder.is_dir() else folder
+    if not path.is_file():
+        raise UsageError(f"data={folder}: no records.jsonl; give a folder written by `hybridft build-data {kind}`")
+    records = []
+    for where, row in iter_rows(path):
+        if row.get("kind") != kind:
+            raise UsageError(f"{where}: a {row.get('kind')!r} record; eval {kind} needs `build-data {kind}` output")
+        if config["split"] in ("all", row.get("split")):
+            records.append(row)
+    if config["limit"]:
+        records = records[: config["limit"]]
+    if not records:
+        raise UsageError(f"{path}: no records in split {config['split']!r}")
+    return records
+
+
+def read_predictions(path: str, known_ids: set[str], field: str) -> dict[str, Any]:
+    """``{"id", field}`` rows keyed by id. Unknown ids are errors (a predictions file for other
+    data); duplicates too. Records without a prediction are counted by the caller."""
+    predictions: dict[str, Any] = {}
+    problems: list[str] = []
+    for where, row in iter_rows(path):
+        row_id = row.get("id")
+        if not isinstance(row_id, str):
+            problems.append(f'{where}: missing string field "id"')
+        elif field not in row:
+            problems.append(f'{where}: missing field "{field}"')
+        elif row_id not in known_ids:
+            problems.append(f"{where}: id {row_id!r} is not in the evaluated records")
+        elif row_id in predictions:
+            problems.append(f"{where}: second prediction for id {row_id!r}")
+        else:
+            predictions[row_id] = row[field]
+        if len(problems) >= 20:
+            problems.append("(stopped after 20 problems)")
+            break
+    if problems:
+        raise UsageError(*problems)
+    return predictions

@@ -1,0 +1,126 @@
+"""Evaluation metrics, as pure functions of one example; SPEC §5 gives the exact definitions.
+
+Every function returns values in [0, 1] (or None where a metric does not apply to the example,
+e.g. ``quote_precision`` for an answer that quotes nothing); reports average the non-None values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from hybridft.text import contains_any, normalize_answer
+
+ANSWER_TAG = "<ANSWER>:"
+QUOTE = re.compile(r"##begin_quote##(.*?)##end_quote##", re.DOTALL)
+
+
+# --- RAFT -----------------------------------------------------------------------------------
+
+
+def final_answer(output: str) -> str:
+    """The text after the last ``<ANSWER>:``; the whole output when the tag is absent."""
+    head, tag, tail = output.rpartition(ANSWER_TAG)
+    return tail.strip() if tag else output.strip()
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD token F1 between two answers (normalised here)."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def raft_scores(output: str, answers: Sequence[str], documents: Sequence[str]) -> dict[str, float | None]:
+    """exact_match, f1, contains, answer_format, quote_precision for one generated answer."""
+    answer = normalize_answer(final_answer(output))
+    golds = [normalize_answer(a) for a in answers]
+    quotes = [q.strip() for q in QUOTE.findall(output)]
+    found = sum(1 for quote in quotes if quote and any(quote in doc for doc in documents))
+    return {
+        "exact_match": float(any(answer == gold for gold in golds)),
+        "f1": max((token_f1(final_answer(output), a) for a in answers), default=0.0),
+        "contains": float(contains_any(normalize_answer(output), golds)),
+        "answer_format": float(ANSWER_TAG in output),
+        "quote_precision": found / len(quotes) if quotes else None,
+    }
+
+
+# --- RoG ------------------------------------------------------------------------------------
+
+
+def prediction_list(prediction: str | Sequence[str]) -> list[str]:
+    """A string prediction split on newlines; empty items dropped."""
+    items = prediction.split("\n") if isinstance(prediction, str) else list(prediction)
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def rog_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[str, float | None]:
+    """hits@1, hit, precision, recall, f1 (matching by equality after normalisation; ``hit`` is
+    RoG's: a gold answer anywhere in the output text)."""
+    predicted = prediction_list(prediction)
+    normalized = [normalize_answer(p) for p in predicted]
+    golds = {normalize_answer(a) for a in answers}
+    matched_predictions = sum(1 for p in normalized if p in golds)
+    matched_gold = sum(1 for g in golds if g in normalized)
+    precision = matched_predictions / len(predicted) if predicted else 0.0
+    recall = matched_gold / len(golds) if golds else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
+    output = normalize_answer("\n".join(predicted))
+    return {
+        "hits@1": float(bool(normalized) and normalized[0] in golds),
+        "hit": float(any(g and g in output for g in golds)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+# --- retrieval ------------------------------------------------------------------------------
+
+
+def retrieval_scores(ranking: Sequence[str], positives: set[str], ks: Sequence[int]) -> dict[str, float]:
+    """hit@k, recall@k, ndcg@k (binary gains, log2 discount) for each k, and mrr."""
+    scores: dict[str, float] = {}
+    relevant = [doc in positives for doc in ranking]
+    for k in ks:
+        top = relevant[:k]
+        dcg = sum(1 / math.log2(i + 2) for i, rel in enumerate(top) if rel)
+        ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(positives))))
+        scores[f"hit@{k}"] = float(any(top))
+        scores[f"recall@{k}"] = sum(top) / len(positives)
+        scores[f"ndcg@{k}"] = dcg / ideal
+    first = next((i for i, rel in enumerate(relevant) if rel), None)
+    scores["mrr"] = 1 / (first + 1) if first is not None else 0.0
+    return scores
+
+
+def top_k_overlap(first: Sequence[str], second: Sequence[str], k: int) -> float:
+    """Share of the first ranking's top k that is also in the second's top k."""
+    a, b = list(first[:k]), set(second[:k])
+    return sum(1 for doc in a if doc in b) / len(a) if a else 1.0
+
+
+def kendall_tau(first: Sequence[str], second: Sequence[str]) -> float:
+    """Kendall's tau-b between two rankings of the same candidates (1 = same order)."""
+    from scipy.stats import kendalltau
+
+    position = {doc: i for i, doc in enumerate(second)}
+    shared = [doc for doc in first if doc in position]
+    if len(shared) < 2:
+        return 1.0
+    tau = kendalltau(list(range(len(shared))), [position[doc] for doc in shared]).statistic
+    return 1.0 if math.isnan(tau) else float(tau)
+
+
+def mean(values: Sequence[float | None]) -> float | None:
+    """Average of the values that apply (None when none does)."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
