@@ -201,7 +201,8 @@ def readd_marker_tokens(model: PreTrainedModel, base_path: str, trained_tokenize
     """Give a freshly loaded base model the marker rows a run added, initialised exactly as in
     training (the adapter restores the trained input rows; output rows keep this start)."""
     base_tokenizer = load_tokenizer(base_path)
-    added = [t for t in trained_tokenizer.convert_ids_to_tokens(range(len(base_tokenizer), len(trained_tokenizer)))]
+    new_ids = list(range(len(base_tokenizer), len(trained_tokenizer)))
+    added = [str(token) for token in trained_tokenizer.convert_ids_to_tokens(new_ids)]
     if not added:
         return
     ids = add_marker_tokens(model, base_tokenizer, added)

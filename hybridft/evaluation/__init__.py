@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hybridft.evaluation import raft
+from hybridft.evaluation import raft, rog
 from hybridft.evaluation.report import Report
 from hybridft.options import Option
 
@@ -25,5 +25,11 @@ EVALUATIONS: dict[str, EvaluationSpec] = {
         raft.OPTIONS,
         raft.evaluate,
         raft.check,
+    ),
+    "rog": EvaluationSpec(
+        "RoG: hits@1, hit, F1, precision, recall, path validity; constrained beam-search planning",
+        rog.OPTIONS,
+        rog.evaluate,
+        rog.check,
     ),
 }

@@ -36,13 +36,14 @@ class Generator:
         max_new_tokens: int,
         num_beams: int = 1,
         num_return_sequences: int = 1,
-        prefix_allowed_tokens_fn: Callable[[int, Any], list[int]] | None = None,
+        constraints: Sequence[Callable[[list[int]], list[int]]] | None = None,
         description: str = "generating",
     ) -> list[list[str]]:
         """Greedy (or beam) outputs for each message, ``num_return_sequences`` per message.
 
         Prompts are sorted by length so that a batch pads little, left-padded (the model
-        continues from the right end), and returned in the input order.
+        continues from the right end), and returned in the input order. ``constraints[i]``, when
+        given, maps the tokens generated so far for message i to the tokens allowed next.
         """
         import torch
 
@@ -56,6 +57,12 @@ class Generator:
             width = max(len(encoded[i]) for i in batch)
             ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
             mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
+            allowed = None
+            if constraints is not None:
+
+                def allowed(batch_id: int, sequence: Any, batch: list[int] = batch, width: int = width) -> list[int]:
+                    return constraints[batch[batch_id]](sequence[width:].tolist())
+
             with torch.no_grad():
                 generated = self.model.generate(
                     input_ids=ids.to(self.model.device),
@@ -64,7 +71,7 @@ class Generator:
                     do_sample=False,
                     num_beams=num_beams,
                     num_return_sequences=num_return_sequences,
-                    prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+                    prefix_allowed_tokens_fn=allowed,
                     pad_token_id=pad,
                     eos_token_id=self.tokenizer.eos_token_id,
                 )
@@ -99,7 +106,7 @@ def load_generator(model: str | None, adapter: str | None) -> Generator:
         run_folder = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(adapter) if adapter else load_tokenizer(base_path)
-        network = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        network: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
     except OSError as exc:
         raise UsageError(f"model={model}: cannot load it ({exc})") from None
     if tokenizer.pad_token is None:
