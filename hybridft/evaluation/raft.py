@@ -109,6 +109,6 @@ def evaluate(config: dict[str, Any]) -> Report:
         by_k[str(k)] = rows
     report = Report("raft", examples, METRICS, dict(skipped))
     if config["distractors"] and len(ks) > 1:
-        report.extra["by_distractors"] = {k: report.metrics(rows) for k, rows in by_k.items()}
+        report.extra["by_distractors"] = {k: report.metrics(rows) for k, rows in by_k.items() if rows}
     report.extra["model"] = generator.name if generator else None
     return report

@@ -151,6 +151,7 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
             "question": question.question,
             "q_entity": question.q_entity,
             "reasoning_paths": [[list(t) for t in chain] for chain in chains.chains],
+            "answers": [],  # rog_reason renders the prompt; the completion is not used
         }
         reason_prompts.append(rog_reason(record)[0])
         plans_of.append(plans)
