@@ -89,7 +89,8 @@ def test_bad_predictions_exit_2_and_write_nothing(
 def test_usage_errors(raft_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_eval(capsys, "raft", "--data", raft_data, "--out", tmp_path / "r")
     assert code == 2 and "give --predictions FILE, or --model" in err
-    code, _, err = run_eval(capsys, "raft", "--data", raft_data, "--model", "tiny", "--distractors", "0,x")
+    tokens = ["--model", "tiny", "--distractors", "0,x", "--out", tmp_path / "o"]
+    code, _, err = run_eval(capsys, "raft", "--data", raft_data, *tokens)
     assert code == 2 and "expected whole numbers" in err
     code, _, err = run_eval(capsys, "retrieval-ish", "--data", raft_data, "--out", "r")
     assert code == 2 and "expected one of" in err
