@@ -52,8 +52,8 @@ def main() -> None:
         timings[name] = time.perf_counter() - started
     one, batched = timings.values()
     same = list(outputs.values())[0] == list(outputs.values())[1]
-    print(f"{args.questions} RAFT questions (~{sum(map(len, texts)) // len(texts)} characters of prompt each), ", end="")
-    print(f"{args.max_new_tokens} new tokens, tiny model")
+    average = sum(map(len, texts)) // len(texts)
+    print(f"{args.questions} RAFT questions (~{average} characters of prompt each), {args.max_new_tokens} new tokens")
     for name, seconds in timings.items():
         print(f"  {name:14s} {seconds:6.2f} s  {args.questions / seconds:6.1f} questions/s")
     print(f"batched / one at a time: {one / batched:.1f}x questions/s (target >= 3x); same outputs: {same}")
