@@ -86,10 +86,22 @@ def rog_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[
 # --- retrieval ------------------------------------------------------------------------------
 
 
-def retrieval_scores(ranking: Sequence[str], positives: set[str], ks: Sequence[int]) -> dict[str, float]:
-    """hit@k, recall@k, ndcg@k (binary gains, log2 discount) for each k, and mrr."""
-    scores: dict[str, float] = {}
-    relevant = [doc in positives for doc in ranking]
+def retrieval_scores(ranking: Sequence[str], positives: set[str], ks: Sequence[int]) -> dict[str, float | None]:
+    """hit@k, recall@k, ndcg@k (binary gains, log2 discount) for each k, and mrr.
+
+    A document repeated in the ranking counts once, at its first position (so recall and ndcg stay
+    within [0, 1]). Without positives no metric applies: every value is None (callers count the
+    query as skipped).
+    """
+    names = [f"{metric}@{k}" for metric in ("hit", "recall", "ndcg") for k in ks] + ["mrr"]
+    if not positives:
+        return dict.fromkeys(names, None)
+    seen: set[str] = set()
+    relevant = []
+    for doc in ranking:
+        relevant.append(doc in positives and doc not in seen)
+        seen.add(doc)
+    scores: dict[str, float | None] = {}
     for k in ks:
         top = relevant[:k]
         dcg = sum(1 / math.log2(i + 2) for i, rel in enumerate(top) if rel)
@@ -99,25 +111,30 @@ def retrieval_scores(ranking: Sequence[str], positives: set[str], ks: Sequence[i
         scores[f"ndcg@{k}"] = dcg / ideal
     first = next((i for i, rel in enumerate(relevant) if rel), None)
     scores["mrr"] = 1 / (first + 1) if first is not None else 0.0
-    return scores
+    return {name: scores[name] for name in names}
 
 
 def top_k_overlap(first: Sequence[str], second: Sequence[str], k: int) -> float:
-    """Share of the first ranking's top k that is also in the second's top k."""
-    a, b = list(first[:k]), set(second[:k])
-    return sum(1 for doc in a if doc in b) / len(a) if a else 1.0
+    """|top k of first ∩ top k of second| / k, where k is capped by the longer of the two top-k
+    lists (rankings of fewer than k candidates); 1.0 for two empty rankings."""
+    a, b = set(first[:k]), set(second[:k])
+    size = max(len(a), len(b))
+    return len(a & b) / size if size else 1.0
 
 
-def kendall_tau(first: Sequence[str], second: Sequence[str]) -> float:
-    """Kendall's tau-b between two rankings of the same candidates (1 = same order)."""
+def kendall_tau(first: Sequence[str], second: Sequence[str]) -> float | None:
+    """Kendall's tau-b between two rankings over the documents both hold (1 = same order, -1 =
+    reversed); None when they share fewer than two documents (no pair to compare)."""
     from scipy.stats import kendalltau
 
-    position = {doc: i for i, doc in enumerate(second)}
-    shared = [doc for doc in first if doc in position]
+    position: dict[str, int] = {}
+    for i, doc in enumerate(second):
+        position.setdefault(doc, i)
+    shared = list(dict.fromkeys(doc for doc in first if doc in position))
     if len(shared) < 2:
-        return 1.0
+        return None
     tau = kendalltau(list(range(len(shared))), [position[doc] for doc in shared]).statistic
-    return 1.0 if math.isnan(tau) else float(tau)
+    return None if math.isnan(tau) else float(tau)
 
 
 def mean(values: Sequence[float | None]) -> float | None:

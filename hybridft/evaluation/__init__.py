@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hybridft.evaluation import raft, rog
+from hybridft.evaluation import raft, retrieval, rog
 from hybridft.evaluation.report import Report
 from hybridft.options import Option
 
@@ -31,5 +31,11 @@ EVALUATIONS: dict[str, EvaluationSpec] = {
         rog.OPTIONS,
         rog.evaluate,
         rog.check,
+    ),
+    "retrieval": EvaluationSpec(
+        "Invar-RAG retrieval: hit@k, recall@k, ndcg@k, mrr; invariance across query variants",
+        retrieval.OPTIONS,
+        retrieval.evaluate,
+        retrieval.check,
     ),
 }

@@ -1,0 +1,358 @@
+"""``eval retrieval``: rank documents for each Invar-RAG query (and its variants) with a ranker, or
+score a predictions file, against the record's positives; SPEC §5 and docs/eval.md.
+
+What is ranked: without ``--docs``, each record's own candidates (positives + negatives, in a
+seeded order so that ties never favour the positives); with ``--docs``, the whole corpus (chunked
+as ``build-data`` chunked it, so ids match the records' positives).
+
+**The ranker seam.** ``RANKERS`` maps a ``--ranker`` name to a function ``(texts, config) ->
+Ranker`` over the texts to rank. A :class:`Ranker` has ``search(queries, k)`` (the ``k`` best text
+indices per query, best first: corpus mode) and ``score(queries, candidates)`` (each query's
+scores of its own candidate indices: candidate mode). :class:`EmbeddingRanker` gives both from an
+``encode(texts, description)`` function returning normalised embeddings; ``minilm`` is one, and the
+trained Invar-RAG retriever adapter (``finetune --trainer invar-retriever``) plugs in the same way,
+as one more entry.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hybridft.errors import InputError, UsageError
+from hybridft.evaluation.common import common_options, load_records
+from hybridft.evaluation.report import Report
+from hybridft.io import iter_rows
+from hybridft.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
+from hybridft.options import Option
+from hybridft.progress import log, track
+
+SIMILARITY_BLOCK = 1024  # queries per block of the query x document similarity matrix
+
+
+class Ranker(Protocol):
+    def search(self, queries: list[str], k: int) -> list[list[int]]: ...
+
+    def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]: ...
+
+
+class BM25Ranker:
+    """BM25 over the texts (in candidate mode the texts are every record's candidates, so term
+    statistics come from that pool)."""
+
+    def __init__(self, texts: list[str], config: dict[str, Any]):
+        from hybridft.retrieval import BM25Index
+
+        self._index = BM25Index(texts)
+
+    def search(self, queries: list[str], k: int) -> list[list[int]]:
+        indices, _ = self._index.search(queries, k, "bm25 search")
+        return [[int(i) for i in row] for row in indices]
+
+    def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]:
+        return [
+            self._index.scores(query)[chosen]
+            for query, chosen in track(zip(queries, candidates, strict=True), "bm25 scoring", total=len(queries))
+        ]
+
+
+class EmbeddingRanker:
+    """Dot products of normalised embeddings from ``encode(texts, description)``."""
+
+    def __init__(self, texts: list[str], encode: Callable[[list[str], str], np.ndarray], name: str):
+        self._encode = encode
+        self._name = name
+        self._documents = encode(texts, f"encoding documents ({name})")
+
+    def search(self, queries: list[str], k: int) -> list[list[int]]:
+        embedded = self._encode(queries, f"encoding queries ({self._name})")
+        k = min(k, len(self._documents))
+        ranked: list[list[int]] = []
+        for start in range(0, len(embedded), SIMILARITY_BLOCK):
+            similarity = embedded[start : start + SIMILARITY_BLOCK] @ self._documents.T
+            if k < similarity.shape[1]:  # a partial selection, then a sort of only those k
+                best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            else:
+                best = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
+            picked = np.take_along_axis(similarity, best, axis=1)
+            order = np.take_along_axis(best, np.argsort(-picked, axis=1, kind="stable"), axis=1)
+            ranked.extend([int(i) for i in row] for row in order)
+        return ranked
+
+    def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]:
+        embedded = self._encode(queries, f"encoding queries ({self._name})")
+        return [self._documents[chosen] @ embedded[n] for n, chosen in enumerate(candidates)]
+
+
+def _minilm(texts: list[str], config: dict[str, Any]) -> Ranker:
+    from hybridft.retrieval import encode_texts, load_sentence_model
+
+    model = load_sentence_model("minilm")
+    return EmbeddingRanker(
+        texts, lambda batch, description: encode_texts(model, batch, config["batch_size"], description), "minilm"
+    )
+
+
+RANKERS: dict[str, Callable[[list[str], dict[str, Any]], Ranker]] = {"bm25": BM25Ranker, "minilm": _minilm}
+
+_COMMON = {o.name: o for o in common_options()}
+OPTIONS = [
+    *(_COMMON[name] for name in ("data", "split")),
+    Option("predictions", "path", None, 'score this JSONL of {"id", "ranking": [doc_id, ...]} rows instead of ranking'),
+    Option("ranker", "str", None, "rank with this model instead of scoring --predictions", choices=tuple(RANKERS)),
+    Option("k", "list", ["1", "5", "20"], "cut-offs of hit@k, recall@k, ndcg@k"),
+    Option("docs", "path", None, "rank this whole corpus (default: each record's positives + negatives)"),
+    Option("invariance_k", "int", 5, "cut-off of invariance_overlap@k between a query and its variants", minimum=1),
+    Option("seed", "int", 0, "order of each record's candidates before ranking (breaks ties)", minimum=0),
+    Option("batch_size", "int", 64, "texts encoded together (minilm)", minimum=1),
+    *(_COMMON[name] for name in ("limit", "compare", "out", "overwrite")),
+]
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    errors = []
+    if config["predictions"] and config["ranker"]:
+        errors.append("give either --predictions or --ranker, not both")
+    elif not config["predictions"] and not config["ranker"]:
+        errors.append(f"give --predictions FILE, or --ranker ({', '.join(RANKERS)}) to rank")
+    if config["docs"] and not config["ranker"]:
+        errors.append("--docs is the corpus a --ranker ranks; a predictions file brings its own rankings")
+    if not config["k"] or not all(value.isdigit() and int(value) > 0 for value in config["k"]):
+        errors.append(f"k={','.join(config['k'])}: expected whole numbers of at least 1, like 1,5,20")
+    return errors
+
+
+def cutoffs(config: dict[str, Any]) -> list[int]:
+    return sorted({int(value) for value in config["k"]})
+
+
+def metric_names(ks: list[int], invariance_k: int, invariance: bool) -> list[str]:
+    names = [f"{metric}@{k}" for metric in ("hit", "recall", "ndcg") for k in ks] + ["mrr"]
+    if invariance:
+        names += [f"invariance_overlap@{invariance_k}", "invariance_kendall_tau"]
+    return names
+
+
+# --- records and predictions ------------------------------------------------------------------
+
+
+def load_invar_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Retrieval-stage ``build-data invar`` records of the chosen split, their fields checked."""
+    records = load_records(config, "invar")
+    problems = []
+    for record in records:
+        where = f"{config['data']}: record {record.get('id')!r}"
+        if record.get("stage", "retrieval") != "retrieval":
+            raise UsageError(f"{where}: a {record['stage']}-stage record; eval retrieval needs retrieval-stage records")
+        if not isinstance(record.get("query"), str):
+            problems.append(f'{where}: missing string field "query"')
+        if not _string_list(record.get("variants", [])):
+            problems.append(f'{where}: "variants" must be a list of strings')
+        for key in ("positives", "negatives"):
+            documents = record.get(key)
+            if not isinstance(documents, list) or not all(
+                isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("text"), str)
+                for d in documents
+            ):
+                problems.append(f'{where}: "{key}" must be a list of {{"id", "text"}} documents')
+    if problems:
+        raise UsageError(*problems[:20])
+    return records
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _ranking_problem(ranking: Any, key: str) -> str | None:
+    if not _string_list(ranking):
+        return f'"{key}" must be a list of document ids (strings)'
+    repeated = next((doc for doc, n in Counter(ranking).items() if n > 1), None)
+    return f'"{key}" lists document {repeated!r} twice' if repeated is not None else None
+
+
+def read_rankings(path: str, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{"id", "ranking", "variant_rankings"?}`` rows keyed by id. Unknown ids, duplicate rows,
+    missing or malformed rankings are errors naming file:line; records without a row are counted
+    by the caller."""
+    rankings: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for where, row in iter_rows(path):
+        row_id = row.get("id")
+        problem = None
+        if not isinstance(row_id, str):
+            problem = 'missing string field "id"'
+        elif row_id not in records:
+            problem = f"id {row_id!r} is not in the evaluated records"
+        elif row_id in rankings:
+            problem = f"second ranking for id {row_id!r}"
+        elif "ranking" not in row:
+            problem = 'missing field "ranking"'
+        else:
+            problem = _ranking_problem(row["ranking"], "ranking")
+            variant_rankings = row.get("variant_rankings")
+            if problem is None and variant_rankings is not None:
+                expected = len(records[row_id].get("variants", []))
+                if not isinstance(variant_rankings, list) or len(variant_rankings) != expected:
+                    problem = f'"variant_rankings" must be a list of {expected} rankings, one per variant of the record'
+                else:
+                    problem = next(
+                        filter(None, (_ranking_problem(r, "variant_rankings") for r in variant_rankings)), None
+                    )
+        if problem:
+            problems.append(f"{where}: {problem}")
+            if len(problems) >= 20:
+                problems.append("(stopped after 20 problems)")
+                break
+        else:
+            rankings[str(row_id)] = {"ranking": row["ranking"], "variant_rankings": row.get("variant_rankings")}
+    if problems:
+        raise InputError(*problems)
+    return rankings
+
+
+# --- ranking ------------------------------------------------------------------------------------
+
+
+def candidates_of(record: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Positives + negatives (first occurrence of each id), shuffled with the seed: ties in the
+    ranker's scores keep this order, so they never favour the positives listed first."""
+    unique = {doc["id"]: doc for doc in reversed(record["positives"] + record["negatives"])}
+    documents = sorted(unique.values(), key=lambda doc: doc["id"])
+    random.Random(f"{seed}:{record['id']}").shuffle(documents)
+    return documents
+
+
+def rank_candidates(records: list[dict[str, Any]], config: dict[str, Any]) -> list[list[list[str]]]:
+    """Per record: the rankings (doc ids, best first) of its query, then of each variant, over its
+    own candidates."""
+    pool: dict[tuple[str, str], int] = {}
+    queries: list[str] = []
+    chosen: list[list[int]] = []
+    ids: list[list[str]] = []
+    for record in records:
+        documents = candidates_of(record, config["seed"])
+        indices = [pool.setdefault((doc["id"], doc["text"]), len(pool)) for doc in documents]
+        names = [doc["id"] for doc in documents]
+        for query in [record["query"], *record.get("variants", [])]:
+            queries.append(query)
+            chosen.append(indices)
+            ids.append(names)
+    log(f"ranking the candidates of {len(records)} record(s) ({len(pool)} distinct) with {config['ranker']}")
+    ranker = RANKERS[config["ranker"]]([text for _, text in pool], config)
+    scores = ranker.score(queries, chosen)
+    rankings = [
+        [names[i] for i in np.argsort(-np.asarray(s), kind="stable")] for names, s in zip(ids, scores, strict=True)
+    ]
+    return _per_record(records, rankings)
+
+
+def corpus_chunks(config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(ids, texts) of ``--docs``, chunked with the chunk options in ``--data``/manifest.json when
+    there is one (as ``build-data invar`` chunked them), else whole documents."""
+    from hybridft.builders.raft import chunk_documents
+    from hybridft.io import read_documents
+
+    documents, stats = read_documents(config["docs"])
+    for reason, n in stats.skipped.items():
+        log(f"--docs: skipped {n} ({reason.replace('_', ' ')})")
+    manifest = Path(config["data"]) / "manifest.json"
+    options: dict[str, Any] = {}
+    if manifest.is_file():
+        try:
+            options = json.loads(manifest.read_text(encoding="utf-8")).get("options") or {}
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise InputError(f"{manifest}: not a build-data manifest ({exc})") from None
+    if not options.get("chunk_size"):
+        return [doc.id for doc in documents], [doc.text for doc in documents]
+    chunks = chunk_documents(
+        documents, options["chunk_size"], options.get("chunk_overlap") or 0, options.get("tokenizer")
+    )
+    return chunks.ids, chunks.texts
+
+
+def rank_corpus(
+    records: list[dict[str, Any]], config: dict[str, Any], ids: list[str], texts: list[str], depth: int
+) -> list[list[list[str]]]:
+    """Per record: the top ``depth`` corpus ids of its query, then of each variant."""
+    queries = [query for record in records for query in [record["query"], *record.get("variants", [])]]
+    log(f"ranking {len(texts)} corpus text(s) for {len(queries)} quer(ies) with {config['ranker']}")
+    ranker = RANKERS[config["ranker"]](texts, config)
+    rankings = [[ids[i] for i in row] for row in ranker.search(queries, depth)]
+    return _per_record(records, rankings)
+
+
+def _per_record(records: list[dict[str, Any]], rankings: list[list[str]]) -> list[list[list[str]]]:
+    grouped, start = [], 0
+    for record in records:
+        size = 1 + len(record.get("variants", []))
+        grouped.append(rankings[start : start + size])
+        start += size
+    return grouped
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+
+def invariance_scores(ranking: list[str], variant_rankings: list[list[str]], k: int) -> dict[str, float | None]:
+    """Mean top-k overlap and Kendall tau between the query's ranking and each variant's."""
+    overlap = mean([top_k_overlap(ranking, other, k) for other in variant_rankings])
+    tau = mean([kendall_tau(ranking, other) for other in variant_rankings])
+    return {f"invariance_overlap@{k}": overlap, "invariance_kendall_tau": tau}
+
+
+def evaluate(config: dict[str, Any]) -> Report:
+    records = load_invar_records(config)
+    ks = cutoffs(config)
+    depth = max(*ks, config["invariance_k"])
+    skipped: Counter[str] = Counter()
+    usable = [record for record in records if record["positives"]]
+    skipped["no_positive"] = len(records) - len(usable)
+    if config["docs"]:
+        ids, texts = corpus_chunks(config)
+        known = set(ids)
+        scored = [r for r in usable if all(p["id"] in known for p in r["positives"])]
+        skipped["positive_not_in_docs"] = len(usable) - len(scored)
+        if usable and not scored:
+            raise UsageError(
+                f"docs={config['docs']}: no record's positives are in this corpus; give the documents "
+                f"`build-data invar` was built from (positive ids look like {usable[0]['positives'][0]['id']!r})"
+            )
+        usable = scored
+        rankings = rank_corpus(usable, config, ids, texts, depth) if usable else []
+        ranked = "docs"
+    elif config["ranker"]:
+        rankings = rank_candidates(usable, config) if usable else []
+        ranked = "candidates"
+    else:
+        given = read_rankings(config["predictions"], {r["id"]: r for r in records})
+        scored = [r for r in usable if r["id"] in given]
+        skipped["no_prediction"] = len(usable) - len(scored)
+        usable = scored
+        rankings = [[given[r["id"]]["ranking"], *(given[r["id"]]["variant_rankings"] or [])] for r in usable]
+        ranked = "predictions"
+    examples = []
+    for record, (ranking, *variant_rankings) in zip(usable, rankings, strict=True):
+        scores: dict[str, float | None] = dict(retrieval_scores(ranking, {p["id"] for p in record["positives"]}, ks))
+        if variant_rankings:
+            scores.update(invariance_scores(ranking, variant_rankings, config["invariance_k"]))
+        examples.append(
+            {
+                "id": record["id"],
+                "query": record["query"],
+                "positives": [p["id"] for p in record["positives"]],
+                "ranking": ranking[:depth],
+                "variant_rankings": [r[:depth] for r in variant_rankings],
+                "scores": scores,
+            }
+        )
+    invariance = any("invariance_kendall_tau" in e["scores"] for e in examples)
+    report = Report("retrieval", examples, metric_names(ks, config["invariance_k"], invariance), dict(skipped))
+    report.extra.update(ranker=config["ranker"], ranked=ranked)
+    return report
