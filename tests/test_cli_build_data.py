@@ -216,25 +216,6 @@ def test_help_imports_no_heavy_library(argv: list[str]) -> None:
     assert done.stdout.strip().endswith("HEAVY []")
 
 
-def test_demo_builds_the_bundled_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hybridft.cli import demo
-    from hybridft.cli.common import run_guarded
-
-    assert run_guarded(demo.main, ["--out", str(tmp_path / "demo"), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["counts"]["skipped"]["no_oracle"] == 1  # q31 has no answer in the corpus
-    assert (tmp_path / "demo" / "raft" / "train.jsonl").exists()
-
-
-def test_demo_reruns_over_its_own_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hybridft.cli import demo
-    from hybridft.cli.common import run_guarded
-
-    assert run_guarded(demo.main, ["--out", str(tmp_path / "demo")]) == 0
-    assert run_guarded(demo.main, ["--out", str(tmp_path / "demo")]) == 0
-    assert run_guarded(demo.main, ["--bogus"]) == 2
-
-
 def test_error_messages_keep_brackets(cli, sample: dict[str, Path]) -> None:
     (sample["tmp"] / "bad.jsonl").write_text('["x"] [bold]\n')
     code, _, stderr = cli("raft", "--qa", sample["tmp"] / "bad.jsonl", "--docs", sample["docs"], "--out", "o")

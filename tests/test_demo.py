@@ -1,0 +1,44 @@
+"""`hybridft demo`: every stage runs and leaves its outputs; the full demo really improves the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybridft.cli import demo
+from hybridft.cli.common import run_guarded
+
+
+def test_demo_stages_and_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert run_guarded(demo.main, ["--out", str(out), "--max-steps", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"command", "out", "train_loss", "base", "tuned", "delta"}
+    for folder in ("raft", "rog", "invar", "mix"):
+        assert (out / "data" / folder / "train.jsonl").is_file(), folder
+    mix = json.loads((out / "data" / "mix" / "manifest.json").read_text())
+    assert mix["kind"] == "mix"
+    run = json.loads((out / "run" / "run.json").read_text())
+    assert run["status"] == "complete" and run["steps"] == 2
+    tuned = json.loads((out / "eval" / "tuned" / "report.json").read_text())
+    assert tuned["count"] == 31 and "delta" in tuned["compare"]
+    assert json.loads((out / "demo.json").read_text()) == summary
+    # a second demo replaces the first; a folder that is not a demo's is never touched
+    assert run_guarded(demo.main, ["--out", str(out), "--max-steps", "1"]) == 0
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    assert run_guarded(demo.main, ["--out", str(other)]) == 2
+    assert (other / "notes.txt").read_text() == "keep"
+    assert run_guarded(demo.main, ["--bogus"]) == 2
+
+
+@pytest.mark.slow
+def test_full_demo_tuned_model_beats_the_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_guarded(demo.main, ["--out", str(tmp_path / "demo"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["base"]["exact_match"] == 0.0
+    assert summary["tuned"]["exact_match"] >= 0.3
+    assert summary["tuned"]["answer_format"] >= 0.5
