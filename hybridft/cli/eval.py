@@ -13,7 +13,8 @@ USAGE = """\
 usage: hybridft eval KIND [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
 
 Evaluate on a build-data folder. KIND: {kinds}.
-Score a predictions file (--predictions) or generate with a model (--model, --adapter RUN_DIR).
+Score a predictions file (--predictions), or run a model (raft, rog: --model and/or --adapter RUN_DIR;
+retrieval: --ranker).
 Writes DIR/report.json, DIR/examples.jsonl and charts; a table goes to stderr.
 
   --config, --recipe FILE   YAML config (relative paths start at its folder)

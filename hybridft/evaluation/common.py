@@ -45,7 +45,7 @@ def load_records(config: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     records = []
     for where, row in iter_rows(path):
         if row.get("kind") != kind:
-            raise UsageError(f"{where}: a {row.get('kind')!r} record; eval {kind} needs `build-data {kind}` output")
+            raise UsageError(f"{where}: a {row.get('kind')!r} record; this evaluation reads `build-data {kind}` output")
         if config["split"] in ("all", row.get("split")):
             records.append(row)
     if config["limit"]:

@@ -164,7 +164,8 @@ def draw_charts(folder: Path, content: dict[str, Any], other: dict[str, Any] | N
             axes.bar([p + 0.2 for p in positions], [content["metrics"][n] for n in names], 0.4, label="this run")
             axes.set_xticks(list(positions))
             axes.set_xticklabels(names, rotation=30, ha="right")
-            axes.set_ylim(0, 1.02)
+            lowest = min([0.0, *(other["metrics"][n] for n in names), *(content["metrics"][n] for n in names)])
+            axes.set_ylim(lowest - 0.02 if lowest < 0 else 0, 1.02)  # Kendall tau can be negative
             axes.legend()
             axes.set_title(f"eval {content['kind']}")
             figure.tight_layout()
