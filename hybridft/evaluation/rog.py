@@ -44,7 +44,7 @@ def load_questions(config: dict[str, Any]) -> tuple[list[tuple[str, KGQuestion]]
     """(id predictions are keyed by, question) pairs in the chosen split."""
     data = Path(config["data"])
     skipped: Counter[str] = Counter()
-    if data.is_file():
+    if data.is_file() or str(config["data"]).startswith("hf:"):
         rows = list(iter_kg_questions(data))
         if config["limit"]:
             rows = rows[: config["limit"]]
