@@ -237,3 +237,43 @@ def test_path_grammar_by_hand() -> None:
     two = one + grammar.sep + ids("people.person.spouse")
     assert grammar.allowed(two) == [grammar.close[0]]  # max_hops reached
     assert tokenizer.eos_token_id in grammar.allowed(two + grammar.close)
+
+
+def test_rog_on_a_build_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hybridft.cli import build_data
+
+    data = tmp_path / "rog"
+    assert run_guarded(build_data.main, ["--recipe", str(RECIPES / "rog_sample.yaml"), "--out", str(data)]) == 0
+    reason = [r for r in read_jsonl(data / "records.jsonl") if r["task"] == "reason"]
+    predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": r["id"], "prediction": r["answers"]} for r in reason])
+    code, _, err = run_eval(
+        capsys, "rog", "--data", data, "--split", "all", "--predictions", predictions, "--out", tmp_path / "a"
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["count"] == len(reason) and report["metrics"]["hits@1"] == 1.0 and report["metrics"]["f1"] == 1.0
+    # a model needs the graphs: without --questions it is a usage error naming the fix
+    code, _, err = run_eval(capsys, "rog", "--data", data, "--model", "tiny", "--out", tmp_path / "b")
+    assert code == 2 and "give --questions FILE" in err
+    code, _, err = run_eval(
+        capsys,
+        "rog",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--questions",
+        ROG_QUESTIONS,
+        "--kg",
+        ROG_KG,
+        "--model",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--beams",
+        "2",
+        "--out",
+        tmp_path / "c",
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "report.json").read_text())["count"] == len(reason)
