@@ -118,9 +118,10 @@ def test_bad_inputs_exit_2_and_leave_nothing(cli, tmp_path: Path) -> None:
 def test_hybrid_of_real_builds_trains_with_sft_trainer(cli, sample: dict[str, Path]) -> None:
     """RAFT + RoG + Invar-RAG generation rows, mixed; TRL's SFTTrainer takes the mixed messages."""
     from datasets import load_dataset
-    from tiny_llama import build_tiny
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from hybridft.models import resolve_model
 
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     tmp, qa, docs = sample["tmp"], sample["qa"], sample["docs"]
@@ -135,7 +136,7 @@ def test_hybrid_of_real_builds_trains_with_sft_trainer(cli, sample: dict[str, Pa
     rows = read_jsonl(tmp / "mix" / "train.jsonl")
     assert Counter(r["source"] for r in rows) == {"raft": 4, "rog": 4, "invar": 4}
 
-    folder = build_tiny(tmp / "tiny", [m["content"] for r in rows for m in r["messages"]] * 2)
+    folder = resolve_model("tiny")
     dataset = load_dataset("json", data_files=str(tmp / "mix" / "train.jsonl"), split="train")
     args = SFTConfig(
         output_dir=str(tmp / "run"),

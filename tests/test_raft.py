@@ -220,10 +220,10 @@ def test_unknown_doc_ids_and_too_few_documents_are_usage_errors(sample: dict[str
 
 
 def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None:
-    from tiny_llama import build_tokenizer
+    from hybridft.models import build_tiny_tokenizer
 
     text = "Tokenizers split uncommonwords into several pieces. " * 6
-    tokenizer = build_tokenizer(["Tokenizers split words. " * 20])
+    tokenizer = build_tiny_tokenizer()
     tokenizer.save_pretrained(tmp_path / "tok")
     docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": "t", "text": text}, {"id": "u", "text": "other"}])
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "q", "question": "split?", "answers": ["pieces"]}])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from conftest import read_jsonl
-from tiny_llama import build_tiny
+
+from hybridft.models import resolve_model
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
@@ -37,8 +38,8 @@ def test_sft_trainer_accepts_train_jsonl(cli, sample: dict[str, Path], fmt: str)
         )[0]
         == 0
     )
-    rows = read_jsonl(out / "train.jsonl")
-    folder = build_tiny(sample["tmp"] / "tiny", [str(r) for r in rows] * 4)
+    assert read_jsonl(out / "train.jsonl")
+    folder = resolve_model("tiny")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
     dataset = load_dataset("json", data_files=str(out / "train.jsonl"), split="train")
