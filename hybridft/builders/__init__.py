@@ -49,6 +49,3 @@ BUILDERS: dict[str, BuilderSpec] = {
         mix.render,
     ),
 }
-
-# Kinds in the contract whose builders have not landed yet.
-PLANNED_KINDS: tuple[str, ...] = ()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hybridft.cli.common import EXIT_FAILURE, EXIT_OK, emit, print_options
+from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
 from hybridft.errors import UsageError
-from hybridft.options import load_recipe, parse_tokens, peek_recipe, resolve
-from hybridft.progress import console, log
+from hybridft.progress import log
 
 USAGE = """\
 usage: hybridft build-data KIND [--recipe FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -26,62 +25,16 @@ long option (max_hops <-> --max-hops); the command line wins over the recipe.
 
 
 def main(tokens: list[str]) -> int:
-    from hybridft.builders import BUILDERS, PLANNED_KINDS
+    from hybridft.builders import BUILDERS
 
-    kind = tokens[0] if tokens and not tokens[0].startswith("-") else None
-    rest = tokens[1:] if kind else list(tokens)
-    wants_help = "--help" in rest or "-h" in rest or not tokens
-    recipe_path = peek_recipe(rest)
-    recipe: dict[str, Any] = {}
-    recipe_dir = None
-    if recipe_path and not (wants_help and kind):
-        recipe, recipe_dir = load_recipe(recipe_path)
-    kind = _resolve_kind(kind, recipe, recipe_path)
-    usage = USAGE.format(kinds=", ".join(BUILDERS))
-    if kind is None:
-        if wants_help:
-            print(usage)
-            return EXIT_OK
-        raise UsageError("build-data needs a KIND (" + ", ".join(BUILDERS) + ") or a recipe with `kind:`")
-    if kind in PLANNED_KINDS:
-        console.print(f"error: build-data {kind} is not available in this version of hybridft yet")
-        return EXIT_FAILURE
-    if kind not in BUILDERS:
-        raise UsageError(f"build-data KIND={kind}: expected one of {', '.join(BUILDERS)}")
-    spec = BUILDERS[kind]
-    if wants_help:
-        print(usage)
-        print_options(f"build-data {kind}: {spec.summary}", spec.options)
+    command = parse_kind_command(tokens, BUILDERS, name="build-data", usage=USAGE)
+    if command is None:
         return EXIT_OK
-
-    command = parse_tokens(rest, spec.options)
-    if command.positional:
-        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
-    config = resolve(
-        spec.options,
-        recipe,
-        command.values,
-        recipe_name=recipe_path or "recipe",
-        recipe_dir=recipe_dir,
-        errors=command.errors,
-    )
-    cross_errors = spec.check(config)
-    if cross_errors:
-        raise UsageError(*cross_errors)
     as_json = bool(command.control.get("json"))
     if command.control.get("dry_run"):
-        _print_config(kind, config, as_json)
+        _print_config(command.kind, command.config, as_json)
         return EXIT_OK
-    return _run(kind, spec, config, as_json)
-
-
-def _resolve_kind(kind: str | None, recipe: dict[str, Any], recipe_path: str | None) -> str | None:
-    from_recipe = recipe.get("kind")
-    if from_recipe is not None and not isinstance(from_recipe, str):
-        raise UsageError(f"{recipe_path}: kind: expected a string")
-    if kind and from_recipe and kind != from_recipe:
-        raise UsageError(f"KIND {kind} on the command line contradicts kind: {from_recipe} in {recipe_path}")
-    return kind or from_recipe
+    return _run(command.kind, command.spec, command.config, as_json)
 
 
 def _print_config(kind: str, config: dict[str, Any], as_json: bool) -> None:

@@ -6,11 +6,12 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hybridft.errors import UsageError
-from hybridft.options import Option
+from hybridft.options import Option, load_recipe, parse_tokens, peek_recipe, resolve
 from hybridft.progress import console
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -77,3 +78,64 @@ def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
         sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(human.rstrip("\n") + "\n")
+
+
+@dataclass
+class KindCommand:
+    """A ``COMMAND KIND ...`` invocation checked against KIND's options."""
+
+    kind: str
+    spec: Any  # the table entry: .summary, .options, .check
+    config: dict[str, Any]
+    control: dict[str, Any]  # --json, --dry-run, ...
+
+
+def parse_kind_command(tokens: list[str], table: Mapping[str, Any], *, name: str, usage: str) -> KindCommand | None:
+    """KIND (or a recipe's ``kind:``), recipe and options resolved and checked before any work;
+    None when help was asked for (and printed). ``usage`` may hold ``{kinds}``."""
+    kind = tokens[0] if tokens and not tokens[0].startswith("-") else None
+    rest = tokens[1:] if kind else list(tokens)
+    wants_help = "--help" in rest or "-h" in rest or not tokens
+    recipe_path = peek_recipe(rest)
+    recipe: dict[str, Any] = {}
+    recipe_dir = None
+    if recipe_path and not (wants_help and kind):
+        recipe, recipe_dir = load_recipe(recipe_path)
+    kind = _kind(kind, recipe, recipe_path)
+    kinds = ", ".join(table)
+    if kind is None:
+        if wants_help:
+            print(usage.format(kinds=kinds))
+            return None
+        raise UsageError(f"{name} needs a KIND ({kinds}) or a recipe with `kind:`")
+    if kind not in table:
+        raise UsageError(f"{name} KIND={kind}: expected one of {kinds}")
+    spec = table[kind]
+    if wants_help:
+        print(usage.format(kinds=kinds))
+        print_options(f"{name} {kind}: {spec.summary}", spec.options)
+        return None
+    command = parse_tokens(rest, spec.options)
+    if command.positional:
+        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
+    config = resolve(
+        spec.options,
+        recipe,
+        command.values,
+        recipe_name=recipe_path or "recipe",
+        recipe_dir=recipe_dir,
+        errors=command.errors,
+    )
+    errors = spec.check(config)
+    if errors:
+        raise UsageError(*errors)
+    return KindCommand(kind, spec, config, command.control)
+
+
+def _kind(kind: str | None, recipe: dict[str, Any], recipe_path: str | None) -> str | None:
+    from_recipe = recipe.get("kind")
+    if from_recipe is not None and not isinstance(from_recipe, str):
+        raise UsageError(f"{recipe_path}: kind: expected a string")
+    if kind and from_recipe and kind != from_recipe:
+        raise UsageError(f"KIND {kind} on the command line contradicts kind: {from_recipe} in {recipe_path}")
+    return kind or from_recipe

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from hybridft.cli.common import EXIT_OK, emit, print_options
+from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
 from hybridft.errors import UsageError
-from hybridft.options import load_recipe, parse_tokens, peek_recipe, resolve
 
 USAGE = """\
 usage: hybridft eval KIND [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -28,42 +26,10 @@ Writes DIR/report.json, DIR/examples.jsonl and charts; a table goes to stderr.
 def main(tokens: list[str]) -> int:
     from hybridft.evaluation import EVALUATIONS
 
-    kind = tokens[0] if tokens and not tokens[0].startswith("-") else None
-    rest = tokens[1:] if kind else list(tokens)
-    wants_help = "--help" in rest or "-h" in rest or not tokens
-    recipe_path = peek_recipe(rest)
-    recipe: dict[str, Any] = {}
-    recipe_dir = None
-    if recipe_path and not wants_help:
-        recipe, recipe_dir = load_recipe(recipe_path)
-    usage = USAGE.format(kinds=", ".join(EVALUATIONS))
-    kind = kind or recipe.pop("kind", None)
-    if kind is None:
-        if wants_help:
-            print(usage)
-            return EXIT_OK
-        raise UsageError(f"eval needs a KIND ({', '.join(EVALUATIONS)})")
-    if kind not in EVALUATIONS:
-        raise UsageError(f"eval KIND={kind}: expected one of {', '.join(EVALUATIONS)}")
-    spec = EVALUATIONS[kind]
-    if wants_help:
-        print(usage)
-        print_options(f"eval {kind}: {spec.summary}", spec.options)
+    command = parse_kind_command(tokens, EVALUATIONS, name="eval", usage=USAGE)
+    if command is None:
         return EXIT_OK
-    command = parse_tokens(rest, spec.options)
-    if command.positional:
-        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
-    config = resolve(
-        spec.options,
-        recipe,
-        command.values,
-        recipe_name=recipe_path or "config",
-        recipe_dir=recipe_dir,
-        errors=command.errors,
-    )
-    errors = spec.check(config)
-    if errors:
-        raise UsageError(*errors)
+    kind, spec, config = command.kind, command.spec, command.config
     as_json = bool(command.control.get("json"))
     if command.control.get("dry_run"):
         print(json.dumps({"command": "eval", "kind": kind, "options": config}, indent=2))

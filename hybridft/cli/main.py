@@ -37,7 +37,7 @@ def main(
 
 @app.command("build-data", context_settings=PASSTHROUGH, add_help_option=False)
 def build_data(ctx: typer.Context) -> None:
-    """Build fine-tuning data: KIND is raft or rog (see `hybridft build-data KIND --help`)."""
+    """Build fine-tuning data: KIND is raft, rog, invar or mix (see `hybridft build-data KIND --help`)."""
     from hybridft.cli import build_data as command
 
     raise typer.Exit(run_guarded(command.main, ctx.args))
