@@ -4,6 +4,7 @@ full, with run.json, log.jsonl, loss.png, resume and Ctrl-C handled."""
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,7 +147,13 @@ def _with_lora(model: Any, config: dict[str, Any], added: list[int]) -> Any:
     )
     if config["gradient_checkpointing"]:
         model.enable_input_require_grads()
-    return get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    if added:
+        # peft would save both whole embedding matrices once the vocabulary grew (~1 GB on an 8B
+        # model). The trained rows are in the adapter and the rest is re-created exactly on load
+        # (models.readd_marker_tokens), so the adapter stays small.
+        peft_model.save_pretrained = functools.partial(peft_model.save_pretrained, save_embedding_layers=False)
+    return peft_model
 
 
 def _build_trainer(

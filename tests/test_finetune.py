@@ -233,12 +233,31 @@ def test_marker_tokens_are_added_initialised_and_trained(tmp_path: Path) -> None
 
     data = tmp_path / "rog"
     assert run_guarded(build_data.main, ["--recipe", str(RECIPES / "rog_sample.yaml"), "--out", str(data)]) == 0
-    capture = Capture()
+    probe = torch.tensor([tokenizer("<PATH>a<SEP>b</PATH> x", add_special_tokens=False)["input_ids"]])
+
+    class CaptureLogits(Capture):
+        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            super().on_train_end(args, state, control, model=model, **kwargs)
+            with torch.no_grad():
+                self.logits = model.eval()(input_ids=probe).logits
+
+    capture = CaptureLogits()
     run = train(config_for(data, tmp_path / "run", max_steps=3), extra_callbacks=[capture])
     assert set(run["added_tokens"]) == {"<PATH>", "</PATH>", "<SEP>"}
     deltas = [n for n in capture.before if "trainable_tokens_delta" in n]
     assert len(deltas) == 1 and "embed_tokens" in deltas[0]  # TRL's fused LM head bypasses lm_head adapters
     assert not capture.before[deltas[0]].equal(capture.after[deltas[0]])
+    # The saved adapter is small (no embedding matrices) and reloads to the very same model.
+    from safetensors import safe_open
+
+    from hybridft.evaluation.generation import load_generator
+
+    with safe_open(str(tmp_path / "run" / "adapter_model.safetensors"), "pt") as saved:
+        names = list(saved.keys())  # noqa: SIM118 - safe_open is not iterable
+        assert not [k for k in names if k.endswith(("embed_tokens.weight", "lm_head.weight"))]
+    reloaded = load_generator(None, str(tmp_path / "run"))
+    with torch.no_grad():
+        assert torch.allclose(reloaded.model(input_ids=probe).logits, capture.logits, atol=1e-5)
 
 
 def test_qlora_on_cpu_gradients_match_dequantised_reference_after_eval() -> None:
