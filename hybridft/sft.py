@@ -3,60 +3,45 @@ full, with run.json, log.jsonl, loss.png, resume and Ctrl-C handled."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hybridft import finetune, models
+from hybridft import finetune, models, training_run
 from hybridft.errors import UsageError
 from hybridft.progress import log
 from hybridft.sft_data import load_sft_data
-from hybridft.training_callbacks import (
-    InterruptCallback,
-    JsonlLogCallback,
-    RichProgressCallback,
-    plot_losses,
-    truncate_log,
-)
 
 
-def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+def train(
+    config: dict[str, Any],
+    extra_callbacks: Sequence[Any] = (),
+    *,
+    adapters: Callable[[Any, dict[str, Any], list[int]], Any] | None = None,
+    run_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) one SFT run described by resolved ``config``; return run.json's content.
 
     ``extra_callbacks`` are added to the trainer (tests use it to interrupt a run midway).
+    ``adapters(model, config, added_token_ids)`` puts the adapters on the base model (default: one
+    new LoRA adapter; the invar-generator puts the frozen retriever adapter under its own), and
+    ``run_extra`` adds keys to run.json.
     """
-    import datasets
     import transformers
-    from accelerate import PartialState
 
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    datasets.disable_progress_bars()  # hybridft draws its own progress (rich, on stderr)
-    transformers.utils.logging.disable_progress_bar()
-    # Before the process group starts: the tiny model is built (once, atomically) by plain saves
-    # that transformers would skip on ranks other than 0.
-    model_path = models.resolve_model(config["model"])
-    state = PartialState()
-    out = Path(config["out"])
-    resume_from = finetune.prepare_out(config)
-    if state.is_main_process and resume_from in (None, "overwrite"):
-        finetune.clear_out(out)
-    state.wait_for_everyone()
-    checkpoint = None if resume_from in (None, "overwrite") else resume_from
-
+    start = training_run.start(config)
     transformers.set_seed(config["seed"])  # LoRA and marker rows are initialised before the Trainer seeds
     device = models.detect_device()
     method = finetune.method_for(config, device.kind)
     data = load_sft_data(config["data"])
-    tokenizer = models.load_tokenizer(model_path)
+    tokenizer = models.load_tokenizer(start.model_path)
     model = models.load_for_training(
-        model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
+        start.model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
     )
     added = models.add_marker_tokens(model, tokenizer, models.missing_markers(tokenizer, data.markers))
     if method != "full":
-        model = _with_lora(model, config, added)
+        model = (adapters or _with_lora)(model, config, added)
 
     trainer, callbacks = _build_trainer(config, model, tokenizer, data, device, extra_callbacks)
     skipped = _drop_too_long(trainer, config["max_length"])
@@ -64,13 +49,13 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
 
     run: dict[str, Any] = {
         "status": "running",
-        "started_at": _now(),
+        "started_at": training_run.now(),
         "config": config,
         "method": method,
         "device": device.description,
-        "processes": state.num_processes,
+        "processes": start.state.num_processes,
         "versions": finetune.package_versions(),
-        "model_path": model_path if config["model"] != "tiny" else "tiny",
+        "model_path": start.model_path if config["model"] != "tiny" else "tiny",
         "data": {
             "dir": str(config["data"]),
             "manifest_sha256": data.manifest_sha256,
@@ -82,53 +67,17 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
         },
         "added_tokens": dict(zip(tokenizer.convert_ids_to_tokens(added), added, strict=True)),
         "skipped": skipped,
-        "resumed_from": Path(checkpoint).name if checkpoint else None,
+        "resumed_from": Path(start.checkpoint).name if start.checkpoint else None,
+        **(run_extra or {}),
     }
-    log_path = out / "log.jsonl"
-    if state.is_main_process:
-        if checkpoint:
-            step = int(Path(checkpoint).name.removeprefix("checkpoint-"))
-            truncate_log(log_path, step)
-        finetune.write_run_json(out, run)
-        log(
-            f"{'resuming from ' + Path(checkpoint).name if checkpoint else 'training'}: {config['model']} "
-            f"({method}) on {device.description}, {run['data']['train_rows']} train rows"
-        )
+    what = f"{config['model']} ({method}) on {device.description}, {run['data']['train_rows']} train rows"
+    training_run.begin(start, run, what)
 
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    interrupt = callbacks["interrupt"]
-    run["train_seconds"] = round(result.metrics.get("train_runtime", 0.0), 3)
-    run["steps"] = trainer.state.global_step
-    if interrupt.interrupted:
-        run["status"] = "interrupted"
-        if state.is_main_process:
-            finetune.write_run_json(out, run)
-        return run
-
-    final = {"train_loss": result.training_loss}
-    if trainer.eval_dataset is not None and len(trainer.eval_dataset):
-        final["eval_loss"] = _final_eval_loss(trainer)
-    trainer.save_model(str(out))
-    state.wait_for_everyone()
-    run.update(status="complete", finished_at=_now(), final=final)
-    if state.is_main_process:
+    def merge() -> None:
         if config["save_merged"]:
-            save_merged(out, model_path, method)
-        plot_losses(log_path, out / "loss.png")
-        finetune.write_run_json(out, run)
-    return run
+            save_merged(start.out, start.model_path, method)
 
-
-def _final_eval_loss(trainer: Any) -> float:
-    """The eval loss at the last step: logged already when an evaluation fell on it."""
-    for record in reversed(trainer.state.log_history):
-        if "eval_loss" in record and record.get("step") == trainer.state.global_step:
-            return float(record["eval_loss"])
-    return float(trainer.evaluate()["eval_loss"])
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return training_run.finish(trainer, start, run, callbacks["interrupt"], after_save=merge)
 
 
 def _with_lora(model: Any, config: dict[str, Any], added: list[int]) -> Any:
@@ -165,49 +114,22 @@ def _build_trainer(
     extra_callbacks: Sequence[Any],
 ) -> tuple[Any, dict[str, Any]]:
     from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
     out = Path(config["out"])
     has_eval = bool(data.eval)
     args = SFTConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=config["batch_size"],
-        per_device_eval_batch_size=config["batch_size"],
-        gradient_accumulation_steps=config["grad_accum"],
-        learning_rate=config["learning_rate"],
-        lr_scheduler_type=config["lr_scheduler"],
-        warmup_steps=config["warmup_ratio"],
-        num_train_epochs=config["epochs"],
-        max_steps=config["max_steps"] or -1,
-        logging_steps=config["logging_steps"],
-        eval_strategy=("steps" if config["eval_steps"] else "epoch") if has_eval else "no",
-        eval_steps=config["eval_steps"],
-        save_strategy="steps",
-        save_steps=config["save_steps"],
-        save_total_limit=config["save_total_limit"],
-        seed=config["seed"],
-        data_seed=config["seed"],
-        bf16=device.bf16,
-        fp16=device.fp16,
-        use_cpu=device.kind == "cpu",
-        report_to=[] if config["report_to"] == ["none"] else config["report_to"],
+        **training_run.training_arguments(config, device, has_eval),
         activation_checkpointing=config["gradient_checkpointing"],
         gradient_checkpointing=config["gradient_checkpointing"],
         train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
         max_length=None,  # over-long rows are dropped and counted below, never cut mid-answer
         packing=config["packing"],
         completion_only_loss=True,
-        disable_tqdm=True,
-        dataloader_drop_last=False,
     )
     if config["attn_implementation"]:
         model.config._attn_implementation = config["attn_implementation"]
-    callbacks = {
-        "log": JsonlLogCallback(out / "log.jsonl"),
-        "progress": RichProgressCallback(),
-        "interrupt": InterruptCallback(),
-    }
+    callbacks = training_run.callbacks(out)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -216,9 +138,7 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=[*callbacks.values(), *extra_callbacks],
     )
-    # Results go to stdout only at the end; the default printers would write every log dict there.
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    training_run.quiet(trainer)
     return trainer, callbacks
 
 

@@ -1,0 +1,156 @@
+"""What every ``finetune`` trainer shares around its ``Trainer``: the run folder (fresh, overwritten
+or resumed), the common TrainingArguments, the callbacks (log.jsonl, progress, Ctrl-C), run.json
+before and after training, the final save and loss.png."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybridft import finetune, models
+from hybridft.progress import log
+from hybridft.training_callbacks import (
+    InterruptCallback,
+    JsonlLogCallback,
+    RichProgressCallback,
+    plot_losses,
+    truncate_log,
+)
+
+
+@dataclass
+class RunStart:
+    """Where a run stands before its model loads."""
+
+    model_path: str
+    state: Any  # accelerate's PartialState
+    out: Path
+    checkpoint: str | None  # the checkpoint to resume from
+
+
+def start(config: dict[str, Any]) -> RunStart:
+    """Quiet the libraries, resolve the model, and make ``--out`` ready (cleared, or kept to resume)."""
+    import datasets
+    import transformers
+    from accelerate import PartialState
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    datasets.disable_progress_bars()  # hybridft draws its own progress (rich, on stderr)
+    transformers.utils.logging.disable_progress_bar()
+    # Before the process group starts: the tiny model is built (once, atomically) by plain saves
+    # that transformers would skip on ranks other than 0.
+    model_path = models.resolve_model(config["model"])
+    state = PartialState()
+    out = Path(config["out"])
+    resume_from = finetune.prepare_out(config)
+    if state.is_main_process and resume_from in (None, "overwrite"):
+        finetune.clear_out(out)
+    state.wait_for_everyone()
+    checkpoint = None if resume_from in (None, "overwrite") else resume_from
+    return RunStart(model_path, state, out, checkpoint)
+
+
+def training_arguments(config: dict[str, Any], device: models.Device, has_eval: bool) -> dict[str, Any]:
+    """TrainingArguments keywords every trainer takes from the finetune options."""
+    return {
+        "output_dir": str(config["out"]),
+        "per_device_train_batch_size": config["batch_size"],
+        "per_device_eval_batch_size": config["batch_size"],
+        "gradient_accumulation_steps": config["grad_accum"],
+        "learning_rate": config["learning_rate"],
+        "lr_scheduler_type": config["lr_scheduler"],
+        "warmup_steps": config["warmup_ratio"],
+        "num_train_epochs": config["epochs"],
+        "max_steps": config["max_steps"] or -1,
+        "logging_steps": config["logging_steps"],
+        "eval_strategy": ("steps" if config["eval_steps"] else "epoch") if has_eval else "no",
+        "eval_steps": config["eval_steps"],
+        "save_strategy": "steps",
+        "save_steps": config["save_steps"],
+        "save_total_limit": config["save_total_limit"],
+        "seed": config["seed"],
+        "data_seed": config["seed"],
+        "bf16": device.bf16,
+        "fp16": device.fp16,
+        "use_cpu": device.kind == "cpu",
+        "report_to": [] if config["report_to"] == ["none"] else config["report_to"],
+        "disable_tqdm": True,
+        "dataloader_drop_last": False,
+    }
+
+
+def callbacks(out: Path) -> dict[str, Any]:
+    return {
+        "log": JsonlLogCallback(out / "log.jsonl"),
+        "progress": RichProgressCallback(),
+        "interrupt": InterruptCallback(),
+    }
+
+
+def quiet(trainer: Any) -> None:
+    """Results go to stdout only at the end; the default printers would write every log dict there."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def begin(run_start: RunStart, run: dict[str, Any], what: str) -> None:
+    """Write run.json (status running) and, when resuming, drop log lines after the checkpoint."""
+    checkpoint = run_start.checkpoint
+    if not run_start.state.is_main_process:
+        return
+    if checkpoint:
+        truncate_log(run_start.out / "log.jsonl", int(Path(checkpoint).name.removeprefix("checkpoint-")))
+    finetune.write_run_json(run_start.out, run)
+    log(f"{'resuming from ' + Path(checkpoint).name if checkpoint else 'training'}: {what}")
+
+
+def finish(
+    trainer: Any,
+    run_start: RunStart,
+    run: dict[str, Any],
+    interrupt: InterruptCallback,
+    *,
+    after_save: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume), then save the model and complete run.json; an interrupted run keeps its
+    checkpoint and says so in run.json. Returns run.json's content."""
+    out, state = run_start.out, run_start.state
+    result = trainer.train(resume_from_checkpoint=run_start.checkpoint)
+    run["train_seconds"] = round(result.metrics.get("train_runtime", 0.0), 3)
+    run["steps"] = trainer.state.global_step
+    if interrupt.interrupted:
+        run["status"] = "interrupted"
+        if state.is_main_process:
+            finetune.write_run_json(out, run)
+        return run
+
+    final = {"train_loss": result.training_loss}
+    if trainer.eval_dataset is not None and len(trainer.eval_dataset):
+        final["eval_loss"] = final_eval_loss(trainer)
+    trainer.save_model(str(out))
+    state.wait_for_everyone()
+    run.update(status="complete", finished_at=now(), final=final)
+    if state.is_main_process:
+        if after_save is not None:
+            after_save()
+        plot_losses(out / "log.jsonl", out / "loss.png")
+        finetune.write_run_json(out, run)
+    return run
+
+
+def final_eval_loss(trainer: Any) -> float:
+    """The eval loss at the last step: logged already when an evaluation fell on it."""
+    for record in reversed(trainer.state.log_history):
+        if "eval_loss" in record and record.get("step") == trainer.state.global_step:
+            return float(record["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
