@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ARTICLE_WORDS = frozenset(("a", "an", "the"))
 _ODD_ASCII = re.compile(r"[^\w\s]", re.ASCII)
 _PUNCT = str.maketrans("", "", string.punctuation)
 _PUNCT_BYTES = string.punctuation.encode()
+# With deletechars=_PUNCT_BYTES, one bytes.translate pass through this table lowercases ASCII text
+# and drops its punctuation: faster than str.lower then str.translate.
+_ASCII_LOWER = bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode())
 _WORD = re.compile(r"\S+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A sentence ends at [.!?] followed by whitespace. (Matching the mark itself, not a lookbehind,
+# lets the regex engine skip ahead to candidate marks: 3x faster on long texts.)
+_SENTENCE_BREAK = re.compile(r"[.!?]\s+")
 
 
 def normalize_answer(text: str) -> str:
     """SQuAD normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
-    text = text.lower().translate(_PUNCT)
-    if text.isascii() and not _ODD_ASCII.search(text):
+    if not text.isascii():
+        text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
+        return " ".join(text.split())
+    text = _lower_without_punctuation(text).decode("ascii")
+    if not _ODD_ASCII.search(text):
         # Only word characters and whitespace are left, so the article regex can only match
         # whole words: filtering words gives the same result, several times faster.
         words = text.split()
@@ -27,6 +35,13 @@ def normalize_answer(text: str) -> str:
         return " ".join(word for word in words if word not in _ARTICLE_WORDS)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
+
+
+def _lower_without_punctuation(text: str) -> bytes:
+    """``text.lower()`` without ASCII punctuation, as UTF-8 bytes (one pass for ASCII text)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_LOWER, _PUNCT_BYTES)
+    return text.lower().encode().translate(None, _PUNCT_BYTES)
 
 
 def contains_any(normalized_text: str, normalized_answers: list[str]) -> bool:
@@ -47,7 +62,7 @@ class GoldAnswers:
         """A cheap, sound pre-check: every word of a normalised text is a substring of the text
         lowercased with punctuation removed, so False here means :meth:`in_normalized` is False.
         (On UTF-8 bytes: deleting ASCII bytes there is 3x faster than str.translate.)"""
-        stripped = text.lower().encode().translate(None, _PUNCT_BYTES)
+        stripped = _lower_without_punctuation(text)
         for words in self._words:  # plain loops: this runs for every candidate chunk
             for word in words:
                 if word not in stripped:
@@ -78,9 +93,22 @@ class AnswerFinder:
         return gold.might_be_in(self._texts[index]) and gold.in_normalized(self.normalized(index))
 
 
+def iter_sentences(text: str) -> Iterator[str]:
+    """Sentences as verbatim substrings of ``text`` (so that a quote of one is found in the text),
+    one at a time: a caller looking for one sentence stops without splitting the rest."""
+    start = 0
+    for end in _SENTENCE_BREAK.finditer(text):
+        sentence = text[start : end.start() + 1].strip()
+        if sentence:
+            yield sentence
+        start = end.end()
+    sentence = text[start:].strip()
+    if sentence:
+        yield sentence
+
+
 def split_sentences(text: str) -> list[str]:
-    """Sentences as verbatim substrings of ``text`` (so that a quote of one is found in the text)."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    return list(iter_sentences(text))
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:

@@ -13,9 +13,10 @@ chunk that contains a gold answer. Records (``records.jsonl``)::
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,8 @@ from hybridft.text import (
     AnswerFinder,
     GoldAnswers,
     chunk_text,
+    iter_sentences,
     normalize_answer,
-    split_sentences,
     tokenizer_spans,
     word_spans,
 )
@@ -96,6 +97,7 @@ class Chunks:
     doc_ids: list[str]
     titles: list[str]
     texts: list[str]
+    by_doc: dict[str, range] = field(default_factory=dict)  # a document's chunks are contiguous
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -112,13 +114,23 @@ def chunk_documents(documents: list[Document], size: int, overlap: int, tokenize
     """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
     spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
     chunks = Chunks([], [], [], [])
-    for doc in documents:
+    ids, doc_ids, titles, texts, by_doc = chunks.ids, chunks.doc_ids, chunks.titles, chunks.texts, chunks.by_doc
+    for doc in documents:  # once per document of the corpus: kept tight
         pieces = chunk_text(doc.text, size, overlap, spans)
-        for n, piece in enumerate(pieces):
-            chunks.ids.append(doc.id if len(pieces) == 1 else f"{doc.id}#{n}")
-            chunks.doc_ids.append(doc.id)
-            chunks.titles.append(doc.title)
-            chunks.texts.append(piece)
+        start = len(ids)
+        if len(pieces) == 1:
+            ids.append(doc.id)
+            doc_ids.append(doc.id)
+            titles.append(doc.title)
+            texts.append(pieces[0])
+        else:
+            for n, piece in enumerate(pieces):
+                ids.append(f"{doc.id}#{n}")
+                doc_ids.append(doc.id)
+                titles.append(doc.title)
+                texts.append(piece)
+        if pieces:
+            by_doc[doc.id] = range(start, len(ids))
     return chunks
 
 
@@ -128,7 +140,7 @@ def extractive_cot(question: str, oracles: list[Chunk], gold: GoldAnswers) -> st
     Returns None when no oracle sentence holds an answer (the caller counts it).
     """
     for oracle in oracles:
-        for sentence in split_sentences(oracle.text):
+        for sentence in iter_sentences(oracle.text):  # lazily: most quotes are found before the last sentence
             if not gold.might_be_in(sentence):
                 continue
             norm_sentence = f" {normalize_answer(sentence)} "
@@ -154,15 +166,9 @@ class RaftBuilder:
         self.qa = qa
         self.chunks = chunks
         self.finder = AnswerFinder(chunks.texts)
-        # A document's chunks are contiguous: keep the range of their indices.
-        self.by_doc: dict[str, range] = {}
-        doc_ids = chunks.doc_ids
-        start = 0
-        for index in range(1, len(doc_ids) + 1):
-            if index == len(doc_ids) or doc_ids[index] != doc_ids[start]:
-                self.by_doc[doc_ids[start]] = range(start, index)
-                start = index
+        self.by_doc = chunks.by_doc
         self.counts: Counter[str] = Counter()
+        self.rng = random.Random()  # re-seeded for every row (see row_rng)
         self._bm25: Any = None
         self._ranker: Any = None
 
@@ -319,7 +325,7 @@ class RaftBuilder:
             oracle_indices = [found]
         oracles = [self.chunks[i] for i in oracle_indices] + context_oracle
 
-        rng = row_rng(config["seed"], row.id)
+        rng = row_rng(config["seed"], row.id, reuse=self.rng)
         oracle_present = rng.random() < config["oracle_p"]
         needed = config["distractors"] + (0 if oracle_present else len(oracles))
         excluded = set(oracle_indices)
