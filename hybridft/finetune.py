@@ -1,4 +1,5 @@
-"""``hybridft finetune``: TRL SFT with LoRA / QLoRA / full fine-tuning, resumable.
+"""``hybridft finetune``: TRL SFT, and the Invar-RAG retriever and generator trainers, with LoRA /
+QLoRA / full fine-tuning, resumable.
 
 A run folder (``--out``) holds checkpoints, the final adapter (or model), ``run.json``,
 ``log.jsonl`` and ``loss.png``. ``run.json`` is written first with ``"status": "running"``; a
@@ -19,8 +20,7 @@ from hybridft.errors import UsageError
 from hybridft.options import Option
 
 TRAINERS = ("sft", "invar-retriever", "invar-generator")
-# Trainers in the contract that this version does not have yet (they come with the Invar-RAG trainers).
-PLANNED_TRAINERS = ("invar-retriever", "invar-generator")
+INVARIANCES = ("sym-kl", "vrex")
 METHODS = ("auto", "lora", "qlora", "full")
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
@@ -61,6 +61,22 @@ OPTIONS = [
     Option("resume", "bool", True, "continue from the newest checkpoint in --out when its options match"),
     Option("save_merged", "bool", False, "also save the base model with the adapter merged in (OUT/merged)"),
     Option("report_to", "list", ["none"], "experiment trackers", choices=("none", "tensorboard", "wandb", "mlflow")),
+    # invar-retriever
+    Option("temperature", "float", 0.05, "softmax temperature of the retriever's similarity scores", minimum=0),
+    Option("align_weight", "float", 1.0, "weight of KL(teacher || student) (invar-retriever)", minimum=0),
+    Option("teacher_temperature", "float", 0.05, "softmax temperature of the teacher's scores (alignment)", minimum=0),
+    Option(
+        "invariance_weight", "float", 1.0, "weight of the query-variant invariance term (invar-retriever)", minimum=0
+    ),
+    Option(
+        "invariance",
+        "str",
+        "sym-kl",
+        "sym-kl: symmetric KL of each version's score distribution to their mean; vrex: variance of their losses",
+        choices=INVARIANCES,
+    ),
+    # invar-generator
+    Option("retriever", "path", None, "run folder of `finetune --trainer invar-retriever` (invar-generator)"),
 ]
 
 # Keys that may change between an interrupted run and its resumption.
@@ -69,9 +85,7 @@ RESUME_FREE_KEYS = ("out", "overwrite", "resume", "save_merged", "report_to", "l
 
 def check(config: dict[str, Any]) -> list[str]:
     """Cross-key checks that need no model or GPU (those come in :func:`plan`)."""
-    errors = []
-    if config["trainer"] in PLANNED_TRAINERS:
-        errors.append(f"trainer={config['trainer']}: not in this version of hybridft yet; use trainer=sft")
+    errors = _trainer_errors(config)
     if config["packing"] and config["attn_implementation"] not in FLASH_ATTENTION:
         errors.append(
             f"packing=true needs attn_implementation {' or '.join(FLASH_ATTENTION)} (CUDA): with "
@@ -86,6 +100,70 @@ def check(config: dict[str, Any]) -> list[str]:
     if config["max_steps"] is None and config["epochs"] <= 0:
         errors.append("epochs must be above 0 unless max_steps is set")
     return errors
+
+
+def _trainer_errors(config: dict[str, Any]) -> list[str]:
+    """The trainer against its data folder, the retriever run and the options it cannot use."""
+    trainer, errors = config["trainer"], []
+    for key in ("temperature", "teacher_temperature"):
+        if config[key] is not None and config[key] <= 0:
+            errors.append(f"{key}={config[key]}: must be above 0")
+    fmt = data_format(config["data"])
+    if trainer == "invar-retriever":
+        if fmt is not None and fmt != "retrieval":
+            errors.append(
+                f"data={config['data']}: rows are in format {fmt!r}; trainer=invar-retriever reads retrieval rows "
+                "(`build-data invar --stage retrieval`); train chat rows with trainer=sft or invar-generator"
+            )
+        if config["save_merged"]:
+            errors.append("save_merged: the retriever is used as an adapter (eval retrieval, build-data invar)")
+    elif fmt == "retrieval":
+        errors.append(
+            f"data={config['data']}: retrieval rows (`build-data invar --stage retrieval`) train "
+            f"trainer=invar-retriever, not {trainer}; build generation rows with --stage generation"
+        )
+    if trainer == "invar-generator":
+        if not config["retriever"]:
+            errors.append("trainer=invar-generator needs --retriever RUN_DIR (a finished invar-retriever run)")
+        else:
+            errors.extend(retriever_run_errors(config["retriever"], config["model"]))
+        if config["method"] == "full":
+            errors.append("method=full: invar-generator trains a second adapter beside the retriever's; use lora")
+    elif config["retriever"]:
+        errors.append(f"retriever: only trainer=invar-generator uses a retriever run (trainer={trainer})")
+    if trainer != "sft" and config["packing"]:
+        errors.append(f"packing: trainer={trainer} does not pack rows; leave packing off")
+    return errors
+
+
+def data_format(data: str | None) -> str | None:
+    """The row format a build-data folder's manifest names (None when there is no readable one)."""
+    if not data:
+        return None
+    path = Path(data) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        fmt = manifest.get("options", {}).get("format", "messages")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return fmt if isinstance(fmt, str) else None
+
+
+def retriever_run_errors(folder: str, model: str | None) -> list[str]:
+    """Why ``folder`` cannot serve as the frozen retriever adapter of ``model`` (empty if it can)."""
+    run = Path(folder)
+    if not (run / "retriever.json").is_file() or not (run / "adapter_config.json").is_file():
+        return [
+            f"retriever={folder}: holds no retriever adapter (retriever.json + adapter_config.json); give the "
+            "--out folder of a finished `finetune --trainer invar-retriever` run with method lora or qlora"
+        ]
+    previous = _read_run(run) or {}
+    trained_from = (previous.get("config") or {}).get("model")
+    if previous.get("status") != "complete":
+        return [f"retriever={folder}: its run is not finished (status {previous.get('status')!r}); resume it first"]
+    if model is not None and trained_from is not None and trained_from != model:
+        return [f"retriever={folder}: trained on model={trained_from}, not {model}; give --model {trained_from}"]
+    return []
 
 
 def method_for(config: dict[str, Any], device_kind: str) -> str:

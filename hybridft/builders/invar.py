@@ -54,8 +54,15 @@ def _dense(texts: list[str], config: dict[str, Any]) -> Any:
     return DenseIndex(texts, config["dense_model"])
 
 
+def _trained(texts: list[str], config: dict[str, Any]) -> Any:
+    from hybridft.retriever_index import open_index
+
+    return open_index(config["retriever"], texts)
+
+
 # Rankers for the generation stage: each builds an index with ``search(queries, k)`` over the
-# chunk texts. A trained Invar-RAG retriever adapter plugs in here once `finetune` makes one.
+# chunk texts. ``--retriever RUN_DIR`` (a `finetune --trainer invar-retriever` run) uses the trained
+# Invar-RAG retriever instead (:func:`_trained`).
 RETRIEVERS: dict[str, Callable[[list[str], dict[str, Any]], Any]] = {"bm25": _bm25, "dense": _dense}
 
 _RAFT = {o.name: o for o in raft.OPTIONS}
@@ -96,7 +103,12 @@ OPTIONS = [
     ),
     Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
     Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),
-    Option("retriever", "str", "bm25", "ranker of the generation stage", choices=tuple(RETRIEVERS)),
+    Option(
+        "retriever",
+        "str",
+        "bm25",
+        "ranker of the generation stage: bm25, dense, or the run folder of `finetune --trainer invar-retriever`",
+    ),
     _RAFT["chunk_size"],
     _RAFT["chunk_overlap"],
     _RAFT["tokenizer"],
@@ -119,6 +131,12 @@ def check(config: dict[str, Any]) -> list[str]:
     teacher = config["teacher"] = config["teacher"] or "none"  # the option parser reads "none" as unset
     if teacher not in TEACHERS and not Path(teacher).is_dir():
         errors.append(f"teacher={teacher}: expected minilm, none, or a local sentence-transformers folder")
+    retriever = config["retriever"]
+    if retriever not in RETRIEVERS and not (Path(retriever) / "retriever.json").is_file():
+        errors.append(
+            f"retriever={retriever}: expected bm25, dense, or the --out folder of a finished "
+            "`finetune --trainer invar-retriever` run (holding retriever.json)"
+        )
     stage, fmt = config["stage"], config["format"]
     if fmt == "auto":
         config["format"] = "retrieval" if stage == "retrieval" else "messages"
@@ -268,7 +286,7 @@ def teacher_scores(teacher: str, queries: list[str], candidates: list[list[str]]
 def build_generation(config: dict[str, Any], qa: list[QARow], chunks: raft.Chunks) -> list[dict[str, Any]]:
     """Question + the top-k chunks the retriever ranks for it -> the first gold answer."""
     log(f"indexing {len(chunks)} chunks with {config['retriever']}")
-    index = RETRIEVERS[config["retriever"]](chunks.texts, config)
+    index = RETRIEVERS.get(config["retriever"], _trained)(chunks.texts, config)
     found, _ = index.search([r.question for r in qa], config["top_k"], f"{config['retriever']} retrieval")
     finder = AnswerFinder(chunks.texts)
     records = []

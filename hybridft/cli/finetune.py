@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hybridft.cli.common import EXIT_INTERRUPTED, EXIT_OK, emit, print_options
@@ -12,7 +13,9 @@ from hybridft.options import load_recipe, parse_tokens, peek_recipe, resolve
 USAGE = """\
 usage: hybridft finetune [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
 
-Fine-tune a LLaMA-family model on a build-data folder (TRL SFT; LoRA, QLoRA or full).
+Fine-tune a LLaMA-family model on a build-data folder (LoRA, QLoRA or full):
+--trainer sft (TRL SFT, answer-only loss), invar-retriever (the LLM as a bi-encoder retriever,
+Invar-RAG) or invar-generator (a second adapter beside a frozen --retriever RUN_DIR).
 Every config key is also a long option (lora_r <-> --lora-r); the command line wins.
 Rerunning the same command continues from the newest checkpoint in DIR.
 Under `accelerate launch ... -m hybridft finetune ...` it trains on every process.
@@ -22,6 +25,21 @@ Under `accelerate launch ... -m hybridft finetune ...` it trains on every proces
   --json                    print the result as one JSON document on stdout
   --debug                   show tracebacks
 """
+
+
+def _trainer(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The train function of ``--trainer`` (each imports its heavy libraries itself)."""
+    if name == "invar-retriever":
+        from hybridft import invar_retriever
+
+        return invar_retriever.train
+    if name == "invar-generator":
+        from hybridft import invar_generator
+
+        return invar_generator.train
+    from hybridft import sft
+
+    return sft.train
 
 
 def main(tokens: list[str]) -> int:
@@ -60,9 +78,7 @@ def main(tokens: list[str]) -> int:
             print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
         return EXIT_OK
 
-    from hybridft.sft import train
-
-    run = train(config)
+    run = _trainer(config["trainer"])(config)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under accelerate launch, one process reports
@@ -85,7 +101,7 @@ def main(tokens: list[str]) -> int:
             "steps": run["steps"],
             "method": run["method"],
             "final": final,
-            "skipped": run["skipped"],
+            **{key: run[key] for key in ("skipped", "truncated") if key in run},
         },
         as_json,
         f"finetune: {run['steps']} steps ({run['method']}), {losses} -> {config['out']}",

@@ -9,9 +9,10 @@ as ``build-data`` chunked it, so ids match the records' positives).
 Ranker`` over the texts to rank. A :class:`Ranker` has ``search(queries, k)`` (the ``k`` best text
 indices per query, best first: corpus mode) and ``score(queries, candidates)`` (each query's
 scores of its own candidate indices: candidate mode). :class:`EmbeddingRanker` gives both from an
-``encode(texts, description)`` function returning normalised embeddings; ``minilm`` is one, and the
-trained Invar-RAG retriever adapter (``finetune --trainer invar-retriever``) plugs in the same way,
-as one more entry.
+``encode(texts, description)`` function returning normalised embeddings; ``minilm`` is one.
+``adapter`` is the trained Invar-RAG retriever (``finetune --trainer invar-retriever``, named by
+``--retriever RUN_DIR``): :class:`hybridft.retriever_index.RetrieverIndex`, whose corpus index
+is cached and resumable.
 """
 
 from __future__ import annotations
@@ -99,7 +100,27 @@ def _minilm(texts: list[str], config: dict[str, Any]) -> Ranker:
     )
 
 
-RANKERS: dict[str, Callable[[list[str], dict[str, Any]], Ranker]] = {"bm25": BM25Ranker, "minilm": _minilm}
+def _adapter(texts: list[str], config: dict[str, Any]) -> Ranker:
+    from hybridft.retriever_index import open_index
+
+    index = open_index(config["retriever"], texts, config["batch_size"])
+
+    class AdapterRanker:
+        def search(self, queries: list[str], k: int) -> list[list[int]]:
+            indices, _ = index.search(queries, k)
+            return [[int(i) for i in row] for row in indices]
+
+        def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]:
+            return index.score(queries, candidates)
+
+    return AdapterRanker()
+
+
+RANKERS: dict[str, Callable[[list[str], dict[str, Any]], Ranker]] = {
+    "bm25": BM25Ranker,
+    "minilm": _minilm,
+    "adapter": _adapter,
+}
 
 _COMMON = {o.name: o for o in common_options()}
 OPTIONS = [
@@ -110,7 +131,8 @@ OPTIONS = [
     Option("docs", "path", None, "rank this whole corpus (default: each record's positives + negatives)"),
     Option("invariance_k", "int", 5, "cut-off of invariance_overlap@k between a query and its variants", minimum=1),
     Option("seed", "int", 0, "order of each record's candidates before ranking (breaks ties)", minimum=0),
-    Option("batch_size", "int", 64, "texts encoded together (minilm)", minimum=1),
+    Option("retriever", "path", None, "run folder of `finetune --trainer invar-retriever` (--ranker adapter)"),
+    Option("batch_size", "int", 64, "texts encoded together (minilm, adapter)", minimum=1),
     *(_COMMON[name] for name in ("limit", "compare", "out", "overwrite")),
 ]
 
@@ -121,6 +143,8 @@ def check(config: dict[str, Any]) -> list[str]:
         errors.append("give either --predictions or --ranker, not both")
     elif not config["predictions"] and not config["ranker"]:
         errors.append(f"give --predictions FILE, or --ranker ({', '.join(RANKERS)}) to rank")
+    if (config["ranker"] == "adapter") != bool(config["retriever"]):
+        errors.append("--ranker adapter and --retriever RUN_DIR (an invar-retriever run) go together")
     if config["docs"] and not config["ranker"]:
         errors.append("--docs is the corpus a --ranker ranks; a predictions file brings its own rankings")
     if not config["k"] or not all(value.isdigit() and int(value) > 0 for value in config["k"]):

@@ -1,0 +1,270 @@
+"""The Invar-RAG LLM retriever at use time: embed texts with a trained ``invar-retriever`` run,
+index a document collection (batched, resumable), rank queries.
+
+A text is embedded as the trainer embeds it: ``query: `` or ``passage: `` + text, tokenised,
+cut to ``max_length - 1`` tokens, EOS appended, the final-layer hidden state of that EOS (last
+token pooling), L2-normalised. The run folder's ``retriever.json`` records those settings and the
+base model, so the adapter alone is enough to embed a corpus later.
+
+Indexing a corpus writes its embeddings in shards of :data:`SHARD_TEXTS` texts under a cache
+folder named by the retriever and the texts (``$HYBRIDFT_CACHE/index/KEY``); an interrupted run
+resumes at the first missing shard, and a rerun over the same corpus reads the shards back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridft.errors import UsageError
+from hybridft.progress import log, track
+
+SETTINGS_FILE = "retriever.json"
+QUERY_PREFIX = "query: "
+PASSAGE_PREFIX = "passage: "
+SHARD_TEXTS = 4096  # texts per saved shard of an index
+SIMILARITY_BLOCK = 1024  # queries per block of the query x document similarity matrix
+
+
+def encoder_settings(model: str, max_length: int) -> dict[str, Any]:
+    """What ``retriever.json`` holds: enough to embed texts exactly as in training."""
+    return {
+        "model": model,
+        "pooling": "last-token",
+        "append_eos": True,
+        "normalize": True,
+        "max_length": max_length,
+        "query_prefix": QUERY_PREFIX,
+        "passage_prefix": PASSAGE_PREFIX,
+    }
+
+
+def tokenize(tokenizer: Any, texts: list[str], prefix: str, max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids of ``prefix + text`` cut to ``max_length - 1`` and ending in EOS; also the
+    number of texts that were cut."""
+    eos = tokenizer.eos_token_id
+    encoded = tokenizer([prefix + text for text in texts], add_special_tokens=True)["input_ids"]
+    rows, cut = [], 0
+    for ids in encoded:
+        if ids and ids[-1] == eos:
+            ids = ids[:-1]
+        if len(ids) > max_length - 1:
+            ids, cut = ids[: max_length - 1], cut + 1
+        rows.append([*ids, eos])
+    return rows, cut
+
+
+def pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """Right-padded ids and attention mask (the pooled EOS is the last real token of each row)."""
+    import torch
+
+    width = max((len(r) for r in rows), default=1)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def pool(hidden: Any, mask: Any) -> Any:
+    """Normalised hidden state of each row's last real token (right padding)."""
+    import torch
+    from torch.nn import functional as F
+
+    last = mask.sum(dim=1) - 1
+    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return F.normalize(pooled.float(), dim=-1)
+
+
+def embed_for_training(model: Any, ids: Any, mask: Any) -> Any:
+    """Embeddings through the (possibly DDP-wrapped) causal LM's own forward, so gradients sync;
+    only the last position's logits are computed."""
+    if ids.shape[0] == 0:
+        import torch
+
+        return torch.zeros((0, 1), device=ids.device)
+    output = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1)
+    return pool(output.hidden_states[-1], mask)
+
+
+def decoder_of(model: Any) -> Any:
+    """The transformer stack without the LM head (LoRA layers are injected in place, so it runs
+    with the adapter)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()
+
+
+@dataclass
+class Retriever:
+    """A trained retriever ready to embed: model in eval mode, tokenizer, settings."""
+
+    model: Any
+    tokenizer: Any
+    settings: dict[str, Any]
+    fingerprint: str  # changes when the weights or the settings change
+    name: str
+
+    def encode(self, texts: list[str], role: str, batch_size: int = 32, description: str | None = None) -> np.ndarray:
+        """Normalised float32 embeddings of ``texts`` (``role``: ``query`` or ``passage``), in
+        their order; batches of similar length, under a progress bar when ``description`` is given."""
+        import torch
+
+        prefix = self.settings["query_prefix"] if role == "query" else self.settings["passage_prefix"]
+        rows, _ = tokenize(self.tokenizer, texts, prefix, self.settings["max_length"])
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        decoder = decoder_of(self.model)
+        device = next(self.model.parameters()).device
+        result = np.zeros((len(texts), self._dimension()), dtype=np.float32)
+        for batch in track(batches, description, total=len(batches)) if description else batches:
+            ids, mask = pad([rows[i] for i in batch], self.tokenizer.pad_token_id)
+            ids, mask = ids.to(device), mask.to(device)
+            with torch.no_grad():
+                hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            result[batch] = pool(hidden, mask).cpu().numpy()
+        return result
+
+    def _dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def index(
+        self, texts: list[str], batch_size: int = 32, folder: Path | None = None, description: str = "indexing"
+    ) -> np.ndarray:
+        """Passage embeddings of ``texts``, saved shard by shard in ``folder`` (default: the cache
+        folder for this retriever and these texts), so that an interrupted run resumes and a rerun
+        reads them back."""
+        folder = folder or index_folder(self, texts)
+        folder.mkdir(parents=True, exist_ok=True)
+        starts = list(range(0, len(texts), SHARD_TEXTS))
+        shards = [folder / f"shard-{n:05d}.npy" for n in range(len(starts))]
+        missing = [n for n, path in enumerate(shards) if not path.is_file()]
+        if len(missing) < len(shards):
+            log(f"index: {len(shards) - len(missing)} of {len(shards)} shard(s) already in {folder}")
+        todo = [(n, starts[n]) for n in missing]
+        for n, start in track(todo, description, total=len(todo)) if len(todo) > 1 else todo:
+            block = self.encode(
+                texts[start : start + SHARD_TEXTS], "passage", batch_size, None if len(todo) > 1 else description
+            )
+            temporary = shards[n].with_name(shards[n].name + ".tmp.npy")
+            np.save(temporary, block)
+            os.replace(temporary, shards[n])
+        if not shards:
+            return np.zeros((0, self._dimension()), dtype=np.float32)
+        return np.concatenate([np.load(path) for path in shards])
+
+
+def index_folder(retriever: Retriever, texts: list[str]) -> Path:
+    """``$HYBRIDFT_CACHE/index/KEY``, KEY a hash of the retriever's fingerprint and the texts."""
+    from hybridft.models import _cache_dir
+
+    digest = hashlib.sha256(retriever.fingerprint.encode())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return _cache_dir() / "index" / digest.hexdigest()[:24]
+
+
+def _fingerprint(folder: Path, settings: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in ("adapter_model.safetensors", "model.safetensors"):
+        path = folder / name
+        if path.is_file():
+            from hybridft.io import sha256_file
+
+            digest.update(sha256_file(path).encode())
+    for path in sorted(folder.glob("model-*.safetensors")):  # a sharded full fine-tune: name, size, time
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def load_retriever(run_dir: str | Path) -> Retriever:
+    """The retriever of a ``finetune --trainer invar-retriever`` run folder: its base model with the
+    adapter (or the fully fine-tuned model), on CUDA when there is one."""
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hybridft.models import detect_device, resolve_model
+
+    folder = Path(run_dir)
+    settings_path = folder / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise UsageError(
+            f"retriever={folder}: no {SETTINGS_FILE}; give the --out folder of a finished "
+            "`hybridft finetune --trainer invar-retriever` run"
+        )
+    try:
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{settings_path}: not valid JSON ({exc})") from None
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    transformers.utils.logging.disable_progress_bar()
+    device = detect_device()
+    dtype = "bfloat16" if device.bf16 else "float16" if device.fp16 else "float32"
+    adapter = (folder / "adapter_config.json").is_file()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        weights = resolve_model(settings["model"]) if adapter else str(folder)
+        model: Any = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    except OSError as exc:
+        raise UsageError(f"retriever={folder}: cannot load it ({exc})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, folder)
+    model = model.to("cuda" if device.kind == "cuda" else "cpu").eval()
+    return Retriever(model, tokenizer, settings, _fingerprint(folder, settings), f"adapter {folder.name}")
+
+
+class RetrieverIndex:
+    """A document collection embedded by a retriever: ``search(queries, k)`` -> (indices, scores)
+    best first, and ``score(queries, candidates)`` for each query's own candidate indices."""
+
+    def __init__(self, retriever: Retriever, texts: list[str], batch_size: int = 32, folder: Path | None = None):
+        self.retriever = retriever
+        self.batch_size = batch_size
+        self.size = len(texts)
+        self.embeddings = retriever.index(texts, batch_size, folder, f"indexing {len(texts)} texts ({retriever.name})")
+
+    def queries(self, queries: list[str], description: str = "encoding queries") -> np.ndarray:
+        return self.retriever.encode(queries, "query", self.batch_size, description)
+
+    def search(
+        self, queries: list[str], k: int, description: str = "retriever search"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` document indices and their scores for each query, best first."""
+        embedded = self.queries(queries, description)
+        k = min(k, self.size)
+        indices, scores = [], []
+        for start in range(0, len(embedded), SIMILARITY_BLOCK):
+            similarity = embedded[start : start + SIMILARITY_BLOCK] @ self.embeddings.T
+            if k < similarity.shape[1]:  # a partial selection, then a sort of only those k
+                best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            else:
+                best = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
+            picked = np.take_along_axis(similarity, best, axis=1)
+            order = np.argsort(-picked, axis=1, kind="stable")
+            indices.append(np.take_along_axis(best, order, axis=1))
+            scores.append(np.take_along_axis(picked, order, axis=1))
+        if not indices:
+            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+        return np.concatenate(indices), np.concatenate(scores)
+
+    def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]:
+        embedded = self.queries(queries)
+        return [self.embeddings[chosen] @ embedded[n] for n, chosen in enumerate(candidates)]
+
+
+def open_index(run_dir: str | Path, texts: list[str], batch_size: int = 32) -> RetrieverIndex:
+    """Load the retriever of ``run_dir`` and index ``texts`` (resuming from the cache)."""
+    log(f"loading the retriever {run_dir}")
+    return RetrieverIndex(load_retriever(run_dir), texts, batch_size)
