@@ -357,7 +357,7 @@ def test_packing_needs_flash_attention_because_sdpa_leaks_across_examples() -> N
     ("extra", "message"),
     [
         (["--packing"], "packing=true needs attn_implementation"),
-        (["--trainer", "invar-retriever"], "trainer=invar-retriever: not in this version"),
+        (["--trainer", "invar-retriever"], "rows are in format 'messages'; trainer=invar-retriever reads retrieval"),
         (["--lora-r", "0", "--method", "qlor"], "lora_r=0: must be at least 1"),
         (["--lora-rank", "8"], "unknown option --lora-rank (did you mean --lora-r?)"),
         (["--target-modules", "q_proj,lm_head"], "lm_head cannot take LoRA here"),
