@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,13 +182,16 @@ class RetrievalCollator:
         }
 
 
-def retriever_losses(model: Any, inputs: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The three loss terms and their weighted sum (``loss``) for one collated batch."""
+def retriever_losses(
+    model: Any, inputs: dict[str, Any], config: dict[str, Any], embed: Callable[..., Any] = embed_for_training
+) -> dict[str, Any]:
+    """The three loss terms and their weighted sum (``loss``) for one collated batch.
+    ``embed(model, ids, mask)`` embeds a padded batch of texts (a benchmark swaps in a naive one)."""
     import torch
 
     temperature = config["temperature"]
-    queries = embed_for_training(model, inputs["query_ids"], inputs["query_mask"])
-    documents = embed_for_training(model, inputs["doc_ids"], inputs["doc_mask"])
+    queries = embed(model, inputs["query_ids"], inputs["query_mask"])
+    documents = embed(model, inputs["doc_ids"], inputs["doc_mask"])
     scores = queries @ documents.T  # cosine similarities: the embeddings are normalised
     every = torch.ones_like(inputs["positive"])
     terms = {"info_nce": losses.info_nce(scores, inputs["positive"], every, temperature)}
@@ -200,7 +203,7 @@ def retriever_losses(model: Any, inputs: dict[str, Any], config: dict[str, Any])
     if inputs["present"].shape[1] > 1:
         # Without weight the term is only watched: no gradient through the variants.
         with torch.set_grad_enabled(torch.is_grad_enabled() and config["invariance_weight"] > 0):
-            variants = embed_for_training(model, inputs["variant_ids"], inputs["variant_mask"])
+            variants = embed(model, inputs["variant_ids"], inputs["variant_mask"])
             versions = torch.cat([queries, variants.to(queries.dtype)]) if len(variants) else queries
             version_scores = (versions @ documents.T)[inputs["version"]]  # [B, V, N]
             index = inputs["candidates"].unsqueeze(1).expand(-1, version_scores.shape[1], -1)
