@@ -210,12 +210,22 @@ def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
     seen: dict[str, str] = {}
 
     for file, prefix in _document_files(source, stats):
-        located: Iterator[tuple[Document, str]]
+        rows: Iterable[tuple[str, dict[str, Any] | None]]
         if str(file).startswith("hf:") or file.name.endswith(ROW_SUFFIXES):
-            located = ((_document_from_row(row, where), where) for where, row in iter_rows(file))
+            rows = iter_rows(file)
         else:
-            located = iter([(_document_from_file(file, prefix), str(file))])
-        for doc, where in located:  # corpora have millions of rows: this loop is kept tight
+            rows = [(str(file), None)]  # a text file is one document
+        # Corpora have millions of rows: this loop is kept tight, with no generator or call
+        # between the parsed row and its Document in the common case.
+        for where, row in rows:
+            if row is None:
+                doc = _document_from_file(file, prefix)
+            else:
+                doc_id, text, title = row.get("id"), row.get("text"), row.get("title")
+                if type(doc_id) is str and type(text) is str and (title is None or type(title) is str):
+                    doc = Document(doc_id, title or "", text)
+                else:
+                    doc = _document_from_row(row, where)
             first = seen.setdefault(doc.id, where)
             if first is not where:
                 raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {first})')
@@ -272,9 +282,7 @@ def _document_from_file(file: Path, doc_id: str) -> Document:
 
 
 def _document_from_row(row: dict[str, Any], where: str) -> Document:
-    doc_id, text, title = row.get("id"), row.get("text"), row.get("title")
-    if type(doc_id) is str and type(text) is str and (title is None or type(title) is str):
-        return Document(id=doc_id, title=title or "", text=text)  # the common case, checked cheaply
+    """Any row that is not plain ``{"id": str, "text": str, "title": str}`` (read_documents does those)."""
     doc_id = _text_field(row, "id", where)
     assert doc_id is not None
     if "text" in row:

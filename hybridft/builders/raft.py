@@ -115,9 +115,16 @@ def chunk_documents(documents: list[Document], size: int, overlap: int, tokenize
     spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
     chunks = Chunks([], [], [], [])
     ids, doc_ids, titles, texts, by_doc = chunks.ids, chunks.doc_ids, chunks.titles, chunks.texts, chunks.by_doc
+    # A text of n characters holds at most (n + 1) // 2 words, so one of up to 2 * size characters
+    # is one chunk when chunks are counted in words (chunk_text's own fast path, without the call).
+    one_chunk_chars = 2 * size if spans is word_spans else -1
     for doc in documents:  # once per document of the corpus: kept tight
-        pieces = chunk_text(doc.text, size, overlap, spans)
         start = len(ids)
+        if len(doc.text) <= one_chunk_chars:
+            stripped = doc.text.strip()
+            pieces = [stripped] if stripped else []
+        else:
+            pieces = chunk_text(doc.text, size, overlap, spans)
         if len(pieces) == 1:
             ids.append(doc.id)
             doc_ids.append(doc.id)
