@@ -103,19 +103,20 @@ def check(config: dict[str, Any]) -> list[str]:
 
 
 def _trainer_errors(config: dict[str, Any]) -> list[str]:
-    """The trainer against its data folder, the retriever run and the options it cannot use."""
+    """The trainer against its data folder, the retriever run and the options it cannot use
+    (keys missing from ``config`` take no part)."""
     trainer, errors = config["trainer"], []
     for key in ("temperature", "teacher_temperature"):
-        if config[key] is not None and config[key] <= 0:
+        if config.get(key) is not None and config[key] <= 0:
             errors.append(f"{key}={config[key]}: must be above 0")
-    fmt = data_format(config["data"])
+    fmt = data_format(config.get("data"))
     if trainer == "invar-retriever":
         if fmt is not None and fmt != "retrieval":
             errors.append(
                 f"data={config['data']}: rows are in format {fmt!r}; trainer=invar-retriever reads retrieval rows "
                 "(`build-data invar --stage retrieval`); train chat rows with trainer=sft or invar-generator"
             )
-        if config["save_merged"]:
+        if config.get("save_merged"):
             errors.append("save_merged: the retriever is used as an adapter (eval retrieval, build-data invar)")
     elif fmt == "retrieval":
         errors.append(
@@ -123,15 +124,15 @@ def _trainer_errors(config: dict[str, Any]) -> list[str]:
             f"trainer=invar-retriever, not {trainer}; build generation rows with --stage generation"
         )
     if trainer == "invar-generator":
-        if not config["retriever"]:
+        if not config.get("retriever"):
             errors.append("trainer=invar-generator needs --retriever RUN_DIR (a finished invar-retriever run)")
         else:
-            errors.extend(retriever_run_errors(config["retriever"], config["model"]))
-        if config["method"] == "full":
+            errors.extend(retriever_run_errors(config["retriever"], config.get("model")))
+        if config.get("method") == "full":
             errors.append("method=full: invar-generator trains a second adapter beside the retriever's; use lora")
-    elif config["retriever"]:
+    elif config.get("retriever"):
         errors.append(f"retriever: only trainer=invar-generator uses a retriever run (trainer={trainer})")
-    if trainer != "sft" and config["packing"]:
+    if trainer != "sft" and config.get("packing"):
         errors.append(f"packing: trainer={trainer} does not pack rows; leave packing off")
     return errors
 
