@@ -173,8 +173,11 @@ def _text_field(row: dict[str, Any], key: str, where: str, *, required: bool = T
 def _string_list(value: Any, key: str, where: str) -> list[str]:
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-        return [str(v) for v in value]
+    if isinstance(value, list):
+        if all(type(v) is str for v in value):
+            return value  # the common case: no copy, no str() per item
+        if all(isinstance(v, (str, int, float)) for v in value):
+            return [str(v) for v in value]
     raise InputError(f'{where}: field "{key}" must be a string or a list of strings')
 
 

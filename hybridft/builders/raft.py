@@ -265,23 +265,24 @@ class RaftBuilder:
     def random_distractors(self, rng: Any, needed: int, excluded: set[int], gold: GoldAnswers) -> list[int] | None:
         """Rejection sampling, then a seeded scan of the whole corpus if that keeps failing."""
         picked: list[int] = []
-        seen = set(excluded)
+        seen = set(excluded)  # so an unseen index needs no check against excluded (see usable)
         total = len(self.chunks)
         draw = rng.random  # int(random() * total) is uniform enough here and 3x cheaper than randrange
+        check_answers = self.config["exclude_answer_from_distractors"]
         for _ in range(needed * 20):
             if len(picked) == needed:
                 return picked
             index = int(draw() * total)
             if index not in seen:
                 seen.add(index)
-                if self.usable(index, excluded, gold):
+                if not (check_answers and self.finder.contains(index, gold)):
                     picked.append(index)
         if len(picked) == needed:
             return picked
         rest = [i for i in range(total) if i not in seen]
         rng.shuffle(rest)
         for index in rest:
-            if self.usable(index, excluded, gold):
+            if not (check_answers and self.finder.contains(index, gold)):
                 picked.append(index)
                 if len(picked) == needed:
                     return picked
