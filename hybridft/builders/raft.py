@@ -218,8 +218,10 @@ class RaftBuilder:
         picked = []
         for doc_id in dict.fromkeys(row.doc_ids or []):
             indices = self.by_doc[doc_id]
-            holding = [i for i in indices if len(indices) > 1 and self.finder.contains(i, gold)]
-            picked.append(holding[0] if holding else indices[0])
+            if len(indices) == 1:  # most documents are one chunk: nothing to search
+                picked.append(indices[0])
+            else:
+                picked.append(next((i for i in indices if self.finder.contains(i, gold)), indices[0]))
         return picked
 
     def oracle_by_answer(self, row: QARow, ranked: np.ndarray, gold: GoldAnswers) -> int | None:
@@ -350,7 +352,7 @@ class RaftBuilder:
             if oracle_present
             else []
         )
-        docs += [self.chunks.record_doc(i) for i in distractors]
+        docs += map(self.chunks.record_doc, distractors)
         rng.shuffle(docs)
 
         cot_answer = None
