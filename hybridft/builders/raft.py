@@ -97,13 +97,22 @@ class Chunks:
     doc_ids: list[str]
     titles: list[str]
     texts: list[str]
-    by_doc: dict[str, range] = field(default_factory=dict)  # a document's chunks are contiguous
+    # A document's chunks are contiguous: the index of its first one (an int per document is cheaper
+    # to build than a range per document, for the few documents that questions name).
+    first_of_doc: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> Chunk:
         return Chunk(self.ids[index], self.doc_ids[index], self.titles[index], self.texts[index])
+
+    def of_doc(self, doc_id: str) -> range:
+        """The indices of a document's chunks (KeyError for a document without chunks)."""
+        start = end = self.first_of_doc[doc_id]
+        while end < len(self.doc_ids) and self.doc_ids[end] == doc_id:
+            end += 1
+        return range(start, end)
 
     def record_doc(self, index: int) -> dict[str, Any]:
         """A distractor as it appears in a record's ``docs``."""
@@ -113,8 +122,11 @@ class Chunks:
 def chunk_documents(documents: list[Document], size: int, overlap: int, tokenizer: str | None) -> Chunks:
     """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
     spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
-    chunks = Chunks([], [], [], [])
-    ids, doc_ids, titles, texts, by_doc = chunks.ids, chunks.doc_ids, chunks.titles, chunks.texts, chunks.by_doc
+    ids: list[str] = []
+    doc_ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    first_of_doc: dict[str, int] = {}
     # A text of n characters holds at most (n + 1) // 2 words, so one of up to 2 * size characters
     # is one chunk when chunks are counted in words (chunk_text's own fast path, without the call).
     one_chunk_chars = 2 * size if spans is word_spans else -1
@@ -137,8 +149,8 @@ def chunk_documents(documents: list[Document], size: int, overlap: int, tokenize
                 titles.append(doc.title)
                 texts.append(piece)
         if pieces:
-            by_doc[doc.id] = range(start, len(ids))
-    return chunks
+            first_of_doc[doc.id] = start
+    return Chunks(ids, doc_ids, titles, texts, first_of_doc)
 
 
 def extractive_cot(question: str, oracles: list[Chunk], gold: GoldAnswers) -> str | None:
@@ -173,7 +185,6 @@ class RaftBuilder:
         self.qa = qa
         self.chunks = chunks
         self.finder = AnswerFinder(chunks.texts)
-        self.by_doc = chunks.by_doc
         self.counts: Counter[str] = Counter()
         self.rng = random.Random()  # re-seeded for every row (see row_rng)
         self._bm25: Any = None
@@ -207,7 +218,7 @@ class RaftBuilder:
         errors = []
         for row in self.qa:
             for doc_id in row.doc_ids or []:
-                if doc_id not in self.by_doc:
+                if doc_id not in self.chunks.first_of_doc:
                     errors.append(f'{row.where}: doc_ids names "{doc_id}", which is not a document with text in --docs')
         if errors:
             more = len(errors) - 10
@@ -217,7 +228,7 @@ class RaftBuilder:
         """Per named document: its first chunk holding a gold answer, else its first chunk."""
         picked = []
         for doc_id in dict.fromkeys(row.doc_ids or []):
-            indices = self.by_doc[doc_id]
+            indices = self.chunks.of_doc(doc_id)
             if len(indices) == 1:  # most documents are one chunk: nothing to search
                 picked.append(indices[0])
             else:
