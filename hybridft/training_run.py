@@ -44,7 +44,9 @@ def start(config: dict[str, Any]) -> RunStart:
     # Before the process group starts: the tiny model is built (once, atomically) by plain saves
     # that transformers would skip on ranks other than 0.
     model_path = models.resolve_model(config["model"])
-    state = PartialState()
+    # cpu=True on a machine without CUDA: without it, processes started by `accelerate launch` on
+    # CPUs each see a one-process state (all 'main'), so they would clear --out together.
+    state = PartialState(cpu=models.detect_device().kind == "cpu")
     out = Path(config["out"])
     resume_from = finetune.prepare_out(config)
     if state.is_main_process and resume_from in (None, "overwrite"):
