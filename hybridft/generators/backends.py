@@ -1,0 +1,349 @@
+"""The two kinds of model that write items: ``hf:PATH`` and ``openai:MODEL``.
+
+A backend takes a list of chat conversations and calls ``on_done(index, result)`` once per
+conversation as soon as its answer is there (so the caller can persist it at once), with a
+:class:`Completion` or an :class:`ItemFailure` (this item cannot be generated; the others go on).
+
+- :class:`OpenAIBackend` posts to ``BASE_URL/chat/completions`` of any OpenAI-compatible server
+  (OpenAI, vLLM, llama.cpp, TGI, Ollama, ...) with httpx and asyncio: ``concurrency`` requests in
+  flight, each retried with exponential backoff and jitter after HTTP 408/409/425/429/5xx, a
+  timeout or a dropped connection (``Retry-After`` is honoured). 401/403/404 stop the build as a
+  usage error naming the endpoint and model. A request still failing after ``max_retries``
+  retries stops the build (exit 1) once the requests in flight are done: what finished is cached
+  and a rerun resumes. The API key is read from the environment variable the user names and goes
+  only into the request's Authorization header: never into a message, a log line or the cache.
+- :class:`HFBackend` runs a local transformers causal LM: chat template, left padding, batches
+  of similar length, greedy unless ``temperature`` > 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybridft.errors import UsageError
+
+Messages = list[dict[str, str]]
+
+# Backoff before retry n (0-based): min(MAX, BASE * 2**n), times a random factor in [0.5, 1].
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+# A Retry-After longer than this is cut to it (a build should not sleep for an hour unannounced).
+RETRY_AFTER_MAX_S = 300.0
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+# How many retries are announced on stderr one by one; the rest are only counted.
+RETRIES_LOGGED = 5
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """An item the backend cannot generate (e.g. HTTP 400 for its prompt); the reason is counted."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int
+    temperature: float
+    seed: int
+
+    def key(self) -> dict[str, Any]:
+        """What decides the text, for the cache key (the seed only matters when sampling)."""
+        key: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+        if self.temperature > 0:
+            key["seed"] = self.seed
+        return key
+
+
+@dataclass
+class RequestStats:
+    """What this run sent (differs between runs: retries, cache hits)."""
+
+    requests: int = 0
+    retries: int = 0
+    usage_missing: int = 0
+    retry_reasons: Counter[str] = field(default_factory=Counter)
+
+
+class GenerationError(Exception):
+    """The endpoint kept failing; the build stops (exit 1) and a rerun resumes from the cache."""
+
+
+class RetriesExhausted(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+OnDone = Callable[[int, "Completion | ItemFailure"], None]
+
+
+def backoff_delay(attempt: int) -> float:
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number or an HTTP date), capped; None if absent/bad."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        api_key: str | None,
+        api_key_env: str | None,
+        concurrency: int,
+        max_retries: int,
+        request_timeout: float,
+        log: Callable[[str], None],
+    ):
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
+        self._api_key = api_key  # only ever used in the Authorization header
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.request_timeout = request_timeout
+        self.log = log
+        self.stats = RequestStats()
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, url={self.url!r})"
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.model, "base_url": self.base_url}
+
+    def describe(self) -> str:
+        return f"{self.url} (model {self.model})"
+
+    def generate(self, items: list[Messages], params: GenerationParams, on_done: OnDone) -> None:
+        if items:
+            asyncio.run(self._run(items, params, on_done))
+
+    async def _run(self, items: list[Messages], params: GenerationParams, on_done: OnDone) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        timeout = httpx.Timeout(self.request_timeout)
+        pending = iter(range(len(items)))  # shared by the workers: the bound on concurrency
+        exhausted: list[str] = []
+        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
+
+            async def worker() -> None:
+                for index in pending:
+                    if exhausted:  # the endpoint is failing: finish what is in flight, start nothing new
+                        return
+                    try:
+                        result = await self._request(client, items[index], params)
+                    except RetriesExhausted as exc:
+                        exhausted.append(exc.reason)
+                        return
+                    on_done(index, result)
+
+            workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(items)))]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
+        if exhausted:
+            raise GenerationError(
+                f"{self.describe()}: {len(exhausted)} request(s) still failing after "
+                f"max_retries={self.max_retries} retries (last: {exhausted[-1]})"
+            )
+
+    async def _request(self, client: Any, messages: Messages, params: GenerationParams) -> Completion | ItemFailure:
+        import httpx
+
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+        }
+        reason = ""
+        for attempt in range(self.max_retries + 1):
+            self.stats.requests += 1
+            delay: float | None = None
+            try:
+                response = await client.post(self.url, json=body)
+            except httpx.TimeoutException:
+                reason = f"no response within request_timeout={self.request_timeout:g}s"
+            except httpx.TransportError as exc:
+                reason = f"connection failed ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status == 200:
+                    return self._parse(response)
+                if status in (401, 403):
+                    raise UsageError(
+                        f"{self.describe()}: HTTP {status}, the endpoint refused the request: check the API key "
+                        f"in the environment variable {self.api_key_env} (--api-key-env) and --base-url"
+                    )
+                if status == 404:
+                    raise UsageError(
+                        f"{self.describe()}: HTTP 404: check --base-url (the part before /chat/completions, "
+                        "e.g. http://localhost:8000/v1) and the model name in --generator openai:MODEL"
+                    )
+                if status not in RETRY_STATUSES and status < 500:
+                    self._log_failure(response)
+                    return ItemFailure(f"http_{status}")
+                reason = f"HTTP {status}"
+                delay = retry_after(response.headers.get("retry-after"))
+            if attempt == self.max_retries:
+                break
+            self.stats.retries += 1
+            self.stats.retry_reasons[reason.split(" (")[0]] += 1
+            if self.stats.retries <= RETRIES_LOGGED:
+                more = " (further retries are only counted)" if self.stats.retries == RETRIES_LOGGED else ""
+                self.log(f"{self.describe()}: {reason}; retry {attempt + 1} of {self.max_retries}{more}")
+            await asyncio.sleep(backoff_delay(attempt) if delay is None else delay)
+        raise RetriesExhausted(reason)
+
+    def _parse(self, response: Any) -> Completion | ItemFailure:
+        try:
+            data = response.json()
+            text = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return ItemFailure("bad_response")
+        if not isinstance(text, str):
+            return ItemFailure("bad_response")
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict):
+            self.stats.usage_missing += 1
+            usage = {}
+        return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+    def _log_failure(self, response: Any) -> None:
+        """Say why the server refused an item (its message, without anything secret)."""
+        try:
+            message = str(response.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        if self._api_key:
+            message = message.replace(self._api_key, "***")
+        self.log(f"{self.describe()}: HTTP {response.status_code} for one item: {message[:200]}")
+
+
+class HFBackend:
+    """A local transformers causal LM (a folder, a hub id, or ``tiny``), batched."""
+
+    kind = "hf"
+
+    def __init__(self, path: str, *, batch_size: int, log: Callable[[str], None]):
+        from hybridft.models import resolve_model
+
+        self.name = path
+        self.path = resolve_model(path)
+        self.batch_size = batch_size
+        self.log = log
+        self.stats = RequestStats()
+        self._loaded: tuple[Any, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        local = Path(self.path)
+        model = str(local.resolve()) if local.is_dir() else self.path
+        return {"backend": "hf", "model": model}
+
+    def describe(self) -> str:
+        return f"hf:{self.name}"
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            from hybridft.models import load_tokenizer
+
+            self.log(f"loading {self.describe()}")
+            tokenizer = load_tokenizer(self.path)
+            tokenizer.padding_side = "left"  # generation continues every row from its last token
+            cuda = torch.cuda.is_available()
+            dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+            try:
+                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype)
+            except OSError as exc:
+                raise UsageError(f"generator=hf:{self.name}: cannot load it ({exc})") from None
+            model.to("cuda" if cuda else "cpu").eval()  # type: ignore[arg-type]
+            self._loaded = (model, tokenizer)
+        return self._loaded
+
+    def _chat_text(self, tokenizer: Any, messages: Messages) -> str:
+        try:
+            return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        except Exception:  # noqa: BLE001 - some templates refuse a system turn: fold it into the user's
+            system, user = messages[0]["content"], messages[1]["content"]
+            folded = [{"role": "user", "content": f"{system}\n\n{user}"}]
+            return str(tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=True))
+
+    def generate(self, items: list[Messages], params: GenerationParams, on_done: OnDone) -> None:
+        if not items:
+            return
+        import torch
+
+        model, tokenizer = self._load()
+        texts = [self._chat_text(tokenizer, m) for m in items]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths, little padding
+        sampling = params.temperature > 0
+        if sampling:
+            torch.manual_seed(params.seed)
+        stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            encoded = tokenizer(
+                [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            with torch.no_grad():
+                output = model.generate(
+                    **encoded,
+                    max_new_tokens=params.max_new_tokens,
+                    do_sample=sampling,
+                    temperature=params.temperature if sampling else None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            self.stats.requests += 1
+            new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+            prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+            for row, index in enumerate(batch):
+                ids = new_tokens[row]
+                end = next((n for n, t in enumerate(ids) if t in stop_ids), len(ids))
+                text = tokenizer.decode(ids[:end], skip_special_tokens=True)
+                on_done(index, Completion(text, int(prompt_lengths[row]), end))
