@@ -431,12 +431,15 @@ def write_manifest(
     options: dict[str, Any],
     inputs: dict[str, str],
     counts: dict[str, Any],
+    outputs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``manifest.json``: version, kind, options, seed, sha256 of inputs/outputs, counts.
 
-    Only ``created_at`` differs between two runs with the same inputs and options.
+    Only ``created_at`` differs between two runs with the same inputs and options. ``outputs``
+    holds the files' sha256 when the caller hashed them already; by default every file in ``out``.
     """
-    outputs = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
+    if outputs is None:
+        outputs = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
     manifest = {
         "hybridft_version": __version__,
         "kind": kind,

@@ -47,7 +47,17 @@ def _print_config(kind: str, config: dict[str, Any], as_json: bool) -> None:
 
 
 def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
-    from hybridft.io import atomic_output_dir, check_output_dir, input_hashes, paused_gc, write_jsonl, write_manifest
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hybridft.io import (
+        atomic_output_dir,
+        check_output_dir,
+        input_hashes,
+        paused_gc,
+        sha256_file,
+        write_jsonl,
+        write_manifest,
+    )
     from hybridft.render import render
 
     check_output_dir(config["out"], config["overwrite"])
@@ -58,15 +68,21 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
     fmt = config.get("format", "")  # mix has no --format: its rows keep their inputs' format
     render_row = spec.render or render
     counts = dict(result.counts)
-    inputs: dict[str, str] = {}
-    for source in result.inputs:
-        inputs.update(input_hashes(source))
-    with paused_gc(), atomic_output_dir(config["out"], config["overwrite"]) as temp:
-        write_jsonl(temp / "records.jsonl", result.records)
-        for split in ("train", "eval"):
-            rows = (render_row(r, fmt) for r in result.records if r["split"] == split)
-            counts[split] = write_jsonl(temp / f"{split}.jsonl", rows)
-        manifest = write_manifest(temp, kind=kind, options=config, inputs=inputs, counts=counts)
+    # sha256 of inputs and outputs runs on a second thread (hashlib and file reads release the
+    # GIL), so hashing overlaps the serialising of the next file instead of following it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+        input_digests = [hasher.submit(input_hashes, source) for source in result.inputs]
+        output_digests = {}
+        with paused_gc(), atomic_output_dir(config["out"], config["overwrite"]) as temp:
+            write_jsonl(temp / "records.jsonl", result.records)
+            output_digests["records.jsonl"] = hasher.submit(sha256_file, temp / "records.jsonl")
+            for split in ("train", "eval"):
+                rows = (render_row(r, fmt) for r in result.records if r["split"] == split)
+                counts[split] = write_jsonl(temp / f"{split}.jsonl", rows)
+                output_digests[f"{split}.jsonl"] = hasher.submit(sha256_file, temp / f"{split}.jsonl")
+            inputs = {path: digest for future in input_digests for path, digest in future.result().items()}
+            outputs = {name: future.result() for name, future in sorted(output_digests.items())}
+            manifest = write_manifest(temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts)
     log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")
     skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
     human = (
