@@ -62,15 +62,32 @@ class BM25Index:
         return np.asarray(self._model.get_scores(tokens[0]))
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best scores per row, best first: a partial selection, then a sort of
-    only those ``k`` (a full sort per query is wasted work on a large corpus)."""
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best scores per row, best first (ties: lower index): a partial
+    selection, then a sort of only those ``k`` (a full sort per query is wasted work on a large
+    corpus)."""
     if k < scores.shape[1]:
         candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
         candidates = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
     picked = np.take_along_axis(scores, candidates, axis=1)
     return np.take_along_axis(candidates, np.argsort(-picked, axis=1, kind="stable"), axis=1)
+
+
+def top_k_by_dot_product(queries: np.ndarray, documents: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` document rows and their scores for each query row (normalised embeddings: cosine),
+    best first. The query x document matrix is computed for QUERY_BATCH queries at a time, so its
+    size stays bounded on a large corpus."""
+    k = min(k, len(documents))
+    indices, scores = [], []
+    for start in range(0, len(queries), QUERY_BATCH):
+        similarity = queries[start : start + QUERY_BATCH] @ documents.T
+        order = top_k(similarity, k)
+        indices.append(order)
+        scores.append(np.take_along_axis(similarity, order, axis=1))
+    if not indices:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    return np.concatenate(indices), np.concatenate(scores)
 
 
 @functools.lru_cache(maxsize=2)
@@ -136,7 +153,7 @@ class DenseIndex:
         starts = range(0, len(queries), QUERY_BATCH)
         for start in track(starts, description, total=len(starts)):
             similarity = self._encode(queries[start : start + QUERY_BATCH]) @ self._embeddings.T
-            order = _top_k(similarity, k)
+            order = top_k(similarity, k)
             indices.append(order)
             scores.append(np.take_along_axis(similarity, order, axis=1))
         if not indices:

@@ -30,7 +30,6 @@ SETTINGS_FILE = "retriever.json"
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 SHARD_TEXTS = 4096  # texts per saved shard of an index
-SIMILARITY_BLOCK = 1024  # queries per block of the query x document similarity matrix
 
 
 def encoder_settings(model: str, max_length: int) -> dict[str, Any]:
@@ -242,22 +241,9 @@ class RetrieverIndex:
         self, queries: list[str], k: int, description: str = "retriever search"
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` document indices and their scores for each query, best first."""
-        embedded = self.queries(queries, description)
-        k = min(k, self.size)
-        indices, scores = [], []
-        for start in range(0, len(embedded), SIMILARITY_BLOCK):
-            similarity = embedded[start : start + SIMILARITY_BLOCK] @ self.embeddings.T
-            if k < similarity.shape[1]:  # a partial selection, then a sort of only those k
-                best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-            else:
-                best = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
-            picked = np.take_along_axis(similarity, best, axis=1)
-            order = np.argsort(-picked, axis=1, kind="stable")
-            indices.append(np.take_along_axis(best, order, axis=1))
-            scores.append(np.take_along_axis(picked, order, axis=1))
-        if not indices:
-            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
-        return np.concatenate(indices), np.concatenate(scores)
+        from hybridft.retrieval import top_k_by_dot_product
+
+        return top_k_by_dot_product(self.queries(queries, description), self.embeddings, k)
 
     def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]:
         embedded = self.queries(queries)

@@ -1,3 +1,5 @@
+import pytest
+
 from hybridft.retrieval import BM25Index, DenseIndex
 
 TEXTS = [
@@ -27,8 +29,23 @@ def test_dense_minilm_ranks_by_meaning() -> None:
 def test_top_k_is_the_best_k_in_order() -> None:
     import numpy as np
 
-    from hybridft.retrieval import _top_k
+    from hybridft.retrieval import top_k
 
     scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]])
-    assert _top_k(scores, 2).tolist() == [[1, 3], [0, 1]]
-    assert _top_k(scores, 4).tolist() == [[1, 3, 2, 0], [0, 1, 2, 3]]
+    assert top_k(scores, 2).tolist() == [[1, 3], [0, 1]]
+    assert top_k(scores, 4).tolist() == [[1, 3, 2, 0], [0, 1, 2, 3]]
+
+
+def test_top_k_by_dot_product_works_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from hybridft import retrieval
+
+    documents = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    monkeypatch.setattr(retrieval, "QUERY_BATCH", 2)  # two blocks: rows 0-1, then row 2
+    indices, scores = retrieval.top_k_by_dot_product(queries, documents, 2)
+    assert indices.tolist() == [[0, 2], [1, 2], [2, 0]]
+    assert np.allclose(scores, [[1.0, 0.6], [1.0, 0.8], [0.96, 0.8]])
+    empty, _ = retrieval.top_k_by_dot_product(queries[:0], documents, 5)
+    assert empty.shape == (0, 3)

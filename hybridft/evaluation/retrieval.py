@@ -34,8 +34,6 @@ from hybridft.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
 from hybridft.options import Option
 from hybridft.progress import log, track
 
-SIMILARITY_BLOCK = 1024  # queries per block of the query x document similarity matrix
-
 
 class Ranker(Protocol):
     def search(self, queries: list[str], k: int) -> list[list[int]]: ...
@@ -72,19 +70,11 @@ class EmbeddingRanker:
         self._documents = encode(texts, f"encoding documents ({name})")
 
     def search(self, queries: list[str], k: int) -> list[list[int]]:
+        from hybridft.retrieval import top_k_by_dot_product
+
         embedded = self._encode(queries, f"encoding queries ({self._name})")
-        k = min(k, len(self._documents))
-        ranked: list[list[int]] = []
-        for start in range(0, len(embedded), SIMILARITY_BLOCK):
-            similarity = embedded[start : start + SIMILARITY_BLOCK] @ self._documents.T
-            if k < similarity.shape[1]:  # a partial selection, then a sort of only those k
-                best = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-            else:
-                best = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
-            picked = np.take_along_axis(similarity, best, axis=1)
-            order = np.take_along_axis(best, np.argsort(-picked, axis=1, kind="stable"), axis=1)
-            ranked.extend([int(i) for i in row] for row in order)
-        return ranked
+        indices, _ = top_k_by_dot_product(embedded, self._documents, k)
+        return [[int(i) for i in row] for row in indices]
 
     def score(self, queries: list[str], candidates: list[list[int]]) -> list[np.ndarray]:
         embedded = self._encode(queries, f"encoding queries ({self._name})")
