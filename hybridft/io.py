@@ -432,11 +432,14 @@ def write_manifest(
     inputs: dict[str, str],
     counts: dict[str, Any],
     outputs: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``manifest.json``: version, kind, options, seed, sha256 of inputs/outputs, counts.
+    """Write ``manifest.json``: version, kind, options, seed, sha256 of inputs/outputs, counts,
+    then the ``extra`` sections (a generator's model, prompts, tokens and cost).
 
-    Only ``created_at`` differs between two runs with the same inputs and options. ``outputs``
-    holds the files' sha256 when the caller hashed them already; by default every file in ``out``.
+    Only ``created_at`` differs between two runs with the same inputs and options (and a
+    generator's ``this_run``, which says what the run sent). ``outputs`` holds the files' sha256
+    when the caller hashed them already; by default every file in ``out``.
     """
     if outputs is None:
         outputs = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
@@ -449,6 +452,7 @@ def write_manifest(
         "inputs": inputs,
         "outputs": outputs,
         "counts": counts,
+        **(extra or {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest

@@ -52,8 +52,10 @@ def row_rng(seed: int, row_id: str, reuse: random.Random | None = None) -> rando
 
 @dataclass
 class BuildResult:
-    """Records in output order, counts for the manifest, and the input paths to hash."""
+    """Records in output order, counts for the manifest, the input paths to hash, and further
+    top-level manifest sections (``generator``: model, prompts, tokens, cost)."""
 
     records: list[dict[str, Any]]
     counts: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)

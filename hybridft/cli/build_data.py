@@ -82,7 +82,9 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
                 output_digests[f"{split}.jsonl"] = hasher.submit(sha256_file, temp / f"{split}.jsonl")
             inputs = {path: digest for future in input_digests for path, digest in future.result().items()}
             outputs = {name: future.result() for name, future in sorted(output_digests.items())}
-            manifest = write_manifest(temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts)
+            manifest = write_manifest(
+                temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts, extra=result.manifest
+            )
     log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")
     skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
     human = (
