@@ -344,15 +344,8 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
         model = _with_lora(model, config)
     trainer, callbacks = build_trainer(config, model, tokenizer, data, device, extra_callbacks)
     truncated = _truncated(tokenizer, data.train + data.eval, config["max_length"])
-    run: dict[str, Any] = {
-        "status": "running",
-        "started_at": training_run.now(),
-        "config": config,
-        "method": method,
-        "device": device.description,
-        "processes": start.state.num_processes,
-        "versions": finetune.package_versions(),
-        "model_path": start.model_path if config["model"] != "tiny" else "tiny",
+    run = training_run.new_run(start, config, method, device)
+    run |= {
         "data": {
             "dir": str(config["data"]),
             "manifest_sha256": data.manifest_sha256,

@@ -47,15 +47,8 @@ def train(
     skipped = _drop_too_long(trainer, config["max_length"])
     trained_tokens = sum(sum(1 for t in labels if t != -100) for labels in trainer.train_dataset["labels"])
 
-    run: dict[str, Any] = {
-        "status": "running",
-        "started_at": training_run.now(),
-        "config": config,
-        "method": method,
-        "device": device.description,
-        "processes": start.state.num_processes,
-        "versions": finetune.package_versions(),
-        "model_path": start.model_path if config["model"] != "tiny" else "tiny",
+    run = training_run.new_run(start, config, method, device)
+    run |= {
         "data": {
             "dir": str(config["data"]),
             "manifest_sha256": data.manifest_sha256,

@@ -105,6 +105,20 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def new_run(run_start: RunStart, config: dict[str, Any], method: str, device: models.Device) -> dict[str, Any]:
+    """The keys every trainer's run.json starts with (status running until ``finish``)."""
+    return {
+        "status": "running",
+        "started_at": now(),
+        "config": config,
+        "method": method,
+        "device": device.description,
+        "processes": run_start.state.num_processes,
+        "versions": finetune.package_versions(),
+        "model_path": run_start.model_path if config["model"] != "tiny" else "tiny",
+    }
+
+
 def begin(run_start: RunStart, run: dict[str, Any], what: str) -> None:
     """Write run.json (status running) and, when resuming, drop log lines after the checkpoint."""
     checkpoint = run_start.checkpoint
