@@ -36,12 +36,25 @@ def rog_reason(record: dict[str, Any]) -> tuple[str, str]:
     return prompt, "\n".join(record["answers"])
 
 
+def rog_explain(record: dict[str, Any]) -> tuple[str, str]:
+    """The reason prompt asking for an explanation -> the generator's explanation."""
+    paths = "\n".join(render_chain(chain, record["q_entity"]) for chain in record["reasoning_paths"])
+    prompt = (
+        "Answer the question from the reasoning paths and explain how they lead to the answers.\n\n"
+        f"Reasoning Paths:\n{paths}\n\nQuestion:\n{record['question']}"
+    )
+    return prompt, record["explanation"]
+
+
+ROG_TASKS = {"plan": rog_plan, "reason": rog_reason, "explain": rog_explain}
+
+
 def prompt_and_completion(record: dict[str, Any]) -> tuple[str, str]:
     kind = record["kind"]
     if kind == "raft":
         return raft_prompt(record), raft_completion(record)
     if kind == "rog":
-        return rog_plan(record) if record["task"] == "plan" else rog_reason(record)
+        return ROG_TASKS[record["task"]](record)
     raise ValueError(f"no rendering for records of kind {kind!r}")
 
 

@@ -232,3 +232,39 @@ def write_rewordings(gen: Generator, queries: list[str]) -> tuple[list[str | Non
             counts.accepted += 1
         results.append(text)
     return results, counts
+
+
+# --- what the builders call -----------------------------------------------------------------------
+
+
+def explain_records(
+    records: list[dict[str, Any]], config: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Fill the ``explanation`` of RoG's ``explain`` records; records without reasoning paths or
+    whose explanation failed or was rejected are dropped (and counted). Returns the kept records,
+    the counts and the manifest's ``generator`` section."""
+    from hybridft.generators.run import Generator
+    from hybridft.kg import render_chain
+
+    explain = [r for r in records if r["task"] == "explain" and r["reasoning_paths"]]
+    items = [
+        {
+            "question": r["question"],
+            "paths": "\n".join(render_chain(chain, r["q_entity"]) for chain in r["reasoning_paths"]),
+            "answers": r["answers"],
+        }
+        for r in explain
+    ]
+    gen = Generator(config)
+    try:
+        texts, counts = write_explanations(gen, items)
+    finally:
+        gen.close()
+    for record, text in zip(explain, texts, strict=True):
+        record["explanation"] = text
+    without_paths = sum(r["task"] == "explain" and not r["reasoning_paths"] for r in records)
+    if without_paths:
+        counts.rejected["no_reasoning_path"] += without_paths
+        counts.items += without_paths
+    kept = [r for r in records if r["task"] != "explain" or r["explanation"] is not None]
+    return kept, counts.as_dict(), gen.manifest()
