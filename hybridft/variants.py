@@ -5,7 +5,8 @@ ranking is invariant ranks the same documents for both. Each perturbation is a p
 the query and a ``random.Random``: the same seed gives the same variant. Perturbations keep what
 names the subject: ``drop-words`` and ``typos`` never touch a capitalised word past the first (a
 name) or a word with a digit, and ``drop-words`` keeps the question word. ``reword`` (a model
-rewrites the query) needs the generator layer and is not offered here.
+rewrites the query) is not here: the invar builder has a generator write it and passes it to
+:func:`make_variants` as an extra perturbation.
 
     drop-words       "Which river flows through Paris?" -> "Which river through Paris?"
     shuffle-clauses  "Which river flows through Paris?" -> "Through Paris, which river flows?"
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 # Words a clause can start with when a question has no comma or semicolon to split on.
 _STARTERS = (
@@ -156,14 +157,22 @@ PERTURBATIONS: dict[str, Callable[[str, random.Random], str | None]] = {
 }
 
 
-def make_variants(query: str, kinds: list[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
+def make_variants(
+    query: str,
+    kinds: list[str],
+    n: int,
+    rng: random.Random,
+    extra: Mapping[str, Callable[[str, random.Random], str | None]] | None = None,
+) -> list[tuple[str, str]]:
     """Up to ``n`` distinct variants of ``query``, each different from it, as ``(kind, text)``.
+    ``extra`` adds perturbations to :data:`PERTURBATIONS` (``reword``: the model's rewording).
 
     Kinds are taken in a seeded order, round-robin, so ``n`` variants spread over the kinds;
     when one cannot change the query (a one-word query has no clauses) the next kind is tried, and
     the next variant starts after the kind that made this one. Fewer than ``n`` come back only
     when no listed perturbation can make another distinct variant.
     """
+    perturbations = {**PERTURBATIONS, **extra} if extra else PERTURBATIONS
     order = list(dict.fromkeys(kinds))
     rng.shuffle(order)
     seen = {query.strip()}
@@ -172,7 +181,7 @@ def make_variants(query: str, kinds: list[str], n: int, rng: random.Random) -> l
     while len(made) < n:
         for step in range(len(order)):
             kind = order[(start + step) % len(order)]
-            text = _try(PERTURBATIONS[kind], query, rng, seen)
+            text = _try(perturbations[kind], query, rng, seen)
             if text is not None:
                 seen.add(text)
                 made.append((kind, text))

@@ -191,7 +191,7 @@ def test_generation_stage_defaults_to_messages(sample: dict[str, Path]) -> None:
 def test_bad_input_exits_2_and_leaves_nothing(cli, sample: dict[str, Path], tmp_path: Path) -> None:
     qa, docs = str(sample["qa"]), str(sample["docs"])
     cases = [
-        (["--variants", "reword,typos"], "variants=reword: rewording needs a model generator"),
+        (["--variants", "reword,typos"], "variants=reword needs a model: give --generator"),
         (["--variants", "jumble"], "variants=jumble: expected one of reword, drop-words"),
         (["--teacher", str(tmp_path / "nowhere")], "expected minilm, none, or a local sentence-transformers folder"),
         (["--format", "messages"], "format=messages: --stage retrieval writes retrieval rows"),

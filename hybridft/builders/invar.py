@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import numpy as np
 from hybridft.builders import raft
 from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
 from hybridft.errors import UsageError
+from hybridft.generators import check_generator, generator_options
 from hybridft.io import QARow, read_documents, read_qa
 from hybridft.options import Option
 from hybridft.progress import log, track
@@ -75,7 +77,7 @@ _FORMAT = Option(
 )
 
 OPTIONS = [
-    _RAFT["qa"],
+    replace(_RAFT["qa"], required=True),
     _RAFT["docs"],
     Option("stage", "str", "retrieval", "retriever rows, or question + retrieved documents -> answer", choices=STAGES),
     Option("negatives", "int", 7, "hard negatives per query (retrieval stage)", minimum=0),
@@ -91,7 +93,7 @@ OPTIONS = [
         "variants",
         "list",
         list(PERTURBATIONS),
-        "query perturbations, each seeded (reword needs a model generator)",
+        "query perturbations, each seeded (reword: a --generator rewords the query)",
         choices=("reword", *PERTURBATIONS),
     ),
     Option("n_variants", "int", 2, "query variants per row", minimum=0),
@@ -114,6 +116,7 @@ OPTIONS = [
     _RAFT["tokenizer"],
     _RAFT["dense_model"],
     *(o if o.name != "format" else _FORMAT for o in common_options()),
+    *generator_options(),
 ]
 
 
@@ -121,11 +124,8 @@ def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key; also resolves ``format: auto`` from the stage (and an
     unset teacher to ``none``), so that ``--dry-run`` and the manifest show what is used."""
     errors = raft.check(config)
-    if "reword" in config["variants"]:
-        errors.append(
-            "variants=reword: rewording needs a model generator, which this version of hybridft lacks; "
-            f"use {', '.join(PERTURBATIONS)}"
-        )
+    rewords = "reword" in config["variants"] and config["n_variants"] > 0 and config["stage"] == "retrieval"
+    errors += check_generator(config, "variants=reword" if rewords else None)
     if config["n_variants"] > 0 and not config["variants"]:
         errors.append(f"variants: name at least one perturbation for n_variants={config['n_variants']}")
     teacher = config["teacher"] = config["teacher"] or "none"  # the option parser reads "none" as unset
@@ -164,6 +164,27 @@ class RetrievalBuilder:
         }
         self.corpus = raft.RaftBuilder(corpus_config, qa, chunks)
         self.counts: Counter[str] = Counter()
+        self.rewordings: dict[str, str | None] = {}  # query -> the generator's rewording (variants=reword)
+        self.generated: dict[str, Any] = {}  # counts of the generator's items
+        self.manifest: dict[str, Any] = {}  # the manifest's generator section
+
+    def reword_queries(self) -> None:
+        """Every distinct query reworded once by the generator (cached; see hybridft.generators)."""
+        from hybridft.generators.run import Generator
+        from hybridft.generators.tasks import write_rewordings
+
+        queries = list(dict.fromkeys(r.question for r in self.qa))
+        gen = Generator(self.config)
+        try:
+            texts, counts = write_rewordings(gen, queries)
+        finally:
+            gen.close()
+        self.rewordings = dict(zip(queries, texts, strict=True))
+        self.generated["rewordings"] = counts.as_dict()
+        self.manifest["generator"] = gen.manifest()
+
+    def reworded(self, query: str, rng: Any) -> str | None:
+        return self.rewordings.get(query)
 
     def build(self) -> list[dict[str, Any]]:
         config, corpus = self.config, self.corpus
@@ -183,6 +204,8 @@ class RetrievalBuilder:
             else:
                 found, _ = corpus.ranker().search([r.question for r in self.qa], k, f"{strategy} negatives")
                 ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
+        if "reword" in config["variants"] and config["n_variants"] > 0:
+            self.reword_queries()
         records = []
         for row in track(self.qa, "building Invar-RAG rows", total=len(self.qa)):
             record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))
@@ -236,7 +259,11 @@ class RetrievalBuilder:
             return None
         # Variants have their own stream: they stay the same whatever the negative strategy.
         variants = make_variants(
-            row.question, config["variants"], config["n_variants"], row_rng(config["seed"], f"variants:{row.id}")
+            row.question,
+            config["variants"],
+            config["n_variants"],
+            row_rng(config["seed"], f"variants:{row.id}"),
+            {"reword": self.reworded},
         )
         if len(variants) < config["n_variants"]:
             self.counts["fewer_variants"] += 1
@@ -345,6 +372,7 @@ def build(config: dict[str, Any]) -> BuildResult:
         variants=c["variants"],
         rows_with_fewer_variants=c["fewer_variants"],
         teacher_scored=sum(r["teacher_scores"] is not None for r in records),
+        **({"generated": builder.generated} if builder.generated else {}),
         skipped={
             "no_positive": c["skipped_no_positive"],
             "not_enough_negatives": c["skipped_not_enough_negatives"],
@@ -354,7 +382,7 @@ def build(config: dict[str, Any]) -> BuildResult:
     for reason in ("no_positive", "not_enough_negatives"):
         if counts["skipped"][reason]:
             log(f"skipped {counts['skipped'][reason]} QA row(s): {reason.replace('_', ' ')}")
-    return BuildResult(records, counts, [config["qa"], config["docs"]])
+    return BuildResult(records, counts, [config["qa"], config["docs"]], builder.manifest)
 
 
 def generation_prompt(record: dict[str, Any]) -> str:
