@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from hybridft.errors import InputError
 from hybridft.kg import KG, reasoning_paths, render_chain, shortest_relation_paths
+from hybridft.kg_batch import GraphBatch, MalformedGraph
 
 
 def paths(triples, q, a, max_hops=3, directed=False):
@@ -100,3 +103,41 @@ def test_reasoning_paths_never_revisit_an_entity() -> None:
 def test_malformed_triples_are_errors(bad) -> None:
     with pytest.raises(InputError, match=r"q.jsonl:3: graph: triple \d+ is"):
         KG.from_triples(bad, "q.jsonl:3: graph")
+
+
+@pytest.mark.parametrize("directed", [False, True])
+@pytest.mark.parametrize("max_hops", [1, 2, 3])
+def test_batched_search_equals_one_graph_at_a_time(directed: bool, max_hops: int) -> None:
+    # Few names and relations, so graphs have parallel and reversed edges, cycles and hubs; some
+    # looked-up names are missing or are only relation names; a question entity may be an answer.
+    rng = random.Random(7)
+    graphs, lookups, n_q = [], [], []
+    for _ in range(40):
+        names = [f"e{i}" for i in range(rng.randint(2, 12))]
+        graphs.append(
+            [[rng.choice(names), f"r{rng.randint(0, 3)}", rng.choice(names)] for _ in range(rng.randint(1, 30))]
+        )
+        q = rng.sample(names, rng.randint(1, 2)) + (["r1"] if rng.random() < 0.2 else [])
+        a = rng.sample(names, rng.randint(1, 3)) + (["missing"] if rng.random() < 0.2 else [])
+        lookups.append(q + a)
+        n_q.append(len(q))
+    batch = GraphBatch.from_graphs(graphs, lookups)
+    q_ids = [[i for i in ids[:n] if i is not None] for ids, n in zip(batch.looked_up, n_q, strict=True)]
+    a_ids = [[i for i in ids[n:] if i is not None] for ids, n in zip(batch.looked_up, n_q, strict=True)]
+    batched = batch.relation_paths(q_ids, a_ids, max_hops, directed)
+    for graph, names, n, got in zip(graphs, lookups, n_q, batched, strict=True):
+        kg = KG.from_triples(graph)
+        q = [i for i in kg.ids(names[:n]) if i is not None]
+        a = [i for i in kg.ids(names[n:]) if i is not None]
+        assert got == (shortest_relation_paths(kg, q, a, max_hops, directed) if q and a else [])
+    assert any(len(paths) > 1 for paths in batched)
+
+
+def test_batch_ids_are_per_graph_and_malformed_batches_are_refused() -> None:
+    batch = GraphBatch.from_graphs([[["A", "r", "B"]], [["B", "r", "C"]]], [["A", "B", "r"], ["A", "B"]])
+    first, second = batch.looked_up
+    assert first[0] is not None and first[1] is not None and first[2] is None  # r is no entity
+    assert second[0] is None and second[1] not in first
+    for bad in ([["A", "r"]], [["A", "r", "B"], ["A", 3, "B"]], [["A", "r", "B", "C"]], [["A", None, "B"]]):
+        with pytest.raises(MalformedGraph):
+            GraphBatch.from_graphs([[["A", "r", "B"]], bad], [[], []])

@@ -75,6 +75,7 @@ def test_missing_entities_and_empty_graphs_are_counted_skips(cli, tmp_path: Path
         question("no-q", graph=[["C", "r", "B"]]),
         question("no-a", graph=[["A", "r", "C"]]),
         question("empty", graph=[]),
+        question("relation-only", graph=[["A", "r", "B"]], q_entity=["r"]),
     ]
     questions = write_jsonl(tmp_path / "q.jsonl", rows)
     code, stdout, _ = cli("rog", "--questions", questions, "--out", tmp_path / "out", "--json")
@@ -82,15 +83,15 @@ def test_missing_entities_and_empty_graphs_are_counted_skips(cli, tmp_path: Path
     assert json.loads(stdout)["counts"]["skipped"] == {
         "no_path": 0,
         "empty_graph": 1,
-        "no_question_entity_in_graph": 1,
+        "no_question_entity_in_graph": 2,
         "no_answer_entity_in_graph": 1,
     }
 
 
 def test_bad_kg_input_exits_2_and_names_the_place(cli, tmp_path: Path) -> None:
-    questions = write_jsonl(tmp_path / "q.jsonl", [question("g", graph=[["A", "r", "B"], ["A", "r"]])])
-    code, _, stderr = cli("rog", "--questions", questions, "--out", tmp_path / "out")
-    assert code == 2 and "q.jsonl:1: graph: triple 1 is ['A', 'r']" in stderr
+    rows = [question("ok", graph=[["A", "r", "B"]]), question("g", graph=[["A", "r", "B"], ["A", "r"]])]
+    code, _, stderr = cli("rog", "--questions", write_jsonl(tmp_path / "q.jsonl", rows), "--out", tmp_path / "out")
+    assert code == 2 and "q.jsonl:2: graph: triple 1 is ['A', 'r']" in stderr
 
     no_graph = write_jsonl(tmp_path / "ng.jsonl", [question("n")])
     code, _, stderr = cli("rog", "--questions", no_graph, "--out", tmp_path / "out")

@@ -1,0 +1,199 @@
+"""Shortest relation paths for many small graphs at once (one graph per RoG question).
+
+A RoG-webqsp row carries its own graph of ~4,300 triples. Indexing and searching each graph on
+its own paid numpy/pandas call overhead dozens of times per question, more than the work itself.
+Here a batch of questions becomes one disjoint union: the batch's triples are converted and
+validated by one pyarrow call, every name is hashed by one dictionary encoding, node ids are made
+distinct per question, and the breadth-first searches of all the batch's questions run as one
+level-synchronous sweep over the union's edge list (a few whole-array numpy operations per hop, no
+index to sort). Only the few edges on a shortest path to an answer reach Python, where their
+relation sequences are grown.
+
+The result equals :func:`hybridft.kg.shortest_relation_paths` on each graph alone (tested): every
+shortest path from a question entity to an answer entity, as its relation sequence, edges walked
+both ways unless ``directed``, parallel edges each giving their own sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from hybridft.kg import KG
+
+# Farther than any max_hops; distances are int16 and ``FAR + 1`` must not overflow.
+FAR = 16000
+
+
+class MalformedGraph(Exception):
+    """Some graph of the batch is not a list of three-string triples: check them one by one."""
+
+
+@dataclass
+class GraphBatch:
+    """The disjoint union of several questions' graphs.
+
+    Each graph's names are numbered on their own (small hash tables, and no second hashing to
+    tell questions apart); a node id is the graph's offset plus the name's number there, so the
+    same name in two graphs is two nodes. Relations are numbered across the whole batch.
+    """
+
+    entity_names: Any  # pyarrow string array, by node id (ids of relation names are unused nodes)
+    relation_names: Any  # pyarrow string array, by relation code
+    node_question: np.ndarray  # the batch position of each node's question
+    heads: np.ndarray  # int64 node ids, one per triple
+    rels: np.ndarray  # relation codes, one per triple
+    tails: np.ndarray
+    n_questions: int
+    looked_up: list[list[int | None]]  # node ids of the names looked up, per question (None: absent)
+
+    @classmethod
+    def from_graphs(cls, graphs: list[list[Any]], lookups: list[list[str]]) -> GraphBatch:
+        """Union of non-empty ``graphs``; ``lookups[j]`` names entities whose node ids in graph j
+        are wanted (``looked_up``). Raises MalformedGraph when some triple is not three strings
+        (the caller then finds and reports the first bad one)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            batch = pa.array(graphs, type=pa.list_(pa.list_(pa.string())))
+            wanted = pa.array(lookups, type=pa.list_(pa.string()))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise MalformedGraph from None
+        triples = batch.values
+        n = len(triples)
+        fields = triples.values
+        if triples.null_count or fields.null_count or len(fields) != 3 * n:
+            raise MalformedGraph
+        if not np.array_equal(triples.offsets.to_numpy(), np.arange(0, 3 * n + 1, 3)):
+            raise MalformedGraph
+        starts = (batch.offsets.to_numpy() * 3).tolist()
+        wanted_starts = wanted.offsets.to_numpy().tolist()
+        codes, dictionaries, found = [], [], []
+        for j in range(len(graphs)):
+            encoded = pc.dictionary_encode(fields.slice(starts[j], starts[j + 1] - starts[j]))
+            codes.append(encoded.indices.to_numpy())
+            dictionaries.append(encoded.dictionary)
+            names_j = wanted.values.slice(wanted_starts[j], wanted_starts[j + 1] - wanted_starts[j])
+            found.append(pc.index_in(names_j, value_set=encoded.dictionary).fill_null(-1).to_numpy())
+        widths = np.fromiter(map(len, dictionaries), dtype=np.int64, count=len(dictionaries))
+        offsets = np.cumsum(widths) - widths
+        sizes = np.diff(batch.offsets.to_numpy()) * 3
+        ids = np.concatenate(codes).astype(np.int64) + np.repeat(offsets, sizes)
+        names = pa.concat_arrays(dictionaries)
+        heads, tails = ids[0::3], ids[2::3]
+        relations = pc.dictionary_encode(names)  # one numbering of relation names for the batch
+        is_entity = np.zeros(len(names), dtype=bool)
+        is_entity[heads] = True
+        is_entity[tails] = True
+        looked_up = []
+        for offset, local in zip(offsets.tolist(), found, strict=True):
+            node_ids = np.where(local >= 0, local + offset, -1)
+            looked_up.append([i if i >= 0 and is_entity[i] else None for i in node_ids.tolist()])
+        return cls(
+            entity_names=names,
+            relation_names=relations.dictionary,
+            node_question=np.repeat(np.arange(len(graphs)), widths),
+            heads=heads,
+            rels=relations.indices.to_numpy()[ids[1::3]],
+            tails=tails,
+            n_questions=len(graphs),
+            looked_up=looked_up,
+        )
+
+    def kg(self) -> KG:
+        """The union as a :class:`KG` (CSR-indexed), for following relation paths: a walk from a
+        question's entity never leaves that question's graph."""
+        return KG.from_codes(self.heads, self.rels, self.tails, self.entity_names, self.relation_names)
+
+    def relation_paths(
+        self, q_ids: list[list[int]], a_ids: list[list[int]], max_hops: int, directed: bool
+    ) -> list[list[tuple[str, ...]]]:
+        """Per question of the batch, the sorted relation sequences of every shortest path from one
+        of its ``q_ids`` to one of its ``a_ids`` (node ids), at most ``max_hops`` long."""
+        found: list[set[tuple[int, ...]]] = [set() for _ in q_ids]
+        sources = [list(dict.fromkeys(ids)) for ids in q_ids]
+        # One search per question entity: round r searches from the r-th entity of every question
+        # that has one (most questions have one), so each pair keeps its own shortest length.
+        for r in range(max(map(len, sources), default=0)):
+            questions = [j for j, ids in enumerate(sources) if len(ids) > r and a_ids[j]]
+            if questions:
+                edges = self._edges_of(questions)
+                starts = [sources[j][r] for j in questions]
+                answers = list(chain.from_iterable(a_ids[j] for j in questions))
+                _search(self, edges, starts, answers, max_hops, directed, found)
+        used = sorted({rel for seqs in found for seq in seqs for rel in seq})
+        name_of = dict(zip(used, self.relation_names.take(np.array(used, dtype=np.int64)).to_pylist(), strict=True))
+        return [sorted({tuple(name_of[r] for r in seq) for seq in seqs}) for seqs in found]
+
+    def _edges_of(self, questions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(heads, rels, tails) of the triples of ``questions`` only."""
+        if len(questions) == self.n_questions:
+            return self.heads, self.rels, self.tails
+        wanted = np.zeros(self.n_questions, dtype=bool)
+        wanted[questions] = True
+        keep = wanted[self.node_question[self.heads]]
+        return self.heads[keep], self.rels[keep], self.tails[keep]
+
+
+def _search(
+    batch: GraphBatch,
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+    starts: list[int],
+    answers: list[int],
+    max_hops: int,
+    directed: bool,
+    found: list[set[tuple[int, ...]]],
+) -> None:
+    """A breadth-first search from each of ``starts`` (one per question, all at once), then the
+    relation sequences of the shortest paths to the questions' ``answers``, added to ``found``."""
+    heads, rels, tails = edges
+    dist = np.full(len(batch.node_question), FAR, dtype=np.int16)
+    dist[starts] = 0
+    for hop in range(1, max_hops + 1):
+        at_head, at_tail = dist[heads] == hop - 1, None if directed else dist[tails] == hop - 1
+        reached = tails[at_head] if at_tail is None else np.concatenate([tails[at_head], heads[at_tail]])
+        reached = reached[dist[reached] == FAR]
+        if len(reached) == 0:
+            break
+        dist[reached] = hop
+    targets = np.array(answers, dtype=np.int64)
+    targets = targets[(dist[targets] > 0) & (dist[targets] <= max_hops)]
+    if len(targets) == 0:
+        return
+    # A step lies on a shortest path from the start when it goes one level further; of those, keep
+    # the ones that lead on to an answer (marked backwards from the answers, a level per pass).
+    head_level, tail_level = dist[heads], dist[tails]
+    forward = np.flatnonzero(tail_level == head_level + 1)
+    backward = np.zeros(0, dtype=np.int64) if directed else np.flatnonzero(head_level == tail_level + 1)
+    froms = np.concatenate([heads[forward], tails[backward]])
+    tos = np.concatenate([tails[forward], heads[backward]])
+    leads = np.zeros(len(dist), dtype=bool)
+    leads[targets] = True
+    for _ in range(int(dist[targets].max()) - 1):
+        leads[froms[leads[tos]]] = True
+    useful = leads[tos]
+    froms, tos = froms[useful], tos[useful]
+    step_rels = np.concatenate([rels[forward], rels[backward]])[useful]
+    order = np.lexsort((dist[froms], batch.node_question[froms]))
+    reaching = _grow(froms[order].tolist(), tos[order].tolist(), step_rels[order].tolist())
+    for target in set(targets.tolist()):
+        found[int(batch.node_question[target])].update(reaching[target])
+
+
+def _grow(froms: list[int], tos: list[int], rels: list[int]) -> dict[int, set[tuple[int, ...]]]:
+    """Relation sequences reaching each node along steps given level by level: those reaching its
+    predecessors, each extended by the step's relation. Sets keep parallel relations apart and
+    drop duplicates; a node first seen as a step's origin is a search's start."""
+    reaching: dict[int, set[tuple[int, ...]]] = {}
+    for source, target, rel in zip(froms, tos, rels, strict=True):
+        prefixes = reaching.get(source)
+        if prefixes is None:
+            prefixes = reaching[source] = {()}
+        bucket = reaching.setdefault(target, set())
+        for prefix in prefixes:
+            bucket.add((*prefix, rel))
+    return reaching
