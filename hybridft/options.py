@@ -39,6 +39,8 @@ class Option:
     maximum: float | None = None
     below_maximum: bool = False  # True: the maximum itself is not allowed
     required: bool = False
+    # Required unless this other option is set (to anything but none): ``qa`` unless ``generator``.
+    required_unless: str | None = None
 
     @property
     def flag(self) -> str:
@@ -228,7 +230,7 @@ def resolve(
         value = config[option.name]
         where = option.flag
         if value is None:
-            if option.required:
+            if option.required or (option.required_unless and config.get(option.required_unless) in (None, "none")):
                 errors.append(f"{where} is required ({option.help})")
             continue
         message = _check(option, value)

@@ -123,7 +123,7 @@ OPTIONS = [
 def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key; also resolves ``format: auto`` from the stage (and an
     unset teacher to ``none``), so that ``--dry-run`` and the manifest show what is used."""
-    errors = raft.check(config)
+    errors = raft.check_chunking(config)
     rewords = "reword" in config["variants"] and config["n_variants"] > 0 and config["stage"] == "retrieval"
     errors += check_generator(config, "variants=reword" if rewords else None)
     if config["n_variants"] > 0 and not config["variants"]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
 from hybridft.errors import UsageError
+from hybridft.generators import check_generator, generator_options
 from hybridft.io import Document, QARow, read_documents, read_qa
 from hybridft.options import Option
 from hybridft.progress import log, track
@@ -37,7 +38,13 @@ from hybridft.text import (
 )
 
 OPTIONS = [
-    Option("qa", "path", None, "QA set: .jsonl/.jsonl.gz/.parquet rows or hf:NAME", required=True),
+    Option(
+        "qa",
+        "path",
+        None,
+        "QA set: .jsonl/.jsonl.gz/.parquet rows or hf:NAME; without it a --generator writes questions from --docs",
+        required_unless="generator",
+    ),
     Option("docs", "path", None, "documents: a folder, a .txt/.md file or .jsonl rows", required=True),
     Option("distractors", "int", 4, "distractor documents per example", minimum=0),
     Option("oracle_p", "float", 0.8, "share of examples that keep their oracle documents", minimum=0, maximum=1),
@@ -56,9 +63,10 @@ OPTIONS = [
         "cot",
         "str",
         "extractive",
-        "chain-of-thought answers: quote the oracle sentence, or none",
-        choices=("extractive", "none"),
+        "chain-of-thought answers: quote the oracle sentence, written by the --generator, or none",
+        choices=("extractive", "generator", "none"),
     ),
+    Option("questions_per_chunk", "int", 3, "questions the --generator writes per chunk when --qa is unset", minimum=1),
     Option(
         "dense_model",
         "str",
@@ -66,18 +74,22 @@ OPTIONS = [
         "sentence-transformers model for the dense strategy: minilm (packaged all-MiniLM-L6-v2) or a local folder",
     ),
     *common_options(("messages", "prompt-completion", "raft-hf")),
+    *generator_options(),
 ]
 
 # Hard negatives are taken from this many top-ranked chunks before a full ranking is needed.
 CANDIDATE_MARGIN = 16
 
 
+def check_chunking(config: dict[str, Any]) -> list[str]:
+    if config["chunk_overlap"] >= config["chunk_size"]:
+        return [f"chunk_overlap={config['chunk_overlap']}: must be below chunk_size={config['chunk_size']}"]
+    return []
+
+
 def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key."""
-    errors = []
-    if config["chunk_overlap"] >= config["chunk_size"]:
-        errors.append(f"chunk_overlap={config['chunk_overlap']}: must be below chunk_size={config['chunk_size']}")
-    return errors
+    return check_chunking(config) + check_generator(config, "cot=generator" if config["cot"] == "generator" else None)
 
 
 @dataclass(slots=True)
@@ -390,7 +402,7 @@ class RaftBuilder:
 
 def build(config: dict[str, Any]) -> BuildResult:
     """Build RAFT records from ``config`` (resolved OPTIONS)."""
-    qa = read_qa(config["qa"])
+    qa = read_qa(config["qa"]) if config["qa"] else []
     documents, stats = read_documents(config["docs"])
     chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
     needed = config["distractors"] + 1
@@ -399,9 +411,26 @@ def build(config: dict[str, Any]) -> BuildResult:
             f"--docs {config['docs']}: {len(chunks)} chunk(s), but every example needs {needed} "
             f"(distractors={config['distractors']} + 1 oracle): add documents or lower --distractors"
         )
-    builder = RaftBuilder(config, qa, chunks)
-    builder.check_doc_ids()
-    records = builder.build()
+    generator = None
+    builder: RaftBuilder
+    if not config["qa"] or config["cot"] == "generator":  # see raft_generated
+        from hybridft.builders.raft_generated import RaftGenerator
+
+        generator = RaftGenerator(config)
+    try:
+        if generator is not None and not config["qa"]:
+            qa, builder = generator.questions(chunks)
+            if not qa:
+                raise UsageError(f"the generator wrote no usable question: {generator.counts}")
+        else:
+            builder = RaftBuilder(config, qa, chunks)
+        builder.check_doc_ids()
+        records = builder.build()
+        if generator is not None and config["cot"] == "generator":
+            generator.fill_cot(records)
+    finally:
+        if generator is not None:
+            generator.close()
     counts: dict[str, Any] = {
         "qa_rows": len(qa),
         "documents": len(documents),
@@ -416,4 +445,9 @@ def build(config: dict[str, Any]) -> BuildResult:
             **stats.skipped,
         },
     }
-    return BuildResult(records, counts, [config["qa"], config["docs"]])
+    if generator is None:
+        return BuildResult(records, counts, [config["qa"], config["docs"]])
+    counts["generated"] = generator.counts
+    counts["skipped"].update(generator.skipped)
+    inputs = [config["qa"], config["docs"]] if config["qa"] else [config["docs"]]
+    return BuildResult(records, counts, inputs, {"generator": generator.manifest()})

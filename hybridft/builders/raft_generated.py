@@ -1,0 +1,107 @@
+"""RAFT with a generator: questions written from the documents, and chain-of-thought answers.
+
+Without ``--qa``, as the RAFT paper does on a user's corpus: the generator writes
+``questions_per_chunk`` questions from every chunk (numbering stripped, duplicates dropped, the
+count enforced), that chunk is the question's oracle, and the generator answers each question
+from its oracle in RAFT's format (``##begin_quote##…##end_quote##`` quotes, ``<ANSWER>: …``).
+The answer must pass the quality gate (every quote verbatim in the oracle, a final answer line);
+its final answer becomes the row's gold answer, so distractors exclude it as for a QA set.
+Questions whose answer failed or was rejected are dropped and counted.
+
+With ``cot: generator`` the kept chain-of-thought answer is the record's ``cot_answer``; with a
+QA set, the generator answers each built example from its oracles, and a rejected answer falls
+back to ``<ANSWER>: gold`` (counted), as an extractive answer without a quote does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hybridft.builders.raft import Chunks, RaftBuilder
+from hybridft.generators.run import Generator
+from hybridft.generators.tasks import write_cot_answers, write_questions
+from hybridft.io import QARow
+from hybridft.text import GoldAnswers
+
+
+class ChunkOracleBuilder(RaftBuilder):
+    """Rows written from a chunk: that chunk is the oracle (not the document's first chunk that
+    holds the answer, which is what ``doc_ids`` means for a QA set)."""
+
+    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: Chunks, oracle_of: dict[str, int]):
+        super().__init__(config, qa, chunks)
+        self.oracle_of = oracle_of
+
+    def check_doc_ids(self) -> None:
+        pass  # the rows were made from the chunks
+
+    def oracles_from_doc_ids(self, row: QARow, gold: GoldAnswers) -> list[int]:
+        return [self.oracle_of[row.id]]
+
+
+class RaftGenerator:
+    """One generator for a RAFT build: its counts and manifest section cover every task."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.gen = Generator(config)
+        self.counts: dict[str, Any] = {}
+        self.skipped: Counter[str] = Counter()
+        self.cot_of: dict[str, str] = {}  # generated row id -> its accepted chain-of-thought answer
+
+    def close(self) -> None:
+        self.gen.close()
+
+    def manifest(self) -> dict[str, Any]:
+        return self.gen.manifest()
+
+    def questions(self, chunks: Chunks) -> tuple[list[QARow], ChunkOracleBuilder]:
+        """QA rows written from every chunk, each answered from its chunk, and their builder."""
+        per_chunk, question_counts = write_questions(self.gen, chunks.texts, self.config["questions_per_chunk"])
+        candidates: list[tuple[str, str, int]] = []  # (row id, question, chunk index)
+        seen: set[str] = set()
+        for index, questions in enumerate(per_chunk):
+            for n, question in enumerate(questions):
+                key = question.lower().rstrip("?.! ")
+                if key in seen:  # two chunks asking the same thing would give it two oracles
+                    question_counts.extra["duplicates_across_chunks"] += 1
+                    continue
+                seen.add(key)
+                candidates.append((f"{chunks.ids[index]}#q{n}", question, index))
+        self.counts["questions"] = question_counts.as_dict()
+        answers, answer_counts = write_cot_answers(self.gen, [(q, [chunks.texts[i]]) for _, q, i in candidates])
+        self.counts["cot_answers"] = answer_counts.as_dict()
+        rows: list[QARow] = []
+        oracle_of: dict[str, int] = {}
+        for (row_id, question, index), answer in zip(candidates, answers, strict=True):
+            if answer is None:
+                self.skipped["question_without_answer"] += 1
+                continue
+            cot, final = answer
+            doc_id = chunks.doc_ids[index]
+            where = f"question written from chunk {chunks.ids[index]}"
+            rows.append(QARow(row_id, question, [final], [doc_id], None, where))
+            oracle_of[row_id] = index
+            self.cot_of[row_id] = cot
+        return rows, ChunkOracleBuilder(self.config, rows, chunks, oracle_of)
+
+    def fill_cot(self, records: list[dict[str, Any]]) -> None:
+        """``cot: generator``: each record's answer from the generator (rows written above keep the
+        answer written with their question)."""
+        todo = [r for r in records if r["source_id"] not in self.cot_of]
+        if todo:
+            items = [(r["question"], [o["text"] for o in r["oracles"]]) for r in todo]
+            answers, counts = write_cot_answers(self.gen, items)
+            self.counts["cot_answers"] = counts.as_dict()
+            fallbacks = 0
+            for record, answer in zip(todo, answers, strict=True):
+                if answer is None:
+                    fallbacks += 1
+                    record["cot_answer"] = f"<ANSWER>: {record['answers'][0]}"
+                else:
+                    record["cot_answer"] = answer[0]
+            self.counts["cot_answers"]["fell_back_to_answer_line"] = fallbacks
+        for record in records:
+            if record["source_id"] in self.cot_of:
+                record["cot_answer"] = self.cot_of[record["source_id"]]
