@@ -10,6 +10,9 @@ the answers, one per line. Records (``records.jsonl``)::
      "reasoning_paths": [[[h, r, t], ...], ...]}
 
 A plan record carries its one relation path; a reason record all of them and the kept chains.
+``explain`` (not in the default ``--tasks``; needs ``--generator``) adds, per question, a record
+like the reason record with ``"task": "explain"`` and an ``"explanation"`` written by the
+generator from the reasoning paths to the answers, as RoG's interpretable-reasoning examples.
 """
 
 from __future__ import annotations
@@ -19,27 +22,31 @@ from typing import Any
 
 from hybridft.builders.common import BuildResult, common_options, split_of
 from hybridft.errors import UsageError
+from hybridft.generators import check_generator, generator_options
 from hybridft.io import KGQuestion, iter_kg_questions
 from hybridft.kg import KG, read_kg, reasoning_paths, shortest_relation_paths
 from hybridft.kg_batch import GraphBatch, MalformedGraph
 from hybridft.options import Option
 from hybridft.progress import log, track
 
-TASKS = ("plan", "reason")
+TASKS = ("plan", "reason", "explain")
+DEFAULT_TASKS = ("plan", "reason")
 
 OPTIONS = [
     Option("questions", "path", None, "KG questions: .jsonl/.parquet rows (RoG-webqsp/cwq as they are)", required=True),
     Option("kg", "path", None, "global KG (.tsv or .jsonl triples) for rows without a graph"),
     Option("max_hops", "int", 3, "longest relation path searched", minimum=1),
     Option("directed", "bool", False, "walk edges head -> tail only (default: both ways, as RoG)"),
-    Option("tasks", "list", list(TASKS), "which examples to build", choices=TASKS),
+    Option("tasks", "list", list(DEFAULT_TASKS), "which examples to build (explain needs --generator)", choices=TASKS),
     Option("max_reasoning_paths", "int", 32, "reasoning paths kept per question (sorted)", minimum=1),
     *common_options(),
+    *generator_options(),
 ]
 
 
 def check(config: dict[str, Any]) -> list[str]:
-    return [] if config["tasks"] else ["tasks: name at least one of plan, reason"]
+    errors = [] if config["tasks"] else ["tasks: name at least one of plan, reason, explain"]
+    return errors + check_generator(config, "tasks=explain" if "explain" in config["tasks"] else None)
 
 
 # Rows that carry their own graph are searched in batches of about this many triples: enough to
@@ -189,19 +196,21 @@ def _records(
                     "reasoning_paths": [],
                 }
             )
-    if "reason" in config["tasks"]:
+    if "reason" in config["tasks"] or "explain" in config["tasks"]:
         assert kg is not None
         chains = reasoning_paths(kg, q_ids, paths, config["directed"], config["max_reasoning_paths"])
         counts["chains_kept"] += len(chains.chains)
         counts["chains_cut"] += chains.cut
         counts["over_chain_limit"] += chains.hit_limit
-        records.append(
-            {
-                "id": f"rog-reason-{row.id}",
-                **base,
-                "task": "reason",
-                "relation_paths": [list(p) for p in paths],
-                "reasoning_paths": [[list(t) for t in chain] for chain in chains.chains],
-            }
-        )
+        reason = {
+            "id": f"rog-reason-{row.id}",
+            **base,
+            "task": "reason",
+            "relation_paths": [list(p) for p in paths],
+            "reasoning_paths": [[list(t) for t in chain] for chain in chains.chains],
+        }
+        if "reason" in config["tasks"]:
+            records.append(reason)
+        if "explain" in config["tasks"]:
+            records.append({**reason, "id": f"rog-explain-{row.id}", "task": "explain", "explanation": None})
     return records
