@@ -101,3 +101,188 @@ def test_rog_explain_task(cli, tmp_path: Path) -> None:
     # explain is not a default task, and needs a generator
     code, _, stderr = cli("--recipe", ROG_RECIPE, "--tasks", "explain", "--out", tmp_path / "x")
     assert code == 2 and "tasks=explain needs a model" in stderr
+
+
+# --- RAFT -------------------------------------------------------------------------------------
+
+
+def raft_from_docs(cli, docs: Path, server: FakeOpenAI, tmp_path: Path, out: Path, *extra: Any) -> tuple:
+    return cli(
+        "raft",
+        "--docs",
+        docs,
+        "--distractors",
+        "2",
+        "--cot",
+        "generator",
+        *endpoint(server, tmp_path),
+        *extra,
+        "--out",
+        out,
+        "--json",
+    )
+
+
+def test_raft_from_documents_without_a_qa_set(cli, sample: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "raft"
+    prices = ["--price-input-per-1m", "2", "--price-output-per-1m", "8"]
+    with FakeOpenAI(key=KEY) as server:
+        code, stdout, stderr = raft_from_docs(
+            cli, sample["docs"], server, tmp_path, out, "--questions-per-chunk", "2", *prices
+        )
+        assert code == 0, stderr
+        assert len(server.log) == 8 + 16  # 8 chunks -> 16 questions -> 16 answers
+        records = read_jsonl(out / "records.jsonl")
+        assert len(records) == 16
+        for record in records:
+            [oracle] = record["oracles"]
+            assert oracle["id"] == record["source_id"].rsplit("#q", 1)[0]  # the chunk the question came from
+            assert record["question"].startswith("What is fact ")
+            assert record["answers"][0] in oracle["text"]
+            assert record["cot_answer"].endswith(f"<ANSWER>: {record['answers'][0]}")
+            assert all(record["answers"][0] not in d["text"] for d in record["docs"] if not d["is_oracle"])
+            assert len(record["docs"]) == 3 and any(d["is_oracle"] for d in record["docs"]) == record["oracle_present"]
+        paris = next(r for r in records if r["source_id"] == "paris#q0")
+        assert paris["question"] == "What is fact 0 about Paris?" and paris["answers"] == ["France"]
+        counts = json.loads(stdout)["counts"]
+        assert counts["generated"]["questions"] == {
+            "items": 8,
+            "accepted": 8,
+            "failed": 0,
+            "rejected": {},
+            "questions": 16,
+            "duplicates_dropped": 8,
+            "extra_dropped": 0,
+            "lines_skipped": 8,
+        }
+        assert counts["generated"]["cot_answers"]["accepted"] == 16
+        manifest = json.loads((out / "manifest.json").read_text())
+        generator = manifest["generator"]
+        assert set(generator["prompts"]) == {"questions", "cot_answer"}
+        assert all(len(p["sha256"]) == 64 and p["user"] for p in generator["prompts"].values())
+        tokens = generator["tokens"]
+        assert tokens["prompt"] > 0 and tokens["completion"] > 0
+        assert generator["cost_usd"] == round((tokens["prompt"] * 2 + tokens["completion"] * 8) / 1e6, 6)
+        assert generator["this_run"]["requests"] == 24 and manifest["options"]["qa"] is None
+        # The same command again: nothing sent, the same bytes.
+        again = tmp_path / "again"
+        code, stdout2, stderr2 = raft_from_docs(
+            cli, sample["docs"], server, tmp_path, again, "--questions-per-chunk", "2", *prices
+        )
+        assert code == 0 and len(server.log) == 24
+        for name in ("records.jsonl", "train.jsonl", "eval.jsonl"):
+            assert (out / name).read_bytes() == (again / name).read_bytes()
+        assert json.loads((again / "manifest.json").read_text())["generator"]["tokens"] == tokens
+    assert_key_absent(out, again, tmp_path, texts=(stdout, stderr, stdout2, stderr2))
+
+
+def test_raft_build_killed_midway_resumes_without_paying_twice(cli, sample: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "raft"
+    with FakeOpenAI(key=KEY) as server:
+        server.decide = lambda body, n: "500" if n >= 12 else None  # the endpoint dies for good
+        code, stdout, stderr = raft_from_docs(cli, sample["docs"], server, tmp_path, out, "--max-retries", "1")
+        assert code == 1 and not out.exists()
+        assert "run the same command again to resume" in stderr and KEY not in stderr
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".raft")]
+        paid = server.answered()
+        assert len(paid) == 12
+        server.decide = None
+        code, _, stderr = raft_from_docs(cli, sample["docs"], server, tmp_path, out, "--max-retries", "1")
+        assert code == 0, stderr
+    answered = server.answered()
+    assert len(answered) == len(set(answered)) == 8 + 24  # every item paid for once
+    assert len(read_jsonl(out / "records.jsonl")) == 24
+
+
+def test_raft_changed_option_is_not_served_from_the_cache(cli, sample: dict[str, Path], tmp_path: Path) -> None:
+    with FakeOpenAI(key=KEY) as server:
+        assert (
+            raft_from_docs(cli, sample["docs"], server, tmp_path, tmp_path / "a", "--questions-per-chunk", "1")[0] == 0
+        )
+        assert len(server.log) == 8 + 8
+        assert (
+            raft_from_docs(cli, sample["docs"], server, tmp_path, tmp_path / "b", "--questions-per-chunk", "2")[0] == 0
+        )
+        sent = [text for text, _ in server.log[16:]]
+        # Every chunk asked again (another count is another prompt); only the new questions answered.
+        assert sum("different questions" in text for text in sent) == 8
+        assert sum("fact 1" in text for text in sent) == 8 and len(sent) == 16
+        assert raft_from_docs(cli, sample["docs"], server, tmp_path, tmp_path / "c", "--max-new-tokens", "99")[0] == 0
+        assert len(server.log) == 32 + 8 + 24
+
+
+def test_raft_with_a_qa_set_and_generated_cot(cli, sample: dict[str, Path], tmp_path: Path) -> None:
+    from fake_openai import default_reply
+
+    def reply(body: dict[str, Any]) -> str:
+        if "Which river flows through Lisbon?" in body["messages"][1]["content"]:
+            return "##begin_quote##The Tagus is long.##end_quote##\n<ANSWER>: Tagus"  # not in the oracle
+        return default_reply(body)
+
+    out = tmp_path / "raft"
+    with FakeOpenAI(key=KEY, reply=reply) as server:
+        code, stdout, stderr = raft_from_docs(cli, sample["docs"], server, tmp_path, out, "--qa", sample["qa"])
+    assert code == 0, stderr
+    records = {r["source_id"]: r for r in read_jsonl(out / "records.jsonl")}
+    assert records["q-tagus"]["cot_answer"] == "<ANSWER>: Tagus"
+    assert records["q-paris"]["cot_answer"].startswith("##Reason: The context says ##begin_quote##Paris is the")
+    assert records["q-paris"]["answers"] == ["Paris"]  # a QA set's gold answers stay
+    cot = json.loads(stdout)["counts"]["generated"]["cot_answers"]
+    assert cot == {
+        "items": 4,
+        "accepted": 3,
+        "failed": 0,
+        "rejected": {"quote_not_in_oracle": 1},
+        "fell_back_to_answer_line": 1,
+    }
+
+
+def test_raft_usage_errors(cli, sample: dict[str, Path], tmp_path: Path) -> None:
+    code, stdout, stderr = cli("raft", "--docs", sample["docs"], "--out", tmp_path / "x")
+    assert code == 2 and "--qa is required" in stderr
+    code, _, stderr = cli("raft", "--docs", sample["docs"], "--qa", sample["qa"], "--cot", "generator", "--out", "x")
+    assert code == 2 and "cot=generator needs a model" in stderr
+    with FakeOpenAI(key="the-server-expects-another-key") as server:
+        code, stdout, stderr = raft_from_docs(cli, sample["docs"], server, tmp_path, tmp_path / "out")
+    assert code == 2 and stdout == "" and not (tmp_path / "out").exists()
+    assert (
+        "HTTP 401" in stderr and server.base_url in stderr and "fake-model" in stderr and "HYBRIDFT_TEST_KEY" in stderr
+    )
+    assert KEY not in stderr
+
+
+def test_raft_with_the_tiny_local_model(cli, sample: dict[str, Path], tmp_path: Path) -> None:
+    """hf: plumbing and the quality gate: the random tiny model never writes RAFT's format, so
+    every answer is rejected, counted, and replaced by the answer line."""
+    out = tmp_path / "raft"
+    code, stdout, stderr = cli(
+        "raft",
+        "--qa",
+        sample["qa"],
+        "--docs",
+        sample["docs"],
+        "--distractors",
+        "2",
+        "--cot",
+        "generator",
+        "--generator",
+        "hf:tiny",
+        "--max-new-tokens",
+        "6",
+        "--generator-batch-size",
+        "3",
+        "--generator-cache",
+        tmp_path / "cache.sqlite",
+        "--out",
+        out,
+        "--json",
+    )
+    assert code == 0, stderr
+    cot = json.loads(stdout)["counts"]["generated"]["cot_answers"]
+    assert cot["items"] == 4 and cot["failed"] == 0 and cot["accepted"] == 0
+    assert sum(cot["rejected"].values()) == 4 == cot["fell_back_to_answer_line"]
+    records = read_jsonl(out / "records.jsonl")
+    assert all(r["cot_answer"] == f"<ANSWER>: {r['answers'][0]}" for r in records)
+    generator = json.loads((out / "manifest.json").read_text())["generator"]
+    assert generator["generator"] == "hf:tiny" and generator["params"] == {"max_new_tokens": 6, "temperature": 0.0}
+    assert 0 < generator["tokens"]["completion"] <= 4 * 6 and generator["this_run"]["requests"] == 2  # two batches
