@@ -4,6 +4,8 @@ backend against a local server (retries, timeouts, cache, failures, secrets)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +255,37 @@ def test_checks_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "outside --out" in errors(generator="hf:tiny", generator_cache=inside)[0]
     with pytest.raises(UsageError):
         resolve(options, {**base, "concurrency": 0}, {})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build-data", "raft", "--help"],
+        ["build-data", "rog", "--help"],
+        [
+            "build-data",
+            "raft",
+            "--docs",
+            ".",
+            "--generator",
+            "openai:m",
+            "--api-key-env",
+            "none",
+            "--out",
+            "x",
+            "--dry-run",
+        ],
+    ],
+)
+def test_help_and_dry_run_import_no_http_client_nor_model(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from hybridft.cli.main import app\n"
+        f"sys.argv = ['hybridft', *{argv!r}]\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = [m for m in ('httpx', 'torch', 'transformers', 'sqlite3') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("HEAVY []")
