@@ -289,3 +289,15 @@ def test_help_and_dry_run_import_no_http_client_nor_model(argv: list[str]) -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("HEAVY []")
+
+
+def test_an_edited_prompt_is_not_served_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDFT_TEST_KEY", KEY)
+    edited = prompts.Prompt("reword", prompts.REWORD.system, prompts.REWORD.user + "\nBe brief.")
+    with FakeOpenAI(key=KEY) as server:
+        for prompt, sent in ((prompts.REWORD, 1), (prompts.REWORD, 1), (edited, 2), (edited, 2)):
+            gen = Generator(generator_config(tmp_path, server.base_url))
+            gen.run(prompt, [{"query": "Which river flows through Paris?"}], "test")
+            gen.close()
+            assert len(server.log) == sent
+    assert gen.manifest()["prompts"]["reword"]["sha256"] == edited.sha256 != prompts.REWORD.sha256
