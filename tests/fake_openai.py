@@ -15,7 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Action = str  # "ok", "429", "500", "400", "401", "hang"
+Action = str  # "ok", "429", "429:SECONDS" (with that Retry-After), "500", "400", "401", "hang"
 
 
 def user_text(body: dict[str, Any]) -> str:
@@ -64,6 +64,8 @@ class FakeOpenAI:
         self.decide: Callable[[dict[str, Any], int], Action | None] | None = None  # (body, n) -> action
         self.log: list[tuple[str, Action]] = []  # (user message, action) per request
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests handled at once
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,14 +80,26 @@ class FakeOpenAI:
                     server._record(body, "401")
                     return self._send(401, {"error": {"message": "invalid key"}})
                 action = server._next(body)
+                with server.lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._act(body, action)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _act(self, body: dict[str, Any], action: Action) -> None:
                 if server.latency:
                     time.sleep(server.latency)
                 if action == "hang":
                     time.sleep(server.hang_seconds)
                     return None
-                if action in ("429", "500", "400"):
-                    headers = {"Retry-After": "0"} if action == "429" else {}
-                    return self._send(int(action), {"error": {"message": f"scripted {action}"}}, headers)
+                if action.startswith("429"):
+                    wait = action.partition(":")[2] or "0"
+                    return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": wait})
+                if action in ("500", "400"):
+                    return self._send(int(action), {"error": {"message": f"scripted {action}"}})
                 content = server.reply(body)
                 usage = {"prompt_tokens": len(user_text(body).split()), "completion_tokens": len(content.split())}
                 message = {"role": "assistant", "content": content}

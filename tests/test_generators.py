@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,31 @@ def test_an_edited_prompt_is_not_served_from_the_cache(tmp_path: Path, monkeypat
             gen.close()
             assert len(server.log) == sent
     assert gen.manifest()["prompts"]["reword"]["sha256"] == edited.sha256 != prompts.REWORD.sha256
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_requests_in_flight_never_exceed_the_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    monkeypatch.setenv("HYBRIDFT_TEST_KEY", KEY)
+    with FakeOpenAI(key=KEY, latency=0.05) as server:
+        gen = Generator(generator_config(tmp_path, server.base_url, concurrency=concurrency))
+        texts = gen.run(prompts.REWORD, [{"query": f"query {k}?"} for k in range(16)], "test")
+        gen.close()
+    assert all(texts) and len(server.log) == 16
+    assert server.max_in_flight == concurrency
+
+
+def test_retry_after_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDFT_TEST_KEY", KEY)
+    with FakeOpenAI(key=KEY) as server:
+        server.plan = ["429:0.6"]
+        gen = Generator(generator_config(tmp_path, server.base_url))
+        started = time.perf_counter()
+        [text] = gen.run(prompts.REWORD, [{"query": "q?"}], "test")
+        elapsed = time.perf_counter() - started
+        gen.close()
+    assert text is not None and [a for _, a in server.log] == ["429:0.6", "ok"]
+    assert elapsed >= 0.6  # the backoff alone would be ~0.01 s here
+    assert backends.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: no wait
+    assert backends.retry_after("9999") == backends.RETRY_AFTER_MAX_S and backends.retry_after("soon") is None

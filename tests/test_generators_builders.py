@@ -286,3 +286,32 @@ def test_raft_with_the_tiny_local_model(cli, sample: dict[str, Path], tmp_path: 
     generator = json.loads((out / "manifest.json").read_text())["generator"]
     assert generator["generator"] == "hf:tiny" and generator["params"] == {"max_new_tokens": 6, "temperature": 0.0}
     assert 0 < generator["tokens"]["completion"] <= 4 * 6 and generator["this_run"]["requests"] == 2  # two batches
+
+
+def test_raft_build_interrupted_midway_resends_only_unsaved_items(
+    cli, sample: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybridft.generators.cache import GenerationCache
+
+    put = GenerationCache.put
+    saved: list[str] = []
+
+    def put_then_interrupt(self: GenerationCache, key: str, completion: Any) -> None:
+        if len(saved) == 6:
+            raise KeyboardInterrupt  # Ctrl-C while the 7th answer is being saved
+        put(self, key, completion)
+        saved.append(key)
+
+    out = tmp_path / "raft"
+    with FakeOpenAI(key=KEY) as server:
+        monkeypatch.setattr(GenerationCache, "put", put_then_interrupt)
+        code, _, stderr = raft_from_docs(cli, sample["docs"], server, tmp_path, out, "--concurrency", "2")
+        assert code == 130 and not out.exists() and "interrupted" in stderr
+        first = server.answered()
+        monkeypatch.setattr(GenerationCache, "put", put)
+        code, _, stderr = raft_from_docs(cli, sample["docs"], server, tmp_path, out, "--concurrency", "2")
+        assert code == 0, stderr
+        second = [text for text, _ in server.log[len(first) :]]
+    assert len(saved) == 6 and len(first) >= 7
+    assert len(set(first) & set(second)) == len(first) - 6  # only what was answered but not yet saved
+    assert len(second) == 8 + 24 - 6

@@ -151,9 +151,13 @@ class OpenAIBackend:
 
     def generate(self, items: list[Messages], params: GenerationParams, on_done: OnDone) -> None:
         if items:
-            asyncio.run(self._run(items, params, on_done))
+            interrupted = asyncio.run(self._run(items, params, on_done))
+            if interrupted is not None:  # raised here, outside the event loop, to leave no task unretrieved
+                raise interrupted
 
-    async def _run(self, items: list[Messages], params: GenerationParams, on_done: OnDone) -> None:
+    async def _run(
+        self, items: list[Messages], params: GenerationParams, on_done: OnDone
+    ) -> KeyboardInterrupt | SystemExit | None:
         import httpx
 
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -177,16 +181,19 @@ class OpenAIBackend:
             workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(items)))]
             try:
                 await asyncio.gather(*workers)
-            except BaseException:
+            except BaseException as exc:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # e.g. from on_done
+                    return exc
                 raise
         if exhausted:
             raise GenerationError(
                 f"{self.describe()}: {len(exhausted)} request(s) still failing after "
                 f"max_retries={self.max_retries} retries (last: {exhausted[-1]})"
             )
+        return None
 
     async def _request(self, client: Any, messages: Messages, params: GenerationParams) -> Completion | ItemFailure:
         import httpx
