@@ -38,8 +38,9 @@ BACKOFF_MAX_S = 60.0
 # A Retry-After longer than this is cut to it (a build should not sleep for an hour unannounced).
 RETRY_AFTER_MAX_S = 300.0
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
-# How many retries are announced on stderr one by one; the rest are only counted.
+# How many retries, and refused items, are announced on stderr one by one; the rest are only counted.
 RETRIES_LOGGED = 5
+FAILURES_LOGGED = 5
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class RequestStats:
 
     requests: int = 0
     retries: int = 0
+    refused: int = 0  # items the server answered with a 4xx other than 401/403/404
     usage_missing: int = 0
     retry_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -259,13 +261,17 @@ class OpenAIBackend:
 
     def _log_failure(self, response: Any) -> None:
         """Say why the server refused an item (its message, without anything secret)."""
+        self.stats.refused += 1
+        if self.stats.refused > FAILURES_LOGGED:
+            return
         try:
             message = str(response.json()["error"]["message"])
         except (ValueError, KeyError, TypeError):
             message = response.text
         if self._api_key:
             message = message.replace(self._api_key, "***")
-        self.log(f"{self.describe()}: HTTP {response.status_code} for one item: {message[:200]}")
+        more = " (further refusals are only counted)" if self.stats.refused == FAILURES_LOGGED else ""
+        self.log(f"{self.describe()}: HTTP {response.status_code} for one item: {message[:200]}{more}")
 
 
 class HFBackend:
