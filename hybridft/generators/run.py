@@ -59,8 +59,8 @@ class Generator:
     def run(self, prompt: Prompt, inputs: list[dict[str, Any]], description: str) -> list[str | None]:
         """The generated text for each input (fields of ``prompt``), None where it failed.
 
-        Failures are counted per reason in :meth:`counts` under the prompt's name; items that
-        share a key are generated once.
+        Items that share a key are generated (and their tokens counted) once. Per prompt, the
+        manifest's ``tasks`` section counts items, cache hits, tokens and failures by reason.
         """
         self.prompts[prompt.name] = prompt
         tokens = self.tokens.setdefault(prompt.name, Counter())
@@ -73,22 +73,20 @@ class Generator:
             first.setdefault(key, n)
         todo = [key for key in first if key not in found]
         todo_messages = [messages[first[key]] for key in todo]
-        tokens["items"] += len(keys)
-        tokens["cached"] += len(keys) - sum(key not in found for key in keys)
+        tokens["items"] += len(first)
+        tokens["cached"] += len(first) - len(todo)
         if todo:
             log(f"{description}: {len(todo)} to generate with {self.backend.describe()}, {len(found)} cached")
-            self._generate(todo, todo_messages, found, description, tokens)
-        results: list[str | None] = []
-        for key in keys:
+            self._generate(todo, todo_messages, found, description)
+        for key in first:
             result = found.get(key)
             if isinstance(result, Completion):
                 tokens["prompt_tokens"] += result.prompt_tokens
                 tokens["completion_tokens"] += result.completion_tokens
-                results.append(result.text)
             else:
                 tokens[f"failed_{result.reason if result else 'missing'}"] += 1
-                results.append(None)
-        return results
+        outputs = [found.get(key) for key in keys]
+        return [result.text if isinstance(result, Completion) else None for result in outputs]
 
     def _generate(
         self,
@@ -96,7 +94,6 @@ class Generator:
         todo_messages: list[Any],
         found: dict[str, Completion | ItemFailure],
         description: str,
-        tokens: Counter[str],
     ) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
