@@ -165,7 +165,7 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         timeout = httpx.Timeout(self.request_timeout)
-        pending = iter(range(len(items)))  # shared by the workers: the bound on concurrency
+        pending = iter(range(len(items)))  # one queue for `concurrency` workers: the bound on requests in flight
         exhausted: list[str] = []
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout) as client:
 
@@ -221,10 +221,12 @@ class OpenAIBackend:
                 if status == 200:
                     return self._parse(response)
                 if status in (401, 403):
-                    raise UsageError(
-                        f"{self.describe()}: HTTP {status}, the endpoint refused the request: check the API key "
-                        f"in the environment variable {self.api_key_env} (--api-key-env) and --base-url"
+                    key = (
+                        f"the API key in the environment variable {self.api_key_env} (--api-key-env)"
+                        if self.api_key_env
+                        else "whether the endpoint needs a key (--api-key-env NAME; none was sent)"
                     )
+                    raise UsageError(f"{self.describe()}: HTTP {status}, the endpoint refused the request: check {key}")
                 if status == 404:
                     raise UsageError(
                         f"{self.describe()}: HTTP 404: check --base-url (the part before /chat/completions, "
