@@ -2,10 +2,10 @@
 
 A RoG-webqsp row carries its own graph of ~4,300 triples. Indexing and searching each graph on
 its own paid numpy/pandas call overhead dozens of times per question, more than the work itself.
-Here a batch of questions becomes one disjoint union: the batch's triples are converted and
-validated by one pyarrow call, every name is hashed by one dictionary encoding, node ids are made
-distinct per question, and the breadth-first searches of all the batch's questions run as one
-level-synchronous sweep over the union's edge list (a few whole-array numpy operations per hop, no
+Here each graph is packed into arrow as its row is read (pyarrow converts and checks the
+triples, and numbers the names), a batch of questions becomes one disjoint union of the packed
+graphs, and the breadth-first searches of all the batch's questions run as one level-synchronous
+sweep over the union's edge list (a few whole-array numpy operations per hop, no
 index to sort). Only the few edges on a shortest path to an answer reach Python, where their
 relation sequences are grown.
 
@@ -29,16 +29,46 @@ FAR = 16000
 
 
 class MalformedGraph(Exception):
-    """Some graph of the batch is not a list of three-string triples: check them one by one."""
+    """A graph is not a list of three-string triples (checked one by one, the caller reports it)."""
+
+
+@dataclass
+class PackedGraph:
+    """One question's graph in arrow, its names numbered on their own (small hash tables, and no
+    second hashing to tell questions apart in a batch).
+
+    Packing right after a row is parsed converts its strings while they are still in the CPU
+    cache, and lets the row's Python lists be freed there too.
+    """
+
+    codes: np.ndarray  # int32 name codes, (head, relation, tail) per triple
+    names: Any  # pyarrow string array, by code (looked-up names missing from the graph included)
+    looked_up: np.ndarray  # codes of the looked-up names
+
+    @classmethod
+    def of(cls, graph: list[Any], lookups: list[str]) -> PackedGraph:
+        """Pack a non-empty graph; MalformedGraph when some triple is not three strings."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:  # a fixed-size list type refuses a triple of another length
+            triples = pa.array(graph, type=pa.list_(pa.string(), 3))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise MalformedGraph from None
+        if triples.null_count or triples.values.null_count:
+            raise MalformedGraph
+        # The looked-up names are numbered with the graph's: one hash table, no second search.
+        encoded = pc.dictionary_encode(pa.concat_arrays([triples.values, pa.array(lookups, type=pa.string())]))
+        codes = encoded.indices.to_numpy()
+        return cls(codes[: 3 * len(triples)], encoded.dictionary, codes[3 * len(triples) :])
 
 
 @dataclass
 class GraphBatch:
     """The disjoint union of several questions' graphs.
 
-    Each graph's names are numbered on their own (small hash tables, and no second hashing to
-    tell questions apart); a node id is the graph's offset plus the name's number there, so the
-    same name in two graphs is two nodes. Relations are numbered across the whole batch.
+    A node id is its graph's offset plus the name's code there, so the same name in two graphs is
+    two nodes. Relations are numbered across the whole batch.
     """
 
     entity_names: Any  # pyarrow string array, by node id (ids of relation names are unused nodes)
@@ -51,48 +81,25 @@ class GraphBatch:
     looked_up: list[list[int | None]]  # node ids of the names looked up, per question (None: absent)
 
     @classmethod
-    def from_graphs(cls, graphs: list[list[Any]], lookups: list[list[str]]) -> GraphBatch:
-        """Union of non-empty ``graphs``; ``lookups[j]`` names entities whose node ids in graph j
-        are wanted (``looked_up``). Raises MalformedGraph when some triple is not three strings
-        (the caller then finds and reports the first bad one)."""
+    def from_packed(cls, graphs: list[PackedGraph]) -> GraphBatch:
+        """Union of packed graphs, in order."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        try:
-            batch = pa.array(graphs, type=pa.list_(pa.list_(pa.string())))
-            wanted = pa.array(lookups, type=pa.list_(pa.string()))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            raise MalformedGraph from None
-        triples = batch.values
-        n = len(triples)
-        fields = triples.values
-        if triples.null_count or fields.null_count or len(fields) != 3 * n:
-            raise MalformedGraph
-        if not np.array_equal(triples.offsets.to_numpy(), np.arange(0, 3 * n + 1, 3)):
-            raise MalformedGraph
-        starts = (batch.offsets.to_numpy() * 3).tolist()
-        wanted_starts = wanted.offsets.to_numpy().tolist()
-        codes, dictionaries, found = [], [], []
-        for j in range(len(graphs)):
-            encoded = pc.dictionary_encode(fields.slice(starts[j], starts[j + 1] - starts[j]))
-            codes.append(encoded.indices.to_numpy())
-            dictionaries.append(encoded.dictionary)
-            names_j = wanted.values.slice(wanted_starts[j], wanted_starts[j + 1] - wanted_starts[j])
-            found.append(pc.index_in(names_j, value_set=encoded.dictionary).fill_null(-1).to_numpy())
-        widths = np.fromiter(map(len, dictionaries), dtype=np.int64, count=len(dictionaries))
+        widths = np.fromiter((len(g.names) for g in graphs), dtype=np.int64, count=len(graphs))
+        sizes = np.fromiter((len(g.codes) for g in graphs), dtype=np.int64, count=len(graphs))
         offsets = np.cumsum(widths) - widths
-        sizes = np.diff(batch.offsets.to_numpy()) * 3
-        ids = np.concatenate(codes).astype(np.int64) + np.repeat(offsets, sizes)
-        names = pa.concat_arrays(dictionaries)
+        ids = np.concatenate([g.codes for g in graphs]).astype(np.int64) + np.repeat(offsets, sizes)
+        names = pa.concat_arrays([g.names for g in graphs])
         heads, tails = ids[0::3], ids[2::3]
         relations = pc.dictionary_encode(names)  # one numbering of relation names for the batch
         is_entity = np.zeros(len(names), dtype=bool)
         is_entity[heads] = True
         is_entity[tails] = True
         looked_up = []
-        for offset, local in zip(offsets.tolist(), found, strict=True):
-            node_ids = np.where(local >= 0, local + offset, -1)
-            looked_up.append([i if i >= 0 and is_entity[i] else None for i in node_ids.tolist()])
+        for offset, graph in zip(offsets.tolist(), graphs, strict=True):
+            node_ids = graph.looked_up + offset
+            looked_up.append([i if is_entity[i] else None for i in node_ids.tolist()])
         return cls(
             entity_names=names,
             relation_names=relations.dictionary,
@@ -103,6 +110,12 @@ class GraphBatch:
             n_questions=len(graphs),
             looked_up=looked_up,
         )
+
+    @classmethod
+    def from_graphs(cls, graphs: list[list[Any]], lookups: list[list[str]]) -> GraphBatch:
+        """Union of non-empty ``graphs``; ``lookups[j]`` names entities whose node ids in graph j
+        are wanted (``looked_up``)."""
+        return cls.from_packed([PackedGraph.of(g, names) for g, names in zip(graphs, lookups, strict=True)])
 
     def kg(self) -> KG:
         """The union as a :class:`KG` (CSR-indexed), for following relation paths: a walk from a

@@ -25,7 +25,7 @@ from hybridft.errors import UsageError
 from hybridft.generators import check_generator, generator_options
 from hybridft.io import KGQuestion, iter_kg_questions
 from hybridft.kg import KG, read_kg, reasoning_paths, shortest_relation_paths
-from hybridft.kg_batch import GraphBatch, MalformedGraph
+from hybridft.kg_batch import GraphBatch, MalformedGraph, PackedGraph
 from hybridft.options import Option
 from hybridft.progress import log, track
 
@@ -60,13 +60,23 @@ def build(config: dict[str, Any]) -> BuildResult:
     records: list[dict[str, Any]] = []
     global_kg: KG | None = None
     n_questions = 0
-    batch: list[KGQuestion] = []
+    batch: list[tuple[KGQuestion, PackedGraph]] = []
     batch_triples = 0
     for row in track(iter_kg_questions(config["questions"]), "finding relation paths"):
         n_questions += 1
+        packed = _packed(row)
+        if packed is not None:
+            batch_triples += len(packed.codes) // 3
+            row.graph = None  # packed: its lists can be freed while they are still in cache
+            batch.append((row, packed))
+            if batch_triples >= BATCH_TRIPLES:
+                records.extend(_batch_examples(batch, config, counts))
+                batch, batch_triples = [], 0
+            continue
+        # A row handled on its own comes after the batch before it: records keep the input order.
+        records.extend(_batch_examples(batch, config, counts))
+        batch, batch_triples = [], 0
         if row.graph is None:
-            records.extend(_batch_examples(batch, config, counts))
-            batch, batch_triples = [], 0
             if global_kg is None:
                 if not config["kg"]:
                     raise UsageError(f"{row.where}: row has no graph; give a global KG with --kg")
@@ -75,12 +85,8 @@ def build(config: dict[str, Any]) -> BuildResult:
             records.extend(_examples(row, global_kg, config, counts))
         elif not row.graph:
             counts["skipped_empty_graph"] += 1
-        else:
-            batch.append(row)
-            batch_triples += len(row.graph)
-            if batch_triples >= BATCH_TRIPLES:
-                records.extend(_batch_examples(batch, config, counts))
-                batch, batch_triples = [], 0
+        else:  # pyarrow refused the triples: searched alone, where a bad triple is named
+            records.extend(_examples(row, None, config, counts))
     records.extend(_batch_examples(batch, config, counts))
     manifest: dict[str, Any] = {}
     generated: dict[str, Any] = {}
@@ -108,23 +114,33 @@ def build(config: dict[str, Any]) -> BuildResult:
     return BuildResult(records, result_counts, inputs, manifest)
 
 
-def _batch_examples(rows: list[KGQuestion], config: dict[str, Any], counts: Counter[str]) -> list[dict[str, Any]]:
-    """Examples of rows with their own (non-empty) graphs, searched together as one GraphBatch."""
-    if not rows:
-        return []
+def _packed(row: KGQuestion) -> PackedGraph | None:
+    """The row's own graph packed for a batch; None for no graph, an empty or a malformed one."""
+    if not row.graph:
+        return None
     try:
-        batch = GraphBatch.from_graphs([row.graph or [] for row in rows], [row.q_entity + row.a_entity for row in rows])
-    except MalformedGraph:  # one row at a time: the first bad triple is reported with its row
-        return [record for row in rows for record in _examples(row, None, config, counts)]
+        return PackedGraph.of(row.graph, row.q_entity + row.a_entity)
+    except MalformedGraph:
+        return None
+
+
+def _batch_examples(
+    batch: list[tuple[KGQuestion, PackedGraph]], config: dict[str, Any], counts: Counter[str]
+) -> list[dict[str, Any]]:
+    """Examples of rows with their own packed graphs, searched together as one GraphBatch."""
+    if not batch:
+        return []
+    rows = [row for row, _ in batch]
+    union = GraphBatch.from_packed([packed for _, packed in batch])
     entities = []
-    for row, ids in zip(rows, batch.looked_up, strict=True):
+    for row, ids in zip(rows, union.looked_up, strict=True):
         n_q = len(row.q_entity)
         entities.append(([i for i in ids[:n_q] if i is not None], [i for i in ids[n_q:] if i is not None]))
-    paths = batch.relation_paths(
+    paths = union.relation_paths(
         [q if a else [] for q, a in entities], [a for _, a in entities], config["max_hops"], config["directed"]
     )
     # Following relation paths (reason, explain) needs the union indexed; plan alone does not.
-    kg = batch.kg() if {"reason", "explain"} & set(config["tasks"]) else None
+    kg = union.kg() if {"reason", "explain"} & set(config["tasks"]) else None
     records: list[dict[str, Any]] = []
     for row, (q_ids, a_ids), row_paths in zip(rows, entities, paths, strict=True):
         if _found_entities(q_ids, a_ids, counts):
