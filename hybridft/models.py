@@ -130,7 +130,9 @@ def build_tiny(folder: Path, *, hidden_size: int = 64, layers: int = 2) -> Path:
     return folder
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where hybridft keeps what it builds once and reuses: the tiny model, retriever indexes,
+    generated items. ``$HYBRIDFT_CACHE``, else ``$XDG_CACHE_HOME/hybridft`` (``~/.cache/hybridft``)."""
     base = os.environ.get("HYBRIDFT_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hybridft"
     )
@@ -143,7 +145,7 @@ def resolve_model(name: str) -> str:
     if name != "tiny":
         return name
     key = hashlib.sha256("".join(_tiny_corpus()).encode() + TINY_VERSION.encode()).hexdigest()[:12]
-    folder = _cache_dir() / f"tiny-{key}"
+    folder = cache_dir() / f"tiny-{key}"
     if not (folder / "config.json").is_file():
         partial = folder.with_name(folder.name + f".tmp{os.getpid()}")
         build_tiny(partial)

@@ -162,12 +162,12 @@ class Retriever:
 
 def index_folder(retriever: Retriever, texts: list[str]) -> Path:
     """``$HYBRIDFT_CACHE/index/KEY``, KEY a hash of the retriever's fingerprint and the texts."""
-    from hybridft.models import _cache_dir
+    from hybridft.models import cache_dir
 
     digest = hashlib.sha256(retriever.fingerprint.encode())
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
-    return _cache_dir() / "index" / digest.hexdigest()[:24]
+    return cache_dir() / "index" / digest.hexdigest()[:24]
 
 
 def _fingerprint(folder: Path, settings: dict[str, Any]) -> str:

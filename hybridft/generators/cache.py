@@ -24,9 +24,9 @@ from hybridft.generators.backends import Completion
 
 def default_path() -> Path:
     """``$HYBRIDFT_CACHE/generations.sqlite`` (default ``~/.cache/hybridft``)."""
-    from hybridft.models import _cache_dir
+    from hybridft.models import cache_dir
 
-    return _cache_dir() / "generations.sqlite"
+    return cache_dir() / "generations.sqlite"
 
 
 def item_key(identity: dict[str, Any], task: str, prompt_sha256: str, messages: Any, params: dict[str, Any]) -> str:
