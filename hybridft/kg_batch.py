@@ -86,10 +86,11 @@ class GraphBatch:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        widths = np.fromiter((len(g.names) for g in graphs), dtype=np.int64, count=len(graphs))
+        # int32 ids: a batch holds far fewer than 2**31 names, and numpy's gathers move half the bytes.
+        widths = np.fromiter((len(g.names) for g in graphs), dtype=np.int32, count=len(graphs))
         sizes = np.fromiter((len(g.codes) for g in graphs), dtype=np.int64, count=len(graphs))
-        offsets = np.cumsum(widths) - widths
-        ids = np.concatenate([g.codes for g in graphs]).astype(np.int64) + np.repeat(offsets, sizes)
+        offsets = np.cumsum(widths, dtype=np.int32) - widths
+        ids = np.concatenate([g.codes for g in graphs]) + np.repeat(offsets, sizes)
         names = pa.concat_arrays([g.names for g in graphs])
         heads, tails = ids[0::3], ids[2::3]
         relations = pc.dictionary_encode(names)  # one numbering of relation names for the batch
@@ -103,7 +104,7 @@ class GraphBatch:
         return cls(
             entity_names=names,
             relation_names=relations.dictionary,
-            node_question=np.repeat(np.arange(len(graphs)), widths),
+            node_question=np.repeat(np.arange(len(graphs), dtype=np.int32), widths),
             heads=heads,
             rels=relations.indices.to_numpy()[ids[1::3]],
             tails=tails,
@@ -177,7 +178,7 @@ def _search(
         if len(reached) == 0:
             break
         dist[reached] = hop
-    targets = np.array(answers, dtype=np.int64)
+    targets = np.array(answers, dtype=np.int32)
     targets = targets[(dist[targets] > 0) & (dist[targets] <= max_hops)]
     if len(targets) == 0:
         return
@@ -185,7 +186,7 @@ def _search(
     # the ones that lead on to an answer (marked backwards from the answers, a level per pass).
     head_level, tail_level = dist[heads], dist[tails]
     forward = np.flatnonzero(tail_level == head_level + 1)
-    backward = np.zeros(0, dtype=np.int64) if directed else np.flatnonzero(head_level == tail_level + 1)
+    backward = np.zeros(0, dtype=np.intp) if directed else np.flatnonzero(head_level == tail_level + 1)
     froms = np.concatenate([heads[forward], tails[backward]])
     tos = np.concatenate([tails[forward], heads[backward]])
     leads = np.zeros(len(dist), dtype=bool)
