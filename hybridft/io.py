@@ -396,16 +396,12 @@ def atomic_output_dir(out: str | Path, overwrite: bool) -> Iterator[Path]:
     os.replace(temp, path)
 
 
-# json.dumps(row, ensure_ascii=False) builds a new encoder for every row; one shared encoder with
-# the same settings writes the same bytes, 15% faster on 10,000 small RoG records.
-_encode_row = json.JSONEncoder(ensure_ascii=False).encode
-
-
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
         for row in rows:
-            handle.write(_encode_row(row) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False))
+            handle.write("\n")
             count += 1
     return count
 
