@@ -5,9 +5,9 @@ its own paid numpy/pandas call overhead dozens of times per question, more than 
 Here each graph is packed into arrow as its row is read (pyarrow converts and checks the
 triples, and numbers the names), a batch of questions becomes one disjoint union of the packed
 graphs, and the breadth-first searches of all the batch's questions run as one level-synchronous
-sweep over the union's edge list (a few whole-array numpy operations per hop, no
-index to sort). Only the few edges on a shortest path to an answer reach Python, where their
-relation sequences are grown.
+sweep over the union's edge list (a few whole-array numpy operations per hop, no index to sort).
+Only the few edges on a shortest path to an answer reach Python, where their relation sequences
+are grown.
 
 The result equals :func:`hybridft.kg.shortest_relation_paths` on each graph alone (tested): every
 shortest path from a question entity to an answer entity, as its relation sequence, edges walked
@@ -71,10 +71,10 @@ class GraphBatch:
     two nodes. Relations are numbered across the whole batch.
     """
 
-    entity_names: Any  # pyarrow string array, by node id (ids of relation names are unused nodes)
+    entity_names: Any  # pyarrow string array, by node id (relation-only names are unused nodes)
     relation_names: Any  # pyarrow string array, by relation code
     node_question: np.ndarray  # the batch position of each node's question
-    heads: np.ndarray  # int64 node ids, one per triple
+    heads: np.ndarray  # int32 node ids, one per triple
     rels: np.ndarray  # relation codes, one per triple
     tails: np.ndarray
     n_questions: int
@@ -92,7 +92,7 @@ class GraphBatch:
         offsets = np.cumsum(widths, dtype=np.int32) - widths
         ids = np.concatenate([g.codes for g in graphs]) + np.repeat(offsets, sizes)
         names = pa.concat_arrays([g.names for g in graphs])
-        heads, tails = ids[0::3], ids[2::3]
+        heads, tails = ids[0::3].copy(), ids[2::3].copy()  # contiguous: gathered on every hop
         relations = pc.dictionary_encode(names)  # one numbering of relation names for the batch
         is_entity = np.zeros(len(names), dtype=bool)
         is_entity[heads] = True
@@ -114,8 +114,8 @@ class GraphBatch:
 
     @classmethod
     def from_graphs(cls, graphs: list[list[Any]], lookups: list[list[str]]) -> GraphBatch:
-        """Union of non-empty ``graphs``; ``lookups[j]`` names entities whose node ids in graph j
-        are wanted (``looked_up``)."""
+        """Union of non-empty ``graphs`` of ``[h, r, t]`` lists; ``lookups[j]`` names entities whose
+        node ids in graph j are wanted (``looked_up``)."""
         return cls.from_packed([PackedGraph.of(g, names) for g, names in zip(graphs, lookups, strict=True)])
 
     def kg(self) -> KG:
