@@ -71,6 +71,24 @@ class GoldAnswers:
                 return True
         return False
 
+    def sentence_end_bound(self, text: str) -> int:
+        """Where in ``text`` a sentence that passes :meth:`might_be_in` can end at the earliest,
+        so that a search for the quote skips the sentences before it (0: none can be skipped).
+
+        Sound for ASCII text, where stripping punctuation maps characters to bytes one to one:
+        a sentence holding an answer holds the answer's first word in its stripped form, so it ends
+        (in ``text``) at or after the end of that word's first occurrence in the stripped ``text``.
+        """
+        if not text.isascii():
+            return 0
+        stripped = text.encode("ascii").translate(_ASCII_LOWER, _PUNCT_BYTES)
+        bound = len(text) + 1  # no answer's first word anywhere: no sentence can pass
+        for words in self._words:
+            found = stripped.find(words[0])
+            if found >= 0:
+                bound = min(bound, found + len(words[0]))
+        return bound
+
     def in_normalized(self, normalized_text: str) -> bool:
         return contains_any(normalized_text, self.normalized)
 
@@ -93,18 +111,22 @@ class AnswerFinder:
         return gold.might_be_in(self._texts[index]) and gold.in_normalized(self.normalized(index))
 
 
-def iter_sentences(text: str) -> Iterator[str]:
+def iter_sentences(text: str, skip_ending_before: int = 0) -> Iterator[str]:
     """Sentences as verbatim substrings of ``text`` (so that a quote of one is found in the text),
-    one at a time: a caller looking for one sentence stops without splitting the rest."""
+    one at a time: a caller looking for one sentence stops without splitting the rest. Sentences
+    ending before character ``skip_ending_before`` are passed over without being cut out."""
     start = 0
     for end in _SENTENCE_BREAK.finditer(text):
-        sentence = text[start : end.start() + 1].strip()
+        mark = end.start() + 1
+        if mark >= skip_ending_before:
+            sentence = text[start:mark].strip()
+            if sentence:
+                yield sentence
+        start = end.end()
+    if len(text) >= skip_ending_before:
+        sentence = text[start:].strip()
         if sentence:
             yield sentence
-        start = end.end()
-    sentence = text[start:].strip()
-    if sentence:
-        yield sentence
 
 
 def split_sentences(text: str) -> list[str]:

@@ -14,7 +14,7 @@ from hybridft.builders.common import split_of
 from hybridft.options import resolve
 from hybridft.render import render
 from hybridft.retrieval import BM25Index
-from hybridft.text import chunk_text, normalize_answer
+from hybridft.text import GoldAnswers, chunk_text, normalize_answer
 
 COLOURS = ["red", "green", "blue", "amber", "violet", "teal", "olive", "coral"]
 WORDS = [
@@ -271,3 +271,33 @@ def test_oracle_found_beyond_the_top_ranked_chunks(tmp_path: Path) -> None:
     oracles = {r["source_id"]: r["oracles"][0]["id"] for r in result.records}
     assert oracles == {"q": "answer", "letter": "bare"}
     assert result.counts["skipped"]["no_oracle"] == 1
+
+
+def test_extractive_cot_quotes_the_first_sentence_holding_an_answer() -> None:
+    from hybridft.builders.raft import Chunk, extractive_cot
+
+    text = "It was adopted in 1777! The U.S.A flag has stars. Its colours are red, white and blue. Red again."
+    oracle = Chunk("d", "d", "Flags", text)
+    assert extractive_cot("q", [oracle], GoldAnswers(["red"])) == (
+        "##Reason: The document titled 'Flags' says ##begin_quote##Its colours are red, white and blue."
+        "##end_quote## so the answer is red.\n<ANSWER>: red"
+    )
+    # "usa" is in "U.S.A" once punctuation is gone: found despite the dots inside the word.
+    usa = extractive_cot("q", [oracle], GoldAnswers(["USA"])) or ""
+    assert "##begin_quote##The U.S.A flag has stars.##end_quote##" in usa
+    assert extractive_cot("q", [oracle], GoldAnswers(["green"])) is None
+
+
+def test_skipping_sentences_before_the_bound_never_changes_the_quote() -> None:
+    """sentence_end_bound only skips sentences that cannot hold an answer: on random texts with
+    punctuation inside words, the quote found with the bound is the one found without it."""
+    from hybridft.text import iter_sentences
+
+    rng = random.Random(7)
+    words = ["alpha", "beta", "U.S.", "e.g.", "don't", "gamma", "x-ray", "delta", "Beta!", "alpha,beta"]
+    for _ in range(500):
+        text = " ".join(rng.choice(words) + rng.choice(["", "", ".", "?", ","]) for _ in range(rng.randint(1, 30)))
+        gold = GoldAnswers([rng.choice(["alpha beta", "us", "xray", "delta", "dont gamma", "eg"])])
+        full = [s for s in iter_sentences(text) if gold.might_be_in(s)]
+        bounded = [s for s in iter_sentences(text, gold.sentence_end_bound(text)) if gold.might_be_in(s)]
+        assert bounded == full, text

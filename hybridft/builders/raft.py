@@ -171,7 +171,9 @@ def extractive_cot(question: str, oracles: list[Chunk], gold: GoldAnswers) -> st
     Returns None when no oracle sentence holds an answer (the caller counts it).
     """
     for oracle in oracles:
-        for sentence in iter_sentences(oracle.text):  # lazily: most quotes are found before the last sentence
+        # Lazily, and from the first sentence that can hold an answer: most quotes are found before
+        # the last sentence.
+        for sentence in iter_sentences(oracle.text, gold.sentence_end_bound(oracle.text)):
             if not gold.might_be_in(sentence):
                 continue
             norm_sentence = f" {normalize_answer(sentence)} "
