@@ -49,7 +49,6 @@ class PackedGraph:
     def of(cls, graph: list[Any], lookups: list[str]) -> PackedGraph:
         """Pack a non-empty graph; MalformedGraph when some triple is not three strings."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         try:  # a fixed-size list type refuses a triple of another length
             triples = pa.array(graph, type=pa.list_(pa.string(), 3))
@@ -57,10 +56,21 @@ class PackedGraph:
             raise MalformedGraph from None
         if triples.null_count or triples.values.null_count:
             raise MalformedGraph
+        return cls.of_names(triples.values, lookups)
+
+    @classmethod
+    def of_names(cls, names: Any, lookups: list[str]) -> PackedGraph:
+        """Pack a graph given as an arrow array of its names, h, r, t, h, r, t, ... (a string or a
+        string_view array, as :mod:`hybridft.kg_rows` cuts them out of a line)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         # The looked-up names are numbered with the graph's: one hash table, no second search.
-        encoded = pc.dictionary_encode(pa.concat_arrays([triples.values, pa.array(lookups, type=pa.string())]))
+        encoded = pc.dictionary_encode(pa.concat_arrays([names, pa.array(lookups, type=names.type)]))
         codes = encoded.indices.to_numpy()
-        return cls(codes[: 3 * len(triples)], encoded.dictionary, codes[3 * len(triples) :])
+        # The distinct names as a plain string array: they outlive the line the views point into.
+        dictionary = encoded.dictionary.cast(pa.string())
+        return cls(codes[: len(names)], dictionary, codes[len(names) :])
 
 
 @dataclass

@@ -23,9 +23,10 @@ from typing import Any
 from hybridft.builders.common import BuildResult, common_options, split_of
 from hybridft.errors import UsageError
 from hybridft.generators import check_generator, generator_options
-from hybridft.io import KGQuestion, iter_kg_questions
+from hybridft.io import KGQuestion
 from hybridft.kg import KG, read_kg, reasoning_paths, shortest_relation_paths
 from hybridft.kg_batch import GraphBatch, MalformedGraph, PackedGraph
+from hybridft.kg_rows import iter_questions_packed
 from hybridft.options import Option
 from hybridft.progress import log, track
 
@@ -62,9 +63,9 @@ def build(config: dict[str, Any]) -> BuildResult:
     n_questions = 0
     batch: list[tuple[KGQuestion, PackedGraph]] = []
     batch_triples = 0
-    for row in track(iter_kg_questions(config["questions"]), "finding relation paths"):
+    for row, packed in track(iter_questions_packed(config["questions"]), "finding relation paths"):
         n_questions += 1
-        packed = _packed(row)
+        packed = packed or _packed(row)
         if packed is not None:
             batch_triples += len(packed.codes) // 3
             row.graph = None  # packed: its lists can be freed while they are still in cache

@@ -1,0 +1,248 @@
+"""RoG question rows read with their graphs left as bytes, never as Python strings.
+
+A RoG-webqsp row is ~150 KB, nearly all of it the ``graph``: ~13,000 names. Parsing it makes a
+Python string of each, and packing the graph into arrow reads each once more; those two passes
+were 2/3 of ``build-data rog --tasks plan``. Here the graph is cut out of the raw line: a graph
+written as plain JSON (``[["h", "r", "t"], ...]`` with one separator style, no escapes, no
+control characters) has its names between consecutive quotes, so numpy finds them and arrow takes
+them as string views into the line itself (no copy); the rest of the row, a few hundred bytes, is
+parsed with orjson as before. Only the names a record prints ever become Python strings.
+
+Any line that does not fit that shape exactly (escapes, other spacing, a triple of another
+length, a non-string name, invalid UTF-8, a duplicate ``graph`` key, ...) is parsed whole, as
+:func:`hybridft.io.iter_kg_questions` does, so errors name the same line in the same words.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import numpy as np
+import orjson
+
+from hybridft.errors import InputError
+from hybridft.io import KGQuestion, _json_problem, _json_type, _question, _string_list, _unique_id, iter_kg_questions
+from hybridft.kg_batch import PackedGraph
+
+# Threads cutting and packing lines ahead of the caller (who searches and writes meanwhile).
+_WORKERS = 2
+
+# The graph value starts at the first '[' of this match (a key, then at least one triple).
+_GRAPH_KEY = re.compile(rb'"graph"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*\[')
+# Separators between names of a triple, and the one between triples that goes with it.
+_BETWEEN_TRIPLES = {b",": b"],[", b", ": b"], ["}
+_PAD = b"\0" * 16  # unaligned 8-byte reads past the last name stay inside the buffer
+
+
+def iter_questions_packed(source: str | Path) -> Iterator[tuple[KGQuestion, PackedGraph | None]]:
+    """``(question, packed graph)`` per row, in input order. A graph cut out of its line comes
+    packed, with ``question.graph`` None; otherwise the packed graph is None and the row is as
+    :func:`hybridft.io.iter_kg_questions` gives it (other file types, lines not cut).
+
+    Lines are cut and packed a few rows ahead on worker threads (numpy and arrow release the GIL
+    for most of it); rows are checked and yielded in order on the caller's thread.
+    """
+    path = Path(source)
+    if str(source).startswith("hf:") or not path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
+        for question in iter_kg_questions(source):
+            yield question, None
+        return
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    seen: dict[str, str] = {}
+    name = str(path)
+    empty = True
+    opener = gzip.open if path.name.endswith(".gz") else open
+    workers = min(_WORKERS, os.cpu_count() or 1)
+    pending: deque[tuple[int, bytes, Future[_Cut]]] = deque()
+    try:
+        with opener(path, "rb") as handle, ThreadPoolExecutor(workers) as pool:
+            for lineno, raw in enumerate(handle, start=1):
+                if raw.isspace():
+                    continue
+                empty = False
+                pending.append((lineno, raw, pool.submit(_cut_and_pack, raw)))
+                if len(pending) > 2 * workers:
+                    yield _question_of(*pending.popleft(), f"{name}:", seen)
+            while pending:
+                yield _question_of(*pending.popleft(), f"{name}:", seen)
+    except (OSError, EOFError) as exc:  # e.g. a truncated or fake .gz
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if empty:
+        raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
+
+
+# A row cut out of its line (None when it was not), its graph's names, and the graph packed when
+# the looked-up entities could be read before the row's checks.
+_Cut = tuple[dict[str, Any] | None, Any, PackedGraph | None]
+
+
+def _cut_and_pack(raw: bytes) -> _Cut:
+    """The worker's part: cut the graph out of a line, parse the rest, pack the graph."""
+    cut = cut_graph(raw)
+    row = _parse_rest(cut[0]) if cut is not None else None
+    if cut is None or row is None:
+        return None, None, None
+    q_entity, a_entity = row.get("q_entity"), row.get("a_entity")
+    if not (_is_strings(q_entity) and _is_strings(a_entity)):
+        return row, cut[1], None  # packed after the row's checks, with the entities they give
+    return row, None, PackedGraph.of_names(cut[1], q_entity + a_entity)
+
+
+def _is_strings(value: Any) -> TypeGuard[list[str]]:
+    return type(value) is list and all(type(v) is str for v in value)
+
+
+def _question_of(
+    lineno: int, raw: bytes, future: Future[_Cut], prefix: str, seen: dict[str, str]
+) -> tuple[KGQuestion, PackedGraph | None]:
+    """A row checked in input order; a line that was not cut is parsed whole here."""
+    where = f"{prefix}{lineno}"
+    row, names, packed = future.result()
+    if row is None:
+        return _kg_question(_parse_whole(raw, where), where, seen), None
+    question = _kg_question(row, where, seen)
+    question.graph = None
+    if packed is None:
+        packed = PackedGraph.of_names(names, question.q_entity + question.a_entity)
+    return question, packed
+
+
+def _parse_rest(rest: bytes) -> dict[str, Any] | None:
+    """The row without its graph; None unless it is an object whose one ``graph`` key is the cut."""
+    try:
+        row = orjson.loads(rest)
+    except orjson.JSONDecodeError:
+        return None
+    if type(row) is not dict or rest.count(b'"graph"') != 1 or row.get("graph") != []:
+        return None
+    return row
+
+
+def _parse_whole(raw: bytes, where: str) -> dict[str, Any]:
+    """A line parsed as :func:`hybridft.io.iter_rows` parses it, with the same errors."""
+    try:
+        row = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InputError(_json_problem(raw, where)) from None
+    if type(row) is not dict:
+        raise InputError(f"{where}: expected a JSON object, got {_json_type(row)}")
+    return row
+
+
+def _kg_question(row: dict[str, Any], where: str, seen: dict[str, str]) -> KGQuestion:
+    """The checks of :func:`hybridft.io.iter_kg_questions`, in its order (tested to agree)."""
+    qid = _unique_id(row, where, seen)
+    question = _question(row, where)
+    key = "answer" if row.get("answer") is not None else "answers"
+    if row.get(key) is None:
+        raise InputError(f'{where}: missing field "answer"')
+    lists = {k: _string_list(row.get(k) or [], k, where) for k in ("q_entity", "a_entity")}
+    for k in ("q_entity", "a_entity"):
+        if k not in row:
+            raise InputError(f'{where}: missing field "{k}"')
+    graph = row.get("graph")
+    if graph is not None and not isinstance(graph, list):
+        raise InputError(f'{where}: field "graph" must be a list of [head, relation, tail] triples')
+    answers = _string_list(row[key], key, where)
+    return KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where)
+
+
+def cut_graph(raw: bytes) -> tuple[bytes, Any] | None:
+    """``(the line with its graph replaced by [], the graph's names as an arrow string array)``,
+    or None when the graph is not plain JSON of one separator style (the caller parses the line).
+
+    The names are found between consecutive quotes; that is sound only because the checks below
+    leave no other way to read the bytes: every gap between names is exactly a separator, the
+    last triple ends with ``]]``, and the graph holds no backslash, no control character and only
+    valid UTF-8. Whether the graph is the row's (not a string's or a nested object's) is checked
+    by the caller, on the rest of the line.
+    """
+    match = _GRAPH_KEY.search(raw)
+    if match is None:
+        return None
+    start = raw.index(b"[", match.start())
+    padded = raw + _PAD
+    data = np.frombuffer(padded, dtype=np.uint8)
+    quotes = np.flatnonzero(data[start:] == ord('"'))
+    if len(quotes) < 6 or quotes[0] != match.end() - start:
+        return None
+    quotes += start
+    opening, closing = quotes[0::2], quotes[1::2]
+    within = raw[int(closing[0]) + 1 : int(quotes[2])]
+    between = _BETWEEN_TRIPLES.get(within)
+    if between is None:
+        return None
+    # The graph ends after the first triple whose closing quote is followed by "]]".
+    last = closing[2::3]
+    ends_graph = np.flatnonzero((data[last + 1] == ord("]")) & (data[last + 2] == ord("]")))
+    if len(ends_graph) == 0:
+        return None
+    n = 3 * (int(ends_graph[0]) + 1)
+    starts, stops = opening[:n] + 1, closing[:n]
+    end = int(stops[-1]) + 3  # past the closing '"]]'
+    if not _gaps_are(data, opening[1:n] - 1, stops[:-1], within, between):
+        return None
+    if data[start:end].min() < 0x20 or raw.find(b"\\", start, end) >= 0:
+        return None
+    if not raw.isascii():
+        try:
+            raw[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return raw[:start] + b"[]" + raw[end:], _string_views(padded, starts, stops - starts)
+
+
+def _gaps_are(data: np.ndarray, before: np.ndarray, after: np.ndarray, within: bytes, between: bytes) -> bool:
+    """Whether the bytes between each name's closing quote (``after``) and the next name's opening
+    quote (``before`` + 1) are exactly ``within`` inside a triple and ``between`` after one."""
+    lengths = before - after
+    if not ((lengths[0::3] == len(within)).all() and (lengths[1::3] == len(within)).all()):
+        return False
+    if not (lengths[2::3] == len(between)).all():
+        return False
+    gaps = after + 1
+    for offset in range(len(within)):  # ``between`` is the longer one
+        found = data[gaps + offset]
+        if not ((found[0::3] == within[offset]).all() and (found[1::3] == within[offset]).all()):
+            return False
+        if not (found[2::3] == between[offset]).all():
+            return False
+    ends = gaps[2::3]
+    return all((data[ends + offset] == between[offset]).all() for offset in range(len(within), len(between)))
+
+
+# By a name's length (capped at 12), masks keeping its inline bytes in a view's two 8-byte words:
+# bytes 4..7 of the first word (after the length), bytes 0..7 of the second.
+_FIRST_WORD = np.array([((1 << (8 * min(k, 4))) - 1) << 32 for k in range(13)], dtype=np.uint64)
+_SECOND_WORD = np.array([(1 << (8 * max(k - 4, 0))) - 1 for k in range(13)], dtype=np.uint64)
+
+
+def _string_views(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> Any:
+    """An arrow string_view array of ``buffer[start:start + length]`` slices, without copying them.
+
+    Arrow's view is 16 bytes: the length, then the string inline (zero-padded) when it has at most
+    12 bytes, else its first 4 bytes, a buffer index and an offset. Taking the 16 bytes that start
+    4 before each name gives the inline bytes in place; masks then clear what follows the name.
+    ``buffer`` must extend 12 bytes past the last name, and every start be at least 4.
+    """
+    import pyarrow as pa
+
+    rows = np.ndarray((len(buffer) - 15,), "V16", buffer, 0, (1,))[starts - 4]
+    words = rows.view(np.uint64).reshape(-1, 2)
+    first, second = words[:, 0], words[:, 1]
+    capped = np.minimum(lengths, 12)
+    first &= _FIRST_WORD[capped]
+    first |= lengths.astype(np.uint64)
+    second &= _SECOND_WORD[capped]
+    long = lengths > 12
+    if long.any():  # buffer 0, then the offset
+        second[long] = starts[long].astype(np.uint64) << np.uint64(32)
+    return pa.Array.from_buffers(pa.string_view(), len(starts), [None, pa.py_buffer(words), pa.py_buffer(buffer)])
