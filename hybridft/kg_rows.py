@@ -8,6 +8,8 @@ control characters) has its names between consecutive quotes, so numpy finds the
 them as string views into the line itself (no copy); the rest of the row, a few hundred bytes, is
 parsed with orjson as before. Only the names a record prints ever become Python strings.
 
+A parquet file's graph column is arrow already: each row's names are a slice of it.
+
 Any line that does not fit that shape exactly (escapes, other spacing, a triple of another
 length, a non-string name, invalid UTF-8, a duplicate ``graph`` key, ...) is parsed whole, as
 :func:`hybridft.io.iter_kg_questions` does, so errors name the same line in the same words.
@@ -50,12 +52,15 @@ def iter_questions_packed(source: str | Path) -> Iterator[tuple[KGQuestion, Pack
     for most of it); rows are checked and yielded in order on the caller's thread.
     """
     path = Path(source)
-    if str(source).startswith("hf:") or not path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
+    if str(source).startswith("hf:") or not path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".parquet")):
         for question in iter_kg_questions(source):
             yield question, None
         return
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if path.name.endswith(".parquet"):
+        yield from _iter_parquet(source)
+        return
     seen: dict[str, str] = {}
     name = str(path)
     empty = True
@@ -113,6 +118,71 @@ def _question_of(
     if packed is None:
         packed = PackedGraph.of_names(names, question.q_entity + question.a_entity)
     return question, packed
+
+
+def _iter_parquet(source: str | Path) -> Iterator[tuple[KGQuestion, PackedGraph | None]]:
+    """Parquet rows: the graph column is arrow already, so each row's names are sliced out of it
+    (no Python string per name); the other columns are read as :mod:`hybridft.io` reads them."""
+    import pyarrow.parquet as pq
+
+    path = Path(source)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise InputError(f"{path}: cannot read parquet: {exc}") from None
+    graph_type = table.schema.field("graph").type if "graph" in table.column_names else None
+    rows = table.drop_columns(["graph"]).to_pylist() if _is_triples_type(graph_type) else []
+    if not rows:  # another graph type, or no rows (the whole-row reader says what is wrong)
+        yield from ((question, None) for question in iter_kg_questions(source))
+        return
+    seen: dict[str, str] = {}
+    index = 0
+    for chunk in table.column("graph").chunks:
+        offsets = chunk.offsets.to_numpy()
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        for i in range(len(chunk)):
+            row, where = rows[index], f"{path}:row {index + 1}"
+            index += 1
+            triples = chunk.values.slice(offsets[i], offsets[i + 1] - offsets[i]) if valid[i] else None
+            plain = triples is not None and len(triples) > 0 and _plain_triples(triples)
+            # A graph that is not plain (null triples or names, other lengths) goes as Python
+            # lists to the whole-row path, which names the bad triple.
+            row["graph"] = None if triples is None else [] if plain else triples.to_pylist()
+            question = _kg_question(row, where, seen)
+            if not plain:
+                yield question, None
+                continue
+            assert triples is not None
+            question.graph = None
+            yield question, PackedGraph.of_names(triples.flatten(), question.q_entity + question.a_entity)
+
+
+def _is_triples_type(value_type: Any) -> bool:
+    """Whether a column type is a list of lists of strings."""
+    import pyarrow as pa
+
+    def is_list(t: Any) -> bool:
+        return bool(pa.types.is_list(t) or pa.types.is_large_list(t))
+
+    return (
+        value_type is not None
+        and is_list(value_type)
+        and is_list(value_type.value_type)
+        and (
+            pa.types.is_string(value_type.value_type.value_type)
+            or pa.types.is_large_string(value_type.value_type.value_type)
+        )
+    )
+
+
+def _plain_triples(triples: Any) -> bool:
+    """Whether every element of a list-of-lists array is a triple of non-null strings."""
+    import pyarrow.compute as pc
+
+    if triples.null_count:
+        return False
+    lengths = pc.list_value_length(triples)
+    return bool(pc.all(pc.equal(lengths, 3)).as_py()) and triples.flatten().null_count == 0
 
 
 def _parse_rest(rest: bytes) -> dict[str, Any] | None:

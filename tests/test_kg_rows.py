@@ -160,3 +160,40 @@ def test_bad_triples_in_a_cut_file_are_named_by_line(cli, tmp_path: Path) -> Non
     path.write_bytes(b"\n \n")
     code, _, stderr = cli("rog", "--questions", path, "--out", tmp_path / "out")
     assert code == 2 and "no rows" in stderr
+
+
+def test_parquet_graphs_give_the_same_records_as_jsonl(cli, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [row for row in _rows() if "graph" in row and type(row["id"]) is str]
+    for row in rows:
+        row["q_entity"] = [row["q_entity"]] if isinstance(row["q_entity"], str) else row["q_entity"]
+        row["a_entity"] = [str(name) for name in row["a_entity"]]
+    jsonl = _write(tmp_path / "q.jsonl", rows)
+    parquet = tmp_path / "q.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    assert [packed is not None for _, packed in iter_questions_packed(parquet)] == [bool(r["graph"]) for r in rows]
+    for source, out in ((jsonl, "j"), (parquet, "p")):
+        assert cli("rog", "--questions", source, "--out", tmp_path / out, "--tasks", "plan,reason")[0] == 0
+    for file in ("records.jsonl", "train.jsonl", "eval.jsonl"):
+        assert (tmp_path / "j" / file).read_bytes() == (tmp_path / "p" / file).read_bytes()
+
+
+def test_a_bad_parquet_triple_is_named_by_row(cli, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ok = json.loads(GOOD)
+    rows = [
+        ok,
+        {**ok, "id": "two", "graph": [["A", "r", "B"], ["A", "r"]]},
+        {**ok, "id": "n", "graph": [["A", None, "B"]]},
+    ]
+    parquet = tmp_path / "q.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    code, _, stderr = cli("rog", "--questions", parquet, "--out", tmp_path / "out")
+    assert code == 2 and "q.parquet:row 2: graph: triple 1 is ['A', 'r']" in stderr
+    pq.write_table(pa.Table.from_pylist([ok, rows[2]]), parquet)
+    code, _, stderr = cli("rog", "--questions", parquet, "--out", tmp_path / "out")
+    assert code == 2 and "q.parquet:row 2: graph: triple 0 is ['A', None, 'B']" in stderr
