@@ -33,8 +33,10 @@ from hybridft.errors import InputError
 from hybridft.io import KGQuestion, _json_problem, _json_type, _question, _string_list, _unique_id, iter_kg_questions
 from hybridft.kg_batch import PackedGraph
 
-# Threads cutting and packing lines ahead of the caller (who searches and writes meanwhile).
+# Threads cutting and packing lines ahead of the caller, and how many rows they may be ahead:
+# enough to keep them busy while the caller searches a batch (~50 rows), little to hold.
 _WORKERS = 2
+_AHEAD = 16
 
 # The graph value starts at the first '[' of this match (a key, then at least one triple).
 _GRAPH_KEY = re.compile(rb'"graph"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*\[')
@@ -48,8 +50,8 @@ def iter_questions_packed(source: str | Path) -> Iterator[tuple[KGQuestion, Pack
     packed, with ``question.graph`` None; otherwise the packed graph is None and the row is as
     :func:`hybridft.io.iter_kg_questions` gives it (other file types, lines not cut).
 
-    Lines are cut and packed a few rows ahead on worker threads (numpy and arrow release the GIL
-    for most of it); rows are checked and yielded in order on the caller's thread.
+    Lines are cut and packed up to ``_AHEAD`` rows ahead on worker threads (numpy and arrow
+    release the GIL for most of it); rows are checked and yielded in order on the caller's thread.
     """
     path = Path(source)
     if str(source).startswith("hf:") or not path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".parquet")):
@@ -74,7 +76,7 @@ def iter_questions_packed(source: str | Path) -> Iterator[tuple[KGQuestion, Pack
                     continue
                 empty = False
                 pending.append((lineno, raw, pool.submit(_cut_and_pack, raw)))
-                if len(pending) > 2 * workers:
+                if len(pending) > _AHEAD:
                     yield _question_of(*pending.popleft(), f"{name}:", seen)
             while pending:
                 yield _question_of(*pending.popleft(), f"{name}:", seen)
