@@ -233,8 +233,8 @@ def cut_graph(raw: bytes) -> tuple[bytes, Any] | None:
 
     The names are found between consecutive quotes; that is sound only because the checks below
     leave no other way to read the bytes: every gap between names is exactly a separator, the
-    last triple ends with ``]]``, and the graph holds no backslash, no control character and only
-    valid UTF-8. Whether the graph is the row's (not a string's or a nested object's) is checked
+    last triple ends with ``]]``, and the graph holds no escaped quote, no control character, no
+    invalid escape and only valid UTF-8. Whether the graph is the row's (not a string's or a nested object's) is checked
     by the caller, on the rest of the line.
     """
     match = _GRAPH_KEY.search(raw)
@@ -262,14 +262,36 @@ def cut_graph(raw: bytes) -> tuple[bytes, Any] | None:
     end = int(stops[-1]) + 3  # past the closing '"]]'
     if not _gaps_are(data, opening[1:n] - 1, stops[:-1], within, between):
         return None
-    if data[start:end].min() < 0x20 or raw.find(b"\\", start, end) >= 0:
+    if data[start:end].min() < 0x20:
+        return None
+    escaped: dict[int, bytes] | None = {}
+    if raw.find(b"\\", start, end) >= 0:
+        # An escaped quote would break the pairing of quotes; other escapes are decoded here.
+        no_quote = raw.find(b'\\"', start, end) < 0
+        escaped = _unescaped(raw, data[start:end], start, starts, stops) if no_quote else None
+    if escaped is None:
         return None
     if not raw.isascii():
         try:
             raw[start:end].decode("utf-8")
         except UnicodeDecodeError:
             return None
-    return raw[:start] + b"[]" + raw[end:], _string_views(padded, starts, stops - starts)
+    return raw[:start] + b"[]" + raw[end:], _string_views(padded, starts, stops - starts, escaped)
+
+
+def _unescaped(
+    raw: bytes, graph: np.ndarray, start: int, starts: np.ndarray, stops: np.ndarray
+) -> dict[int, bytes] | None:
+    """The names holding a backslash (the gaps are checked, so only names can), by position,
+    decoded as JSON strings to UTF-8; None when one of them is not a valid JSON string."""
+    slashes = np.flatnonzero(graph == ord("\\")) + start
+    decoded = {}
+    for j in np.unique(np.searchsorted(starts, slashes, side="right") - 1).tolist():
+        try:
+            decoded[j] = orjson.loads(raw[starts[j] - 1 : stops[j] + 1]).encode()
+        except (orjson.JSONDecodeError, UnicodeEncodeError):
+            return None
+    return decoded
 
 
 def _gaps_are(data: np.ndarray, before: np.ndarray, after: np.ndarray, within: bytes, between: bytes) -> bool:
@@ -297,13 +319,15 @@ _FIRST_WORD = np.array([((1 << (8 * min(k, 4))) - 1) << 32 for k in range(13)], 
 _SECOND_WORD = np.array([(1 << (8 * max(k - 4, 0))) - 1 for k in range(13)], dtype=np.uint64)
 
 
-def _string_views(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> Any:
+def _string_views(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, replaced: dict[int, bytes]) -> Any:
     """An arrow string_view array of ``buffer[start:start + length]`` slices, without copying them.
 
     Arrow's view is 16 bytes: the length, then the string inline (zero-padded) when it has at most
     12 bytes, else its first 4 bytes, a buffer index and an offset. Taking the 16 bytes that start
     4 before each name gives the inline bytes in place; masks then clear what follows the name.
     ``buffer`` must extend 12 bytes past the last name, and every start be at least 4.
+    ``replaced`` gives the bytes of some names instead (escaped ones, decoded), kept inline or in
+    a second buffer.
     """
     import pyarrow as pa
 
@@ -317,4 +341,14 @@ def _string_views(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> Any
     long = lengths > 12
     if long.any():  # buffer 0, then the offset
         second[long] = starts[long].astype(np.uint64) << np.uint64(32)
-    return pa.Array.from_buffers(pa.string_view(), len(starts), [None, pa.py_buffer(words), pa.py_buffer(buffer)])
+    extra = bytearray()
+    for j, value in replaced.items():
+        inline = value.ljust(12, b"\0")
+        first[j] = len(value) | int.from_bytes(inline[:4], "little") << 32
+        if len(value) <= 12:
+            second[j] = int.from_bytes(inline[4:12], "little")
+        else:  # buffer 1, then the offset
+            second[j] = 1 | len(extra) << 32
+            extra += value
+    buffers = [None, pa.py_buffer(words), pa.py_buffer(buffer)] + ([pa.py_buffer(bytes(extra))] if extra else [])
+    return pa.Array.from_buffers(pa.string_view(), len(starts), buffers)

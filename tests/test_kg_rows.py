@@ -16,9 +16,10 @@ from hybridft.io import iter_kg_questions
 from hybridft.kg_batch import PackedGraph
 from hybridft.kg_rows import cut_graph, iter_questions_packed
 
-# Names of every inline length (0..12 bytes), longer ones (arrow keeps those by offset) and
-# non-ASCII ones.
+# Names of every inline length (0..12 bytes), longer ones (arrow keeps those by offset),
+# non-ASCII ones, and ones that JSON writes with escapes.
 NAMES = ["", "a", "m.0", "abcdefghijkl", "abcdefghijklm", "people.person.place_of_birth", "Beyoncé", "東京", "x]] ["]
+ESCAPED = ["back\\slash", "tab\there", "Ångström, Ångström", "a/b"]
 
 
 def _graph(seed: int, n: int = 40) -> list[list[str]]:
@@ -26,11 +27,14 @@ def _graph(seed: int, n: int = 40) -> list[list[str]]:
     return [[rng.choice(NAMES), rng.choice(NAMES[1:4]), rng.choice(NAMES)] for _ in range(n)]
 
 
+@pytest.mark.parametrize("ensure_ascii", [False, True])
 @pytest.mark.parametrize("separators", [(", ", ": "), (",", ":")])
-def test_cut_names_are_the_parsed_names(separators: tuple[str, str]) -> None:
+def test_cut_names_are_the_parsed_names(separators: tuple[str, str], ensure_ascii: bool) -> None:
     for seed in range(20):
         row = {"id": "q", "graph": _graph(seed), "after": [1, {"k": "v"}]}
-        raw = json.dumps(row, separators=separators, ensure_ascii=False).encode() + b"\n"
+        row["graph"][seed % 5][seed % 3] = ESCAPED[seed % 4]
+        raw = json.dumps(row, separators=separators, ensure_ascii=ensure_ascii).encode() + b"\n"
+        raw = raw.replace(b"a/b", b"a\\/b")  # as pandas writes a slash
         cut = cut_graph(raw)
         assert cut is not None
         rest, names = cut
@@ -45,8 +49,10 @@ def test_cut_names_are_the_parsed_names(separators: tuple[str, str]) -> None:
         b'{"graph": [["a", "b", "c", "d"]]}',
         b'{"graph": [["a", "b", "c"], ["d", "e", 1]]}',  # a number
         b'{"graph": [["a", "b", "c"], ["d", null, "f"]]}',
-        b'{"graph": [["a", "b\\"c", "d"]]}',  # an escape
-        b'{"graph": [["a", "\\u00e9", "d"]]}',
+        b'{"graph": [["a", "b\\"c", "d"]]}',  # an escaped quote
+        b'{"graph": [["a", "b\\\\", "d"]]}',  # an escaped backslash before a quote
+        b'{"graph": [["a", "\\x", "d"]]}',  # not an escape
+        b'{"graph": [["a", "\\ud800", "d"]]}',  # a lone surrogate
         b'{"graph": [["a", "b\tc", "d"]]}',  # a raw control character (invalid JSON)
         b'{"graph": [["a", "\xff", "d"]]}',  # invalid UTF-8
         b'{"graph": [["a", "b", "c"] , ["d", "e", "f"]]}',  # other spacing
@@ -60,9 +66,8 @@ def test_lines_that_are_not_plain_are_not_cut(line: bytes) -> None:
     assert cut_graph(line + b"\n") is None
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
-    """Rows as jsonl with non-ASCII names as UTF-8 (escaped names are parsed whole)."""
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+def _write(path: Path, rows: list[dict], ensure_ascii: bool = False) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=ensure_ascii) + "\n" for row in rows), encoding="utf-8")
     return path
 
 
@@ -104,10 +109,13 @@ def test_questions_and_packed_graphs_agree_with_the_whole_row_parse(tmp_path: Pa
         assert packed.looked_up.tolist() == reference.looked_up.tolist()
 
 
-@pytest.mark.parametrize("options", [[], ["--tasks", "plan,reason", "--directed", "true"], ["--max-hops", "1"]])
-def test_records_are_the_same_bytes_as_without_cutting(cli, tmp_path: Path, monkeypatch, options) -> None:
+@pytest.mark.parametrize(
+    ("options", "ensure_ascii"),
+    [([], False), ([], True), (["--tasks", "plan,reason", "--directed", "true"], True), (["--max-hops", "1"], False)],
+)
+def test_records_are_the_same_bytes_as_without_cutting(cli, tmp_path: Path, monkeypatch, options, ensure_ascii) -> None:
     rows = [row for row in _rows() if "graph" in row]
-    questions = _write(tmp_path / "q.jsonl", rows)
+    questions = _write(tmp_path / "q.jsonl", rows, ensure_ascii)
     assert cli("rog", "--questions", questions, "--out", tmp_path / "cut", *options)[0] == 0
     monkeypatch.setattr("hybridft.kg_rows.cut_graph", lambda raw: None)
     assert cli("rog", "--questions", questions, "--out", tmp_path / "whole", *options)[0] == 0
