@@ -2,17 +2,18 @@
 
 A RoG-webqsp row is ~150 KB, nearly all of it the ``graph``: ~13,000 names. Parsing it makes a
 Python string of each, and packing the graph into arrow reads each once more; those two passes
-were 2/3 of ``build-data rog --tasks plan``. Here the graph is cut out of the raw line: a graph
-written as plain JSON (``[["h", "r", "t"], ...]`` with one separator style, no escapes, no
-control characters) has its names between consecutive quotes, so numpy finds them and arrow takes
-them as string views into the line itself (no copy); the rest of the row, a few hundred bytes, is
-parsed with orjson as before. Only the names a record prints ever become Python strings.
+were 2/3 of ``build-data rog --tasks plan``. Here the graph is cut out of the raw line: in a graph
+written as plain JSON (``[["h", "r", "t"], ...]`` with one separator style, no escaped quote, no
+control characters) the names lie between consecutive quotes, so numpy finds them and arrow takes
+them as string views into the line itself (no copy; the few names with other escapes are
+decoded); the rest of the row, a few hundred bytes, is parsed with orjson as before. Only the
+names a record prints ever become Python strings.
 
 A parquet file's graph column is arrow already: each row's names are a slice of it.
 
-Any line that does not fit that shape exactly (escapes, other spacing, a triple of another
-length, a non-string name, invalid UTF-8, a duplicate ``graph`` key, ...) is parsed whole, as
-:func:`hybridft.io.iter_kg_questions` does, so errors name the same line in the same words.
+Any line that does not fit that shape exactly (an escaped quote, other spacing, a triple of
+another length, a non-string name, invalid UTF-8, a duplicate ``graph`` key, ...) is parsed whole,
+as :func:`hybridft.io.iter_kg_questions` does, so errors name the same line in the same words.
 """
 
 from __future__ import annotations
