@@ -111,6 +111,18 @@ def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise InputError(f"{path}: cannot read: {exc}") from None
 
 
+def parse_json_line(raw: bytes, where: str) -> dict[str, Any]:
+    """One .jsonl line as a JSON object, or the error _iter_jsonl_rows gives for it (which inlines
+    these lines: it runs once per row of corpora with millions of rows)."""
+    try:
+        row = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InputError(_json_problem(raw, where)) from None
+    if type(row) is not dict:
+        raise InputError(f"{where}: expected a JSON object, got {_json_type(row)}")
+    return row
+
+
 def _json_problem(raw: bytes, where: str) -> str:
     """Say why a line failed to parse, in the words of the standard json module."""
     try:
@@ -348,22 +360,27 @@ def iter_kg_questions(source: str | Path) -> Iterator[KGQuestion]:
     empty = True
     for where, row in iter_rows(source):
         empty = False
-        qid = _unique_id(row, where, seen)
-        question = _question(row, where)
-        key = "answer" if row.get("answer") is not None else "answers"
-        if row.get(key) is None:
-            raise InputError(f'{where}: missing field "answer"')
-        lists = {k: _string_list(row.get(k) or [], k, where) for k in ("q_entity", "a_entity")}
-        for k in ("q_entity", "a_entity"):
-            if k not in row:
-                raise InputError(f'{where}: missing field "{k}"')
-        graph = row.get("graph")
-        if graph is not None and not isinstance(graph, list):
-            raise InputError(f'{where}: field "graph" must be a list of [head, relation, tail] triples')
-        answers = _string_list(row[key], key, where)
-        yield KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where)
+        yield kg_question(row, where, seen)
     if empty:
         raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
+
+
+def kg_question(row: dict[str, Any], where: str, seen: dict[str, str]) -> KGQuestion:
+    """One RoG question row, checked (``seen`` maps the ids read so far to where they were)."""
+    qid = _unique_id(row, where, seen)
+    question = _question(row, where)
+    key = "answer" if row.get("answer") is not None else "answers"
+    if row.get(key) is None:
+        raise InputError(f'{where}: missing field "answer"')
+    lists = {k: _string_list(row.get(k) or [], k, where) for k in ("q_entity", "a_entity")}
+    for k in ("q_entity", "a_entity"):
+        if k not in row:
+            raise InputError(f'{where}: missing field "{k}"')
+    graph = row.get("graph")
+    if graph is not None and not isinstance(graph, list):
+        raise InputError(f'{where}: field "graph" must be a list of [head, relation, tail] triples')
+    answers = _string_list(row[key], key, where)
+    return KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where)
 
 
 # --- outputs --------------------------------------------------------------------------------

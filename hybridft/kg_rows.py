@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from hybridft.errors import InputError
-from hybridft.io import KGQuestion, _json_problem, _json_type, _question, _string_list, _unique_id, iter_kg_questions
+from hybridft.io import KGQuestion, iter_kg_questions, kg_question, parse_json_line
 from hybridft.kg_batch import PackedGraph
 
 # Threads cutting and packing lines ahead of the caller, and how many rows they may be ahead:
@@ -115,8 +115,8 @@ def _question_of(
     where = f"{prefix}{lineno}"
     row, names, packed = future.result()
     if row is None:
-        return _kg_question(_parse_whole(raw, where), where, seen), None
-    question = _kg_question(row, where, seen)
+        return kg_question(parse_json_line(raw, where), where, seen), None
+    question = kg_question(row, where, seen)
     question.graph = None
     if packed is None:
         packed = PackedGraph.of_names(names, question.q_entity + question.a_entity)
@@ -151,7 +151,7 @@ def _iter_parquet(source: str | Path) -> Iterator[tuple[KGQuestion, PackedGraph 
             # A graph that is not plain (null triples or names, other lengths) goes as Python
             # lists to the whole-row path, which names the bad triple.
             row["graph"] = None if triples is None else [] if plain else triples.to_pylist()
-            question = _kg_question(row, where, seen)
+            question = kg_question(row, where, seen)
             if not plain:
                 yield question, None
                 continue
@@ -197,35 +197,6 @@ def _parse_rest(rest: bytes) -> dict[str, Any] | None:
     if type(row) is not dict or rest.count(b'"graph"') != 1 or row.get("graph") != []:
         return None
     return row
-
-
-def _parse_whole(raw: bytes, where: str) -> dict[str, Any]:
-    """A line parsed as :func:`hybridft.io.iter_rows` parses it, with the same errors."""
-    try:
-        row = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InputError(_json_problem(raw, where)) from None
-    if type(row) is not dict:
-        raise InputError(f"{where}: expected a JSON object, got {_json_type(row)}")
-    return row
-
-
-def _kg_question(row: dict[str, Any], where: str, seen: dict[str, str]) -> KGQuestion:
-    """The checks of :func:`hybridft.io.iter_kg_questions`, in its order (tested to agree)."""
-    qid = _unique_id(row, where, seen)
-    question = _question(row, where)
-    key = "answer" if row.get("answer") is not None else "answers"
-    if row.get(key) is None:
-        raise InputError(f'{where}: missing field "answer"')
-    lists = {k: _string_list(row.get(k) or [], k, where) for k in ("q_entity", "a_entity")}
-    for k in ("q_entity", "a_entity"):
-        if k not in row:
-            raise InputError(f'{where}: missing field "{k}"')
-    graph = row.get("graph")
-    if graph is not None and not isinstance(graph, list):
-        raise InputError(f'{where}: field "graph" must be a list of [head, relation, tail] triples')
-    answers = _string_list(row[key], key, where)
-    return KGQuestion(qid, question, answers, lists["q_entity"], lists["a_entity"], graph, where)
 
 
 def cut_graph(raw: bytes) -> tuple[bytes, Any] | None:
