@@ -148,14 +148,5 @@ class DenseIndex:
         return encode_texts(self._encoder, texts, self._batch_size)
 
     def search(self, queries: list[str], k: int, description: str = "dense search") -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, self.size)
-        indices, scores = [], []
-        starts = range(0, len(queries), QUERY_BATCH)
-        for start in track(starts, description, total=len(starts)):
-            similarity = self._encode(queries[start : start + QUERY_BATCH]) @ self._embeddings.T
-            order = top_k(similarity, k)
-            indices.append(order)
-            scores.append(np.take_along_axis(similarity, order, axis=1))
-        if not indices:
-            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
-        return np.concatenate(indices), np.concatenate(scores)
+        embedded = encode_texts(self._encoder, queries, self._batch_size, description)
+        return top_k_by_dot_product(embedded, self._embeddings, k)
