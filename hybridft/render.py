@@ -26,24 +26,22 @@ def rog_plan(record: dict[str, Any]) -> tuple[str, str]:
     return prompt, "<PATH>" + "<SEP>".join(record["relation_paths"][0]) + "</PATH>"
 
 
-def rog_reason(record: dict[str, Any]) -> tuple[str, str]:
-    """``Reasoning Paths:`` one path per line, ``Question:``, and the answers one per line."""
+def _reasoning_prompt(record: dict[str, Any], instruction: str) -> str:
+    """``instruction``, ``Reasoning Paths:`` one path per line, then ``Question:``."""
     paths = "\n".join(render_chain(chain, record["q_entity"]) for chain in record["reasoning_paths"])
-    prompt = (
-        "Answer the question from the reasoning paths. List every answer, one per line.\n\n"
-        f"Reasoning Paths:\n{paths}\n\nQuestion:\n{record['question']}"
-    )
+    return f"{instruction}\n\nReasoning Paths:\n{paths}\n\nQuestion:\n{record['question']}"
+
+
+def rog_reason(record: dict[str, Any]) -> tuple[str, str]:
+    """Reasoning paths and the question -> the answers, one per line."""
+    prompt = _reasoning_prompt(record, "Answer the question from the reasoning paths. List every answer, one per line.")
     return prompt, "\n".join(record["answers"])
 
 
 def rog_explain(record: dict[str, Any]) -> tuple[str, str]:
     """The reason prompt asking for an explanation -> the generator's explanation."""
-    paths = "\n".join(render_chain(chain, record["q_entity"]) for chain in record["reasoning_paths"])
-    prompt = (
-        "Answer the question from the reasoning paths and explain how they lead to the answers.\n\n"
-        f"Reasoning Paths:\n{paths}\n\nQuestion:\n{record['question']}"
-    )
-    return prompt, record["explanation"]
+    instruction = "Answer the question from the reasoning paths and explain how they lead to the answers."
+    return _reasoning_prompt(record, instruction), record["explanation"]
 
 
 ROG_TASKS = {"plan": rog_plan, "reason": rog_reason, "explain": rog_explain}

@@ -447,9 +447,9 @@ def build(config: dict[str, Any]) -> BuildResult:
             **stats.skipped,
         },
     }
+    inputs = [path for path in (config["qa"], config["docs"]) if path]
     if generator is None:
-        return BuildResult(records, counts, [config["qa"], config["docs"]])
+        return BuildResult(records, counts, inputs)
     counts["generated"] = generator.counts
     counts["skipped"].update(generator.skipped)
-    inputs = [config["qa"], config["docs"]] if config["qa"] else [config["docs"]]
     return BuildResult(records, counts, inputs, {"generator": generator.manifest()})
