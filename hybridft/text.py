@@ -129,10 +129,6 @@ def iter_sentences(text: str, skip_ending_before: int = 0) -> Iterator[str]:
             yield sentence
 
 
-def split_sentences(text: str) -> list[str]:
-    return list(iter_sentences(text))
-
-
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of whitespace-separated words."""
     return [m.span() for m in _WORD.finditer(text)]
