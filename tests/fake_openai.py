@@ -98,8 +98,11 @@ class FakeOpenAI:
                 if action.startswith("429"):
                     wait = action.partition(":")[2] or "0"
                     return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": wait})
-                if action in ("500", "400"):
-                    return self._send(int(action), {"error": {"message": f"scripted {action}"}})
+                if action == "400":  # echoes the key, as careless servers do: hybridft must redact it
+                    echoed = f"scripted 400 for {self.headers.get('Authorization')}"
+                    return self._send(400, {"error": {"message": echoed}})
+                if action == "500":
+                    return self._send(500, {"error": {"message": "scripted 500"}})
                 content = server.reply(body)
                 usage = {"prompt_tokens": len(user_text(body).split()), "completion_tokens": len(content.split())}
                 message = {"role": "assistant", "content": content}

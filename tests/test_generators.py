@@ -197,7 +197,9 @@ def test_endpoint_failing_for_good_stops_and_a_rerun_sends_only_what_was_missing
     assert counts.accepted == 10 and all(r is not None for r in results)
 
 
-def test_a_refused_item_is_counted_and_the_rest_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_item_is_counted_and_the_rest_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("HYBRIDFT_TEST_KEY", KEY)
     with FakeOpenAI(key=KEY) as server:
         server.decide = lambda body, n: "400" if "Question 1?" in body["messages"][1]["content"] else None
@@ -207,6 +209,9 @@ def test_a_refused_item_is_counted_and_the_rest_go_on(tmp_path: Path, monkeypatc
     assert results[1] is None and results[0] is not None and results[2] is not None
     assert (counts.accepted, counts.failed) == (2, 1)
     assert gen.manifest()["tasks"]["cot_answer"]["failed_http_400"] == 1
+    # The server's message, logged, quoted the key back: it is redacted.
+    logged = " ".join(capfd.readouterr().err.split())  # rich wraps long lines
+    assert "HTTP 400 for one item: scripted 400 for Bearer ***" in logged and KEY not in logged
 
 
 @pytest.mark.parametrize(("status", "needle"), [(401, "HTTP 401"), (404, "HTTP 404")])
@@ -252,6 +257,11 @@ def test_checks_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "HYBRIDFT_TEST_KEY is not set" in missing
     assert errors(generator="openai:m", base_url="http://127.0.0.1:1/v1", api_key_env="none") == []
     assert "credentials" in errors(generator="openai:m", base_url="http://u:p@host/v1", api_key_env="none")[0]
+    # Secrets pasted into the wrong option are refused without being echoed (the URL goes to the manifest).
+    [query] = errors(generator="openai:m", base_url="http://host/v1?key=SECRET-1", api_key_env="none")
+    assert "query" in query and "SECRET-1" not in query
+    [pasted] = errors(generator="openai:m", base_url="http://host/v1", api_key_env="sk-proj-SECRET-2")
+    assert "NAME of an environment variable" in pasted and "SECRET-2" not in pasted
     inside = str(tmp_path / "out" / "c.sqlite")
     assert "outside --out" in errors(generator="hf:tiny", generator_cache=inside)[0]
     with pytest.raises(UsageError):

@@ -14,6 +14,7 @@ It imports nothing heavy: ``build-data KIND --help`` loads it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from hybridft.options import Option
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def generator_options() -> list[Option]:
@@ -84,10 +86,18 @@ def check_generator(config: dict[str, Any], needed_for: str | None) -> list[str]
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             errors.append(f"base_url={base_url}: expected an http:// or https:// URL such as http://localhost:8000/v1")
-        elif parts.username or parts.password:
-            errors.append("base_url: holds credentials; give the key through --api-key-env (it is never written out)")
+        elif parts.username or parts.password or parts.query or parts.fragment:
+            # The URL is written to the manifest: it must not carry a secret (nor can a query
+            # string come before the /chat/completions that is appended to it).
+            errors.append(
+                "base_url: holds credentials, a query or a fragment; give the endpoint up to /v1 and the key "
+                "through --api-key-env (it is never written out)"
+            )
         env = config["api_key_env"]
-        if env and not os.environ.get(env):
+        if env and not _ENV_NAME.fullmatch(env):
+            # Not echoed: a key pasted here by mistake must not reach the terminal or a CI log.
+            errors.append("api_key_env: expected the NAME of an environment variable (OPENAI_API_KEY), not its value")
+        elif env and not os.environ.get(env):
             errors.append(
                 f"api_key_env={env}: the environment variable {env} is not set "
                 "(export it, or --api-key-env none for an endpoint without keys)"
