@@ -454,9 +454,10 @@ def write_manifest(
     """Write ``manifest.json``: version, kind, options, seed, sha256 of inputs/outputs, counts,
     then the ``extra`` sections (a generator's model, prompts, tokens and cost).
 
-    Only ``created_at`` differs between two runs with the same inputs and options (and a
-    generator's ``this_run``, which says what the run sent). ``outputs`` holds the files' sha256
-    when the caller hashed them already; by default every file in ``out``.
+    Only ``created_at`` differs between two runs with the same inputs and options (and, with a
+    generator, ``this_run`` and the per-task ``cached`` counts, which say what the run sent).
+    ``outputs`` holds the files' sha256 when the caller hashed them already; by default every
+    file in ``out``.
     """
     if outputs is None:
         outputs = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}

@@ -77,7 +77,7 @@ _FORMAT = Option(
 )
 
 OPTIONS = [
-    replace(_RAFT["qa"], required=True),
+    replace(_RAFT["qa"], required=True, required_unless=None, help="QA set: .jsonl/.jsonl.gz/.parquet rows or hf:NAME"),
     _RAFT["docs"],
     Option("stage", "str", "retrieval", "retriever rows, or question + retrieved documents -> answer", choices=STAGES),
     Option("negatives", "int", 7, "hard negatives per query (retrieval stage)", minimum=0),
@@ -189,6 +189,8 @@ class RetrievalBuilder:
     def build(self) -> list[dict[str, Any]]:
         config, corpus = self.config, self.corpus
         corpus.check_doc_ids()
+        if "reword" in config["variants"] and config["n_variants"] > 0:
+            self.reword_queries()  # first: a wrong endpoint or model stops the build before any ranking
         strategy = config["negative_strategy"]
         most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.qa)
         k = config["negatives"] + max(most_named, config["max_positives"]) + raft.CANDIDATE_MARGIN
@@ -204,8 +206,6 @@ class RetrievalBuilder:
             else:
                 found, _ = corpus.ranker().search([r.question for r in self.qa], k, f"{strategy} negatives")
                 ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
-        if "reword" in config["variants"] and config["n_variants"] > 0:
-            self.reword_queries()
         records = []
         for row in track(self.qa, "building Invar-RAG rows", total=len(self.qa)):
             record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))
