@@ -26,10 +26,14 @@ def rog_plan(record: dict[str, Any]) -> tuple[str, str]:
     return prompt, "<PATH>" + "<SEP>".join(record["relation_paths"][0]) + "</PATH>"
 
 
+def reasoning_paths_text(record: dict[str, Any]) -> str:
+    """A RoG record's reasoning paths, one rendered chain per line."""
+    return "\n".join(render_chain(chain, record["q_entity"]) for chain in record["reasoning_paths"])
+
+
 def _reasoning_prompt(record: dict[str, Any], instruction: str) -> str:
     """``instruction``, ``Reasoning Paths:`` one path per line, then ``Question:``."""
-    paths = "\n".join(render_chain(chain, record["q_entity"]) for chain in record["reasoning_paths"])
-    return f"{instruction}\n\nReasoning Paths:\n{paths}\n\nQuestion:\n{record['question']}"
+    return f"{instruction}\n\nReasoning Paths:\n{reasoning_paths_text(record)}\n\nQuestion:\n{record['question']}"
 
 
 def rog_reason(record: dict[str, Any]) -> tuple[str, str]:

@@ -244,13 +244,13 @@ def explain_records(
     whose explanation failed or was rejected are dropped (and counted). Returns the kept records,
     the counts and the manifest's ``generator`` section."""
     from hybridft.generators.run import Generator
-    from hybridft.kg import render_chain
+    from hybridft.render import reasoning_paths_text
 
     explain = [r for r in records if r["task"] == "explain" and r["reasoning_paths"]]
     items = [
         {
             "question": r["question"],
-            "paths": "\n".join(render_chain(chain, r["q_entity"]) for chain in r["reasoning_paths"]),
+            "paths": reasoning_paths_text(r),
             "answers": r["answers"],
         }
         for r in explain
