@@ -23,6 +23,7 @@ from hybridft.errors import InputError, UsageError
 
 DOCUMENT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
 
 
 @dataclass(slots=True)
@@ -30,6 +31,31 @@ class Document:
     id: str
     title: str
     text: str
+
+
+@dataclass
+class Documents:
+    """A document collection as three columns: corpora have millions of documents, and three
+    lists are cheaper to build, chunk and free than an object per document. Every text holds more
+    than whitespace (readers skip and count the others)."""
+
+    ids: list[str] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> Document:
+        return Document(self.ids[index], self.titles[index], self.texts[index])
+
+    def __iter__(self) -> Iterator[Document]:
+        return map(Document, self.ids, self.titles, self.texts)
+
+    def add(self, doc: Document) -> None:
+        self.ids.append(doc.id)
+        self.titles.append(doc.title)
+        self.texts.append(doc.text)
 
 
 @dataclass(slots=True)
@@ -87,28 +113,37 @@ def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise InputError(f"{path}: no such file")
     if name.endswith(".parquet"):
         return _iter_parquet_rows(path)
-    if name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json.gz"):
+    if name.endswith(JSONL_SUFFIXES):
         return _iter_jsonl_rows(path)
     raise InputError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
 
 
-def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+@contextmanager
+def numbered_lines(path: Path) -> Iterator[Iterator[tuple[int, bytes]]]:
+    """The lines of a .jsonl or .jsonl.gz file as bytes, numbered from 1 (blank ones included: the
+    caller skips them). A file that cannot be read, such as a truncated or fake .gz, raises an
+    InputError naming it."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    name = str(path)
     try:
         with opener(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                if raw.isspace():
-                    continue
-                try:
-                    row = orjson.loads(raw)  # 3x faster than json on large corpora
-                except orjson.JSONDecodeError:
-                    raise InputError(_json_problem(raw, f"{name}:{lineno}")) from None
-                if type(row) is not dict:
-                    raise InputError(f"{name}:{lineno}: expected a JSON object, got {_json_type(row)}")
-                yield f"{name}:{lineno}", row
-    except (OSError, EOFError) as exc:  # e.g. a truncated or fake .gz
+            yield enumerate(handle, start=1)
+    except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
+
+
+def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    name = str(path)
+    with numbered_lines(path) as lines:
+        for lineno, raw in lines:
+            if raw.isspace():
+                continue
+            try:
+                row = orjson.loads(raw)  # 3x faster than json on large corpora
+            except orjson.JSONDecodeError:
+                raise InputError(_json_problem(raw, f"{name}:{lineno}")) from None
+            if type(row) is not dict:
+                raise InputError(f"{name}:{lineno}: expected a JSON object, got {_json_type(row)}")
+            yield f"{name}:{lineno}", row
 
 
 def parse_json_line(raw: bytes, where: str) -> dict[str, Any]:
@@ -213,7 +248,7 @@ def _question(row: dict[str, Any], where: str) -> str:
 # --- documents ------------------------------------------------------------------------------
 
 
-def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
+def read_documents(source: str | Path) -> tuple[Documents, ReadStats]:
     """Read a document collection: a folder, a .txt/.md file, or rows with ``id`` and ``text``
     (``title`` optional) or FlashRAG/DPR ``contents`` whose first line is the title.
 
@@ -221,36 +256,72 @@ def read_documents(source: str | Path) -> tuple[list[Document], ReadStats]:
     errors.
     """
     stats = ReadStats()
-    documents: list[Document] = []
-    seen: dict[str, str] = {}
-
+    documents = Documents()
+    empty_ids: list[str] = []  # documents without text, skipped, but their ids may not repeat either
     for file, prefix in _document_files(source, stats):
-        rows: Iterable[tuple[str, dict[str, Any] | None]]
-        if str(file).startswith("hf:") or file.name.endswith(ROW_SUFFIXES):
-            rows = iter_rows(file)
-        else:
-            rows = [(str(file), None)]  # a text file is one document
-        # Corpora have millions of rows: this loop is kept tight, with no generator or call
-        # between the parsed row and its Document in the common case.
-        for where, row in rows:
-            if row is None:
-                doc = _document_from_file(file, prefix)
-            else:
-                doc_id, text, title = row.get("id"), row.get("text"), row.get("title")
-                if type(doc_id) is str and type(text) is str and (title is None or type(title) is str):
-                    doc = Document(doc_id, title or "", text)
-                else:
-                    doc = _document_from_row(row, where)
-            first = seen.setdefault(doc.id, where)
-            if first is not where:
-                raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {first})')
+        if file.name.endswith(JSONL_SUFFIXES):
+            _read_document_lines(file, documents, empty_ids)
+            continue
+        for _, doc in _documents_of(file, prefix):
             if doc.text and not doc.text.isspace():
-                documents.append(doc)
+                documents.add(doc)
             else:
-                stats.skip("empty_document")
+                empty_ids.append(doc.id)
+    # One set for the whole collection is cheaper than a lookup per row; where the repeated id is
+    # is found again only when there is one.
+    ids = documents.ids + empty_ids if empty_ids else documents.ids
+    if len(set(ids)) < len(ids):
+        _raise_first_duplicate_id(source)
+    if empty_ids:
+        stats.skip("empty_document", len(empty_ids))
     if not documents:
         raise InputError(f"{source}: no documents with text (an empty corpus cannot be used)")
     return documents, stats
+
+
+def _documents_of(file: Path, prefix: str) -> Iterator[tuple[str, Document]]:
+    """``(where, document)`` for each row of a row file, or the one document of a text file."""
+    if str(file).startswith("hf:") or file.name.endswith(ROW_SUFFIXES):
+        for where, row in iter_rows(file):
+            yield where, _document_from_row(row, where)
+    else:
+        yield str(file), _document_from_file(file, prefix)
+
+
+def _raise_first_duplicate_id(source: str | Path) -> None:
+    seen: dict[str, str] = {}
+    for file, prefix in _document_files(source, ReadStats()):
+        for where, doc in _documents_of(file, prefix):
+            first = seen.setdefault(doc.id, where)
+            if first is not where:
+                raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {first})')
+
+
+def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str]) -> None:
+    """Append the rows of a .jsonl file to ``documents``. Corpora have millions of rows, so the loop
+    is kept tight: in the common case (``id``, ``text`` and ``title`` strings) no generator, object
+    or call stands between a parsed row and the columns."""
+    ids, titles, texts = documents.ids, documents.titles, documents.texts
+    with numbered_lines(file) as lines:
+        for lineno, raw in lines:
+            if raw.isspace():
+                continue
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                row = None
+            if type(row) is not dict:
+                row = parse_json_line(raw, f"{file}:{lineno}")  # raises, saying why
+            doc_id, text, title = row.get("id"), row.get("text"), row.get("title")
+            if not (type(doc_id) is str and type(text) is str and (title is None or type(title) is str)):
+                doc = _document_from_row(row, f"{file}:{lineno}")
+                doc_id, text, title = doc.id, doc.text, doc.title
+            if text and not text.isspace():
+                ids.append(doc_id)
+                titles.append(title or "")
+                texts.append(text)
+            else:
+                empty_ids.append(doc_id)
 
 
 def visible_files(folder: Path) -> list[Path]:

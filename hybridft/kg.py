@@ -377,14 +377,13 @@ def _first_bad_tsv_line(path: Path) -> int:
 
 
 def _read_jsonl_triples(path: Path) -> KG:
-    import gzip
-
     import orjson
 
-    opener = gzip.open if path.name.endswith(".gz") else open
+    from hybridft.io import numbered_lines
+
     triples = []
-    with opener(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
+    with numbered_lines(path) as lines:
+        for lineno, raw in lines:
             if raw.isspace():
                 continue
             try:

@@ -18,7 +18,6 @@ as :func:`hybridft.io.iter_kg_questions` does, so errors name the same line in t
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from collections import deque
@@ -31,7 +30,7 @@ import numpy as np
 import orjson
 
 from hybridft.errors import InputError
-from hybridft.io import KGQuestion, iter_kg_questions, kg_question, parse_json_line
+from hybridft.io import KGQuestion, iter_kg_questions, kg_question, numbered_lines, parse_json_line
 from hybridft.kg_batch import PackedGraph
 
 # Threads cutting and packing lines ahead of the caller, and how many rows they may be ahead:
@@ -67,22 +66,18 @@ def iter_questions_packed(source: str | Path) -> Iterator[tuple[KGQuestion, Pack
     seen: dict[str, str] = {}
     name = str(path)
     empty = True
-    opener = gzip.open if path.name.endswith(".gz") else open
     workers = min(_WORKERS, os.cpu_count() or 1)
     pending: deque[tuple[int, bytes, Future[_Cut]]] = deque()
-    try:
-        with opener(path, "rb") as handle, ThreadPoolExecutor(workers) as pool:
-            for lineno, raw in enumerate(handle, start=1):
-                if raw.isspace():
-                    continue
-                empty = False
-                pending.append((lineno, raw, pool.submit(_cut_and_pack, raw)))
-                if len(pending) > _AHEAD:
-                    yield _question_of(*pending.popleft(), f"{name}:", seen)
-            while pending:
+    with numbered_lines(path) as lines, ThreadPoolExecutor(workers) as pool:
+        for lineno, raw in lines:
+            if raw.isspace():
+                continue
+            empty = False
+            pending.append((lineno, raw, pool.submit(_cut_and_pack, raw)))
+            if len(pending) > _AHEAD:
                 yield _question_of(*pending.popleft(), f"{name}:", seen)
-    except (OSError, EOFError) as exc:  # e.g. a truncated or fake .gz
-        raise InputError(f"{path}: cannot read: {exc}") from None
+        while pending:
+            yield _question_of(*pending.popleft(), f"{name}:", seen)
     if empty:
         raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
 

@@ -134,3 +134,48 @@ def test_input_hashes_cover_the_files_read(tmp_path: Path) -> None:
     (tmp_path / ".git" / "config").write_text("x")
     (tmp_path / "a.txt").write_text("a")
     assert list(input_hashes(tmp_path)) == [str(tmp_path / "a.txt")]
+
+
+def test_documents_without_text_are_counted_and_their_ids_still_unique(tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": "Alpha."}, {"id": "b", "text": "  \n"}, {"id": "c", "contents": "Title\n"}]
+    documents, stats = read_documents(write_jsonl(tmp_path / "docs.jsonl", rows))
+    assert [(d.id, d.title, d.text) for d in documents] == [("a", "", "Alpha.")]
+    assert stats.skipped == {"empty_document": 2}
+    write_jsonl(tmp_path / "docs.jsonl", [*rows, {"id": "b", "text": "Beta."}])
+    with pytest.raises(InputError, match=r'docs.jsonl:4: duplicate document id "b" \(first at .*docs.jsonl:2\)'):
+        read_documents(tmp_path / "docs.jsonl")
+
+
+def test_duplicate_document_ids_name_both_places(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    write_jsonl(root / "a.jsonl", [{"id": "x", "text": "One."}, {"id": "y", "text": "Two."}])
+    write_jsonl(root / "b.jsonl", [{"id": "z", "text": "Three."}, {"id": "y", "title": "T", "text": "Four."}])
+    with pytest.raises(InputError) as caught:
+        read_documents(root)
+    assert str(caught.value) == f'{root / "b.jsonl"}:2: duplicate document id "y" (first at {root / "a.jsonl"}:2)'
+    (root / "b.jsonl").unlink()
+    write_jsonl(root / "c.jsonl", [{"id": "note.txt", "text": "A row named like a text file."}])
+    (root / "note.txt").write_text("A text file.")
+    with pytest.raises(InputError) as caught:
+        read_documents(root)
+    assert str(caught.value) == f'{root / "note.txt"}: duplicate document id "note.txt" (first at {root / "c.jsonl"}:1)'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "docs.jsonl:2: invalid JSON"),
+        (b'{"id": "a", "text": "ok"}\n\n[1, 2]\n', "docs.jsonl:3: expected a JSON object, got an array"),
+        (b'{"id": "a", "text": 5}\n', 'docs.jsonl:1: field "text" must be a string, got int'),
+        (b'{"id": "a"}\n', 'docs.jsonl:1: missing field "text" (or FlashRAG "contents")'),
+        (b'{"text": "no id"}\n', 'docs.jsonl:1: missing field "id"'),
+        (b'{"id": "a", "text": "caf\xe9"}\n', "docs.jsonl:1: not valid UTF-8"),
+    ],
+)
+def test_bad_document_rows_name_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        read_documents(path)
+    assert message in str(caught.value)

@@ -301,3 +301,13 @@ def test_skipping_sentences_before_the_bound_never_changes_the_quote() -> None:
         full = [s for s in iter_sentences(text) if gold.might_be_in(s)]
         bounded = [s for s in iter_sentences(text, gold.sentence_end_bound(text)) if gold.might_be_in(s)]
         assert bounded == full, text
+
+
+def test_an_example_does_not_depend_on_the_other_rows(tmp_path: Path) -> None:
+    qa, docs = synthetic(tmp_path)
+    options = {"distractors": 3, "oracle_p": 0.5, "distractor_strategy": "random"}
+    whole = {r["id"]: r for r in raft.build(config(qa, docs, **options)).records}
+    fewer_qa = write_jsonl(tmp_path / "fewer.jsonl", read_jsonl(qa)[::-3])
+    fewer = raft.build(config(fewer_qa, docs, **options)).records
+    assert len(fewer) == 20
+    assert all(record == whole[record["id"]] for record in fewer)

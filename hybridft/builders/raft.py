@@ -13,7 +13,6 @@ chunk that contains a gold answer. Records (``records.jsonl``)::
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
+from hybridft.builders.common import BuildResult, RowDraws, common_options, row_draws, splits_of
 from hybridft.errors import UsageError
 from hybridft.generators import check_generator, generator_options
-from hybridft.io import Document, QARow, read_documents, read_qa
+from hybridft.io import Documents, QARow, read_documents, read_qa
 from hybridft.options import Option
 from hybridft.progress import log, track
 from hybridft.text import (
@@ -131,37 +130,37 @@ class Chunks:
         return {"id": self.ids[index], "title": self.titles[index], "text": self.texts[index], "is_oracle": False}
 
 
-def chunk_documents(documents: list[Document], size: int, overlap: int, tokenizer: str | None) -> Chunks:
+def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: str | None) -> Chunks:
     """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
     spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
+    # A text of c characters holds at most (c + 1) // 2 words: when chunks are counted in words and
+    # no text is longer than 2 * size characters, every document is one chunk (the common case of
+    # a corpus cut into passages already), and the columns are the documents' own.
+    if spans is word_spans and max(map(len, documents.texts)) <= 2 * size:
+        stripped = list(map(str.strip, documents.texts))  # never empty: documents hold more than whitespace
+        first_chunks = dict(zip(documents.ids, range(len(documents)), strict=True))
+        return Chunks(documents.ids, documents.ids, documents.titles, stripped, first_chunks)
     ids: list[str] = []
     doc_ids: list[str] = []
     titles: list[str] = []
     texts: list[str] = []
     first_of_doc: dict[str, int] = {}
-    # A text of n characters holds at most (n + 1) // 2 words, so one of up to 2 * size characters
-    # is one chunk when chunks are counted in words (chunk_text's own fast path, without the call).
-    one_chunk_chars = 2 * size if spans is word_spans else -1
-    for doc in documents:  # once per document of the corpus: kept tight
-        start = len(ids)
-        if len(doc.text) <= one_chunk_chars:
-            stripped = doc.text.strip()
-            pieces = [stripped] if stripped else []
-        else:
-            pieces = chunk_text(doc.text, size, overlap, spans)
+    for doc in documents:
+        pieces = chunk_text(doc.text, size, overlap, spans)
+        if not pieces:
+            continue
+        first_of_doc[doc.id] = len(ids)
         if len(pieces) == 1:
             ids.append(doc.id)
             doc_ids.append(doc.id)
             titles.append(doc.title)
             texts.append(pieces[0])
         else:
-            for n, piece in enumerate(pieces):
-                ids.append(f"{doc.id}#{n}")
+            for number, piece in enumerate(pieces):
+                ids.append(f"{doc.id}#{number}")
                 doc_ids.append(doc.id)
                 titles.append(doc.title)
                 texts.append(piece)
-        if pieces:
-            first_of_doc[doc.id] = start
     return Chunks(ids, doc_ids, titles, texts, first_of_doc)
 
 
@@ -200,7 +199,6 @@ class RaftBuilder:
         self.chunks = chunks
         self.finder = AnswerFinder(chunks.texts)
         self.counts: Counter[str] = Counter()
-        self.rng = random.Random()  # re-seeded for every row (see row_rng)
         self._bm25: Any = None
         self._ranker: Any = None
 
@@ -335,14 +333,21 @@ class RaftBuilder:
                 found, _ = self.ranker().search([r.question for r in self.qa], k, f"{strategy} distractors")
                 ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
 
+        ids = [row.id for row in self.qa]
+        # Per row: one number for oracle_p, twice the needed distractors (rejection sampling) and
+        # the shuffle of the documents; a row that needs more continues its own stream.
+        draws = row_draws(config["seed"], ids, 1 + 3 * (config["distractors"] + max_oracles))
+        rows = zip(self.qa, splits_of(ids, config["eval_fraction"]), draws, strict=True)
         records = []
-        for row in track(self.qa, "building RAFT examples", total=len(self.qa)):
-            record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))
+        for row, split, row_draw in track(rows, "building RAFT examples", total=len(self.qa)):
+            record = self.example(row, split, row_draw, bm25_ranked.get(row.id), ranked.get(row.id))
             if record is not None:
                 records.append(record)
         return records
 
-    def example(self, row: QARow, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None) -> dict[str, Any] | None:
+    def example(
+        self, row: QARow, split: str, rng: RowDraws, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None
+    ) -> dict[str, Any] | None:
         config = self.config
         gold = GoldAnswers(row.answers)
         context_oracle: list[Chunk] = []
@@ -360,7 +365,6 @@ class RaftBuilder:
             oracle_indices = [found]
         oracles = [self.chunks[i] for i in oracle_indices] + context_oracle
 
-        rng = row_rng(config["seed"], row.id, reuse=self.rng)
         oracle_present = rng.random() < config["oracle_p"]
         needed = config["distractors"] + (0 if oracle_present else len(oracles))
         excluded = set(oracle_indices)
@@ -392,7 +396,7 @@ class RaftBuilder:
             "id": f"raft-{row.id}",
             "source_id": row.id,
             "kind": "raft",
-            "split": split_of(row.id, config["eval_fraction"]),
+            "split": split,
             "question": row.question,
             "answers": row.answers,
             "cot_answer": cot_answer,

@@ -284,7 +284,7 @@ def corpus_chunks(config: dict[str, Any]) -> tuple[list[str], list[str]]:
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
             raise InputError(f"{manifest}: not a build-data manifest ({exc})") from None
     if not options.get("chunk_size"):
-        return [doc.id for doc in documents], [doc.text for doc in documents]
+        return documents.ids, documents.texts
     chunks = chunk_documents(
         documents, options["chunk_size"], options.get("chunk_overlap") or 0, options.get("tokenizer")
     )
