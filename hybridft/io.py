@@ -123,9 +123,10 @@ def numbered_lines(path: Path) -> Iterator[Iterator[tuple[int, bytes]]]:
     """The lines of a .jsonl or .jsonl.gz file as bytes, numbered from 1 (blank ones included: the
     caller skips them). A file that cannot be read, such as a truncated or fake .gz, raises an
     InputError naming it."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rb") as handle:
+        # A 1 MB buffer: RoG rows are ~150 KB, and with the default 8 KB one each line is put
+        # together from ~20 reads (3x the time to read the file).
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb", buffering=1 << 20) as handle:
             yield enumerate(handle, start=1)
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None

@@ -41,9 +41,9 @@ class PackedGraph:
     cache, and lets the row's Python lists be freed there too.
     """
 
-    codes: np.ndarray  # int32 name codes, (head, relation, tail) per triple
+    codes: np.ndarray  # name codes (numpy's index type), (head, relation, tail) per triple
     names: Any  # pyarrow string array, by code (looked-up names missing from the graph included)
-    looked_up: np.ndarray  # codes of the looked-up names
+    looked_up: np.ndarray  # codes of the looked-up names, -1 for a name that is no head or tail
 
     @classmethod
     def of(cls, graph: list[Any], lookups: list[str]) -> PackedGraph:
@@ -67,10 +67,14 @@ class PackedGraph:
 
         # The looked-up names are numbered with the graph's: one hash table, no second search.
         encoded = pc.dictionary_encode(pa.concat_arrays([names, pa.array(lookups, type=names.type)]))
-        codes = encoded.indices.to_numpy()
+        codes = encoded.indices.to_numpy().astype(np.intp)
+        graph, looked_up = codes[: len(names)], codes[len(names) :]
+        is_entity = np.zeros(len(encoded.dictionary), dtype=bool)
+        is_entity[graph[0::3]] = True
+        is_entity[graph[2::3]] = True
         # The distinct names as a plain string array: they outlive the line the views point into.
         dictionary = encoded.dictionary.cast(pa.string())
-        return cls(codes[: len(names)], dictionary, codes[len(names) :])
+        return cls(graph, dictionary, np.where(is_entity.take(looked_up), looked_up, -1))
 
 
 @dataclass
@@ -78,14 +82,14 @@ class GraphBatch:
     """The disjoint union of several questions' graphs.
 
     A node id is its graph's offset plus the name's code there, so the same name in two graphs is
-    two nodes. Relations are numbered across the whole batch.
+    two nodes; a relation is numbered the same way (its name's node id), which is enough within
+    one question. Ids are numpy's own index type: gathers with them skip a conversion per call.
     """
 
-    entity_names: Any  # pyarrow string array, by node id (relation-only names are unused nodes)
-    relation_names: Any  # pyarrow string array, by relation code
+    names: Any  # pyarrow string array, by node id (entities' and relations' names)
     node_question: np.ndarray  # the batch position of each node's question
-    heads: np.ndarray  # int32 node ids, one per triple
-    rels: np.ndarray  # relation codes, one per triple
+    heads: np.ndarray  # node ids, one per triple
+    rels: np.ndarray  # relations' node ids, one per triple
     tails: np.ndarray
     n_questions: int
     looked_up: list[list[int | None]]  # node ids of the names looked up, per question (None: absent)
@@ -94,29 +98,23 @@ class GraphBatch:
     def from_packed(cls, graphs: list[PackedGraph]) -> GraphBatch:
         """Union of packed graphs, in order."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        # int32 ids: a batch holds far fewer than 2**31 names, and numpy's gathers move half the bytes.
-        widths = np.fromiter((len(g.names) for g in graphs), dtype=np.int32, count=len(graphs))
-        sizes = np.fromiter((len(g.codes) for g in graphs), dtype=np.int64, count=len(graphs))
-        offsets = np.cumsum(widths, dtype=np.int32) - widths
-        ids = np.concatenate([g.codes for g in graphs]) + np.repeat(offsets, sizes)
-        names = pa.concat_arrays([g.names for g in graphs])
-        heads, tails = ids[0::3].copy(), ids[2::3].copy()  # contiguous: gathered on every hop
-        relations = pc.dictionary_encode(names)  # one numbering of relation names for the batch
-        is_entity = np.zeros(len(names), dtype=bool)
-        is_entity[heads] = True
-        is_entity[tails] = True
-        looked_up = []
-        for offset, graph in zip(offsets.tolist(), graphs, strict=True):
-            node_ids = graph.looked_up + offset
-            looked_up.append([i if is_entity[i] else None for i in node_ids.tolist()])
+        widths = np.fromiter((len(g.names) for g in graphs), dtype=np.intp, count=len(graphs))
+        sizes = np.fromiter((len(g.codes) for g in graphs), dtype=np.intp, count=len(graphs))
+        offsets = np.cumsum(widths) - widths
+        ids = np.concatenate([g.codes for g in graphs])
+        ids += np.repeat(offsets, sizes)
+        # Contiguous columns: each is gathered on every hop.
+        heads, rels, tails = ids[0::3].copy(), ids[1::3].copy(), ids[2::3].copy()
+        looked_up = [
+            [code + offset if code >= 0 else None for code in graph.looked_up.tolist()]
+            for offset, graph in zip(offsets.tolist(), graphs, strict=True)
+        ]
         return cls(
-            entity_names=names,
-            relation_names=relations.dictionary,
-            node_question=np.repeat(np.arange(len(graphs), dtype=np.int32), widths),
+            names=pa.concat_arrays([g.names for g in graphs]),
+            node_question=np.repeat(np.arange(len(graphs), dtype=np.intp), widths),
             heads=heads,
-            rels=relations.indices.to_numpy()[ids[1::3]],
+            rels=rels,
             tails=tails,
             n_questions=len(graphs),
             looked_up=looked_up,
@@ -131,11 +129,20 @@ class GraphBatch:
     def kg(self) -> KG:
         """The union as a :class:`KG` (CSR-indexed), for following relation paths: a walk from a
         question's entity never leaves that question's graph."""
+        import pyarrow.compute as pc
+
+        # A KG looks relations up by name: one numbering of the relation names for the batch.
+        relations = pc.dictionary_encode(self.names.take(self.rels))
         # Names as Python strings: reasoning paths read them one at a time, and a pyarrow scalar
         # costs ~2 us per read.
-        entities = self.entity_names.to_numpy(zero_copy_only=False)
-        relations = self.relation_names.to_numpy(zero_copy_only=False)
-        return KG.from_codes(self.heads, self.rels, self.tails, entities, relations)
+        entities = self.names.to_numpy(zero_copy_only=False)
+        return KG.from_codes(
+            self.heads,
+            relations.indices.to_numpy(),
+            self.tails,
+            entities,
+            relations.dictionary.to_numpy(zero_copy_only=False),
+        )
 
     def relation_paths(
         self, q_ids: list[list[int]], a_ids: list[list[int]], max_hops: int, directed: bool
@@ -154,7 +161,7 @@ class GraphBatch:
                 answers = list(chain.from_iterable(a_ids[j] for j in questions))
                 _search(self, edges, starts, answers, max_hops, directed, found)
         used = sorted({rel for seqs in found for seq in seqs for rel in seq})
-        name_of = dict(zip(used, self.relation_names.take(np.array(used, dtype=np.int64)).to_pylist(), strict=True))
+        name_of = dict(zip(used, self.names.take(np.array(used, dtype=np.intp)).to_pylist(), strict=True))
         return [sorted({tuple(name_of[r] for r in seq) for seq in seqs}) for seqs in found]
 
     def _edges_of(self, questions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,8 +170,8 @@ class GraphBatch:
             return self.heads, self.rels, self.tails
         wanted = np.zeros(self.n_questions, dtype=bool)
         wanted[questions] = True
-        keep = wanted[self.node_question[self.heads]]
-        return self.heads[keep], self.rels[keep], self.tails[keep]
+        keep = wanted.take(self.node_question.take(self.heads))
+        return np.compress(keep, self.heads), np.compress(keep, self.rels), np.compress(keep, self.tails)
 
 
 def _search(
@@ -181,33 +188,36 @@ def _search(
     heads, rels, tails = edges
     dist = np.full(len(batch.node_question), FAR, dtype=np.int16)
     dist[starts] = 0
+    # take and compress, not fancy and boolean indexing: several times faster on these arrays.
     for hop in range(1, max_hops + 1):
-        at_head, at_tail = dist[heads] == hop - 1, None if directed else dist[tails] == hop - 1
-        reached = tails[at_head] if at_tail is None else np.concatenate([tails[at_head], heads[at_tail]])
-        reached = reached[dist[reached] == FAR]
+        reached = np.compress(dist.take(heads) == hop - 1, tails)
+        if not directed:
+            reached = np.concatenate([reached, np.compress(dist.take(tails) == hop - 1, heads)])
+        reached = np.compress(dist.take(reached) == FAR, reached)
         if len(reached) == 0:
             break
         dist[reached] = hop
-    targets = np.array(answers, dtype=np.int32)
-    targets = targets[(dist[targets] > 0) & (dist[targets] <= max_hops)]
+    targets = np.array(answers, dtype=np.intp)
+    target_dist = dist.take(targets)
+    targets = np.compress((target_dist > 0) & (target_dist <= max_hops), targets)
     if len(targets) == 0:
         return
     # A step lies on a shortest path from the start when it goes one level further; of those, keep
     # the ones that lead on to an answer (marked backwards from the answers, a level per pass).
-    head_level, tail_level = dist[heads], dist[tails]
+    head_level, tail_level = dist.take(heads), dist.take(tails)
     forward = np.flatnonzero(tail_level == head_level + 1)
     backward = np.zeros(0, dtype=np.intp) if directed else np.flatnonzero(head_level == tail_level + 1)
-    froms = np.concatenate([heads[forward], tails[backward]])
-    tos = np.concatenate([tails[forward], heads[backward]])
+    froms = np.concatenate([heads.take(forward), tails.take(backward)])
+    tos = np.concatenate([tails.take(forward), heads.take(backward)])
     leads = np.zeros(len(dist), dtype=bool)
     leads[targets] = True
-    for _ in range(int(dist[targets].max()) - 1):
-        leads[froms[leads[tos]]] = True
-    useful = leads[tos]
-    froms, tos = froms[useful], tos[useful]
-    step_rels = np.concatenate([rels[forward], rels[backward]])[useful]
-    order = np.lexsort((dist[froms], batch.node_question[froms]))
-    reaching = _grow(froms[order].tolist(), tos[order].tolist(), step_rels[order].tolist())
+    for _ in range(int(dist.take(targets).max()) - 1):
+        leads[np.compress(leads.take(tos), froms)] = True
+    useful = leads.take(tos)
+    froms, tos = np.compress(useful, froms), np.compress(useful, tos)
+    step_rels = np.compress(useful, np.concatenate([rels.take(forward), rels.take(backward)]))
+    order = np.lexsort((dist.take(froms), batch.node_question.take(froms)))
+    reaching = _grow(froms.take(order).tolist(), tos.take(order).tolist(), step_rels.take(order).tolist())
     for target in set(targets.tolist()):
         found[int(batch.node_question[target])].update(reaching[target])
 
