@@ -40,8 +40,23 @@ _AHEAD = 16
 
 # The graph value starts at the first '[' of this match (a key, then at least one triple).
 _GRAPH_KEY = re.compile(rb'"graph"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*\[')
-# Separators between names of a triple, and the one between triples that goes with it.
-_BETWEEN_TRIPLES = {b",": b"],[", b", ": b"], ["}
+
+
+def _gap_words(*gaps: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(masks, values) that tell whether the 8 bytes from a name's closing quote, read as a
+    little-endian integer, start with a gap: ``word & mask == value``."""
+    masks = [(1 << (8 * len(gap))) - 1 for gap in gaps]
+    values = [int.from_bytes(gap, "little") for gap in gaps]
+    return np.array(masks, dtype=np.uint64), np.array(values, dtype=np.uint64)
+
+
+# By the separator within a triple, the gaps from a name's closing quote to the next name's
+# opening quote: after the first and the second name of a triple, and between triples.
+_TRIPLE_GAPS = {
+    b",": _gap_words(b'","', b'","', b'"],["'),
+    b", ": _gap_words(b'", "', b'", "', b'"], ["'),
+}
+_GRAPH_END = _gap_words(b'"]]')  # after the last name of the graph
 _PAD = b"\0" * 16  # unaligned 8-byte reads past the last name stay inside the buffer
 
 
@@ -215,20 +230,26 @@ def cut_graph(raw: bytes) -> tuple[bytes, Any] | None:
         return None
     quotes += start
     opening, closing = quotes[0::2], quotes[1::2]
-    within = raw[int(closing[0]) + 1 : int(quotes[2])]
-    between = _BETWEEN_TRIPLES.get(within)
-    if between is None:
+    gaps = _TRIPLE_GAPS.get(raw[int(closing[0]) + 1 : int(quotes[2])])
+    if gaps is None:
         return None
+    # The 8 bytes from each closing quote: each gap, quotes on both sides included, is checked with
+    # one comparison (the next name's opening quote must be where the gap ends).
+    words = np.ndarray((len(padded) - 7,), np.dtype("<u8"), padded, 0, (1,))[closing]
     # The graph ends after the first triple whose closing quote is followed by "]]".
-    last = closing[2::3]
-    ends_graph = np.flatnonzero((data[last + 1] == ord("]")) & (data[last + 2] == ord("]")))
+    (end_mask,), (end_value,) = _GRAPH_END
+    ends_graph = np.flatnonzero((words[2::3] & end_mask) == end_value)
     if len(ends_graph) == 0:
         return None
     n = 3 * (int(ends_graph[0]) + 1)
+    masks, values = gaps
+    if not (
+        ((words[: n - 3].reshape(-1, 3) & masks) == values).all()
+        and ((words[n - 3 : n - 1] & masks[0]) == values[0]).all()
+    ):
+        return None
     starts, stops = opening[:n] + 1, closing[:n]
     end = int(stops[-1]) + 3  # past the closing '"]]'
-    if not _gaps_are(data, opening[1:n] - 1, stops[:-1], within, between):
-        return None
     if data[start:end].min() < 0x20:
         return None
     escaped: dict[int, bytes] | None = {}
@@ -259,25 +280,6 @@ def _unescaped(
         except (orjson.JSONDecodeError, UnicodeEncodeError):
             return None
     return decoded
-
-
-def _gaps_are(data: np.ndarray, before: np.ndarray, after: np.ndarray, within: bytes, between: bytes) -> bool:
-    """Whether the bytes between each name's closing quote (``after``) and the next name's opening
-    quote (``before`` + 1) are exactly ``within`` inside a triple and ``between`` after one."""
-    lengths = before - after
-    if not ((lengths[0::3] == len(within)).all() and (lengths[1::3] == len(within)).all()):
-        return False
-    if not (lengths[2::3] == len(between)).all():
-        return False
-    gaps = after + 1
-    for offset in range(len(within)):  # ``between`` is the longer one
-        found = data[gaps + offset]
-        if not ((found[0::3] == within[offset]).all() and (found[1::3] == within[offset]).all()):
-            return False
-        if not (found[2::3] == between[offset]).all():
-            return False
-    ends = gaps[2::3]
-    return all((data[ends + offset] == between[offset]).all() for offset in range(len(within), len(between)))
 
 
 # By a name's length (capped at 12), masks keeping its inline bytes in a view's two 8-byte words:

@@ -56,6 +56,11 @@ def test_cut_names_are_the_parsed_names(separators: tuple[str, str], ensure_asci
         b'{"graph": [["a", "b\tc", "d"]]}',  # a raw control character (invalid JSON)
         b'{"graph": [["a", "\xff", "d"]]}',  # invalid UTF-8
         b'{"graph": [["a", "b", "c"] , ["d", "e", "f"]]}',  # other spacing
+        b'{"graph": [["a", "b",  "c"]]}',  # a wider gap
+        b'{"graph": [["a", "b", "c"], ["d", "e" "f"]]}',  # a missing comma
+        b'{"graph": [["a", "b", "c"],["d", "e", "f"]]}',  # compact between triples only
+        b'{"graph": [["a", "b", "c"], ["d", "e"]], "id": "x"}',  # a short last triple
+        b'{"graph": [["a", "b", "c"], ["d", "e", "f"]}',  # no closing bracket
         b'{"graph": [["a","b", "c"]]}',  # mixed separators
         b'{"graph": [["a", "b", "c"], "x", ["d", "e", "f"]]}',
         b'{"graph": []}',
