@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,12 +487,41 @@ def atomic_output_dir(out: str | Path, overwrite: bool) -> Iterator[Path]:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+    with _jsonl_file(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False))
             handle.write("\n")
             count += 1
     return count
+
+
+def _jsonl_file(path: Path) -> Any:
+    return open(path, "w", encoding="utf-8", newline="\n")
+
+
+def write_records_and_splits(
+    folder: Path, records: Iterable[dict[str, Any]], render_row: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, int]:
+    """``records.jsonl``, and each record rendered into ``train.jsonl`` or ``eval.jsonl`` by its
+    ``split``, in one pass: ``records`` may be an iterator that builds them as they are written.
+    Returns the number of records and of rows per split."""
+    counts = {"records": 0, "train": 0, "eval": 0}
+    with (
+        _jsonl_file(folder / "records.jsonl") as all_records,
+        _jsonl_file(folder / "train.jsonl") as train,
+        _jsonl_file(folder / "eval.jsonl") as evaluation,
+    ):
+        by_split = {"train": train, "eval": evaluation}
+        for record in records:
+            all_records.write(json.dumps(record, ensure_ascii=False))
+            all_records.write("\n")
+            split = record["split"]
+            handle = by_split[split]
+            handle.write(json.dumps(render_row(record), ensure_ascii=False))
+            handle.write("\n")
+            counts[split] += 1
+    counts["records"] = counts["train"] + counts["eval"]
+    return counts
 
 
 def sha256_file(path: str | Path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,9 +111,12 @@ def row_draws(seed: int, row_ids: list[str], count: int) -> Iterator[RowDraws]:
 @dataclass
 class BuildResult:
     """Records in output order, counts for the manifest, the input paths to hash, and further
-    top-level manifest sections (``generator``: model, prompts, tokens, cost)."""
+    top-level manifest sections (``generator``: model, prompts, tokens, cost).
 
-    records: list[dict[str, Any]]
+    ``records`` may be an iterator that builds them as they are written; then ``counts`` and
+    ``manifest`` are complete once it is exhausted."""
+
+    records: Iterable[dict[str, Any]]
     counts: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)

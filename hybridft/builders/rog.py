@@ -18,6 +18,7 @@ generator from the reasoning paths to the answers, as RoG's interpretable-reason
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hybridft.builders.common import BuildResult, common_options, split_of
@@ -56,26 +57,67 @@ BATCH_TRIPLES = 200_000
 
 
 def build(config: dict[str, Any]) -> BuildResult:
-    """Build RoG records from ``config`` (resolved OPTIONS)."""
+    """Build RoG records from ``config`` (resolved OPTIONS).
+
+    The records come as an iterator that builds them while they are written: meanwhile worker
+    threads cut the next rows' graphs, and no question's records wait in memory for the others.
+    The counts and manifest sections are complete once it is exhausted.
+    """
+    result = BuildResult([], {}, [config["questions"], *([config["kg"]] if config["kg"] else [])])
+    result.records = _counted(config, result)
+    return result
+
+
+def _counted(config: dict[str, Any], result: BuildResult) -> Iterator[dict[str, Any]]:
+    """The records in input order, then the counts (and the generator's manifest) in ``result``."""
     counts: Counter[str] = Counter()
-    records: list[dict[str, Any]] = []
+    records: Iterable[dict[str, Any]] = _records_in_order(config, counts)
+    generated: dict[str, Any] = {}
+    if "explain" in config["tasks"]:  # the generator writes explanations for all records at once
+        from hybridft.generators.tasks import explain_records
+
+        records, generated["explanations"], result.manifest["generator"] = explain_records(list(records), config)
+    tasks: Counter[str] = Counter()
+    for record in records:
+        tasks[record["task"]] += 1
+        yield record
+    result.counts.update(
+        {
+            "questions": counts["questions"],
+            "questions_with_paths": counts["with_paths"],
+            "examples": tasks.total(),
+            "plan": tasks["plan"],
+            "reason": tasks["reason"],
+            **({"explain": tasks["explain"], "generated": generated} if generated else {}),
+            "relation_paths": counts["relation_paths"],
+            "reasoning_paths_kept": counts["chains_kept"],
+            "reasoning_paths_cut": counts["chains_cut"],
+            "questions_over_chain_limit": counts["over_chain_limit"],
+            "skipped": {
+                reason: counts[f"skipped_{reason}"]
+                for reason in ("no_path", "empty_graph", "no_question_entity_in_graph", "no_answer_entity_in_graph")
+            },
+        }
+    )
+
+
+def _records_in_order(config: dict[str, Any], counts: Counter[str]) -> Iterator[dict[str, Any]]:
     global_kg: KG | None = None
-    n_questions = 0
     batch: list[tuple[KGQuestion, PackedGraph]] = []
     batch_triples = 0
     for row, packed in track(iter_questions_packed(config["questions"]), "finding relation paths"):
-        n_questions += 1
+        counts["questions"] += 1
         packed = packed or _packed(row)
         if packed is not None:
             batch_triples += len(packed.codes) // 3
             row.graph = None  # packed: its lists can be freed while they are still in cache
             batch.append((row, packed))
             if batch_triples >= BATCH_TRIPLES:
-                records.extend(_batch_examples(batch, config, counts))
+                yield from _batch_examples(batch, config, counts)
                 batch, batch_triples = [], 0
             continue
         # A row handled on its own comes after the batch before it: records keep the input order.
-        records.extend(_batch_examples(batch, config, counts))
+        yield from _batch_examples(batch, config, counts)
         batch, batch_triples = [], 0
         if row.graph is None:
             if global_kg is None:
@@ -83,36 +125,12 @@ def build(config: dict[str, Any]) -> BuildResult:
                     raise UsageError(f"{row.where}: row has no graph; give a global KG with --kg")
                 log(f"indexing the global KG {config['kg']}")
                 global_kg = read_kg(config["kg"])
-            records.extend(_examples(row, global_kg, config, counts))
+            yield from _examples(row, global_kg, config, counts)
         elif not row.graph:
             counts["skipped_empty_graph"] += 1
         else:  # pyarrow refused the triples: searched alone, where a bad triple is named
-            records.extend(_examples(row, None, config, counts))
-    records.extend(_batch_examples(batch, config, counts))
-    manifest: dict[str, Any] = {}
-    generated: dict[str, Any] = {}
-    if "explain" in config["tasks"]:
-        from hybridft.generators.tasks import explain_records
-
-        records, generated["explanations"], manifest["generator"] = explain_records(records, config)
-    result_counts: dict[str, Any] = {
-        "questions": n_questions,
-        "questions_with_paths": counts["with_paths"],
-        "examples": len(records),
-        "plan": sum(r["task"] == "plan" for r in records),
-        "reason": sum(r["task"] == "reason" for r in records),
-        **({"explain": sum(r["task"] == "explain" for r in records), "generated": generated} if generated else {}),
-        "relation_paths": counts["relation_paths"],
-        "reasoning_paths_kept": counts["chains_kept"],
-        "reasoning_paths_cut": counts["chains_cut"],
-        "questions_over_chain_limit": counts["over_chain_limit"],
-        "skipped": {
-            reason: counts[f"skipped_{reason}"]
-            for reason in ("no_path", "empty_graph", "no_question_entity_in_graph", "no_answer_entity_in_graph")
-        },
-    }
-    inputs = [config["questions"], *([config["kg"]] if global_kg is not None else [])]
-    return BuildResult(records, result_counts, inputs, manifest)
+            yield from _examples(row, None, config, counts)
+    yield from _batch_examples(batch, config, counts)
 
 
 def _packed(row: KGQuestion) -> PackedGraph | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
@@ -54,41 +55,36 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
         check_output_dir,
         input_hashes,
         paused_gc,
-        sha256_file,
-        write_jsonl,
         write_manifest,
+        write_records_and_splits,
     )
     from hybridft.render import render
 
     check_output_dir(config["out"], config["overwrite"])
-    with paused_gc():
-        result = spec.build(config)
-    if not result.records:
-        raise UsageError(f"no {kind} examples could be built; skipped: {json.dumps(result.counts.get('skipped', {}))}")
     fmt = config.get("format", "")  # mix has no --format: its rows keep their inputs' format
     render_row = spec.render or render
-    counts = dict(result.counts)
-    # sha256 of inputs and outputs runs on a second thread (hashlib and file reads release the
-    # GIL), so hashing overlaps the serialising of the next file instead of following it.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+    # sha256 of inputs and outputs runs on other threads (hashlib and file reads release the GIL):
+    # the inputs' while the records are built and written, the three outputs' side by side.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as hasher, paused_gc():
+        result = spec.build(config)
         input_digests = [hasher.submit(input_hashes, source) for source in result.inputs]
-        output_digests = {}
-        with paused_gc(), atomic_output_dir(config["out"], config["overwrite"]) as temp:
-            write_jsonl(temp / "records.jsonl", result.records)
-            output_digests["records.jsonl"] = hasher.submit(sha256_file, temp / "records.jsonl")
-            for split in ("train", "eval"):
-                rows = (render_row(r, fmt) for r in result.records if r["split"] == split)
-                counts[split] = write_jsonl(temp / f"{split}.jsonl", rows)
-                output_digests[f"{split}.jsonl"] = hasher.submit(sha256_file, temp / f"{split}.jsonl")
+        with atomic_output_dir(config["out"], config["overwrite"]) as temp:
+            # A builder may hand its records over as they are built (RoG): its counts are complete
+            # once they are all written.
+            written = write_records_and_splits(temp, result.records, lambda record: render_row(record, fmt))
+            if not written["records"]:
+                reasons = json.dumps(result.counts.get("skipped", {}))
+                raise UsageError(f"no {kind} examples could be built; skipped: {reasons}")
+            counts = {**result.counts, "train": written["train"], "eval": written["eval"]}
+            outputs = _output_hashes(hasher, temp)
             inputs = {path: digest for future in input_digests for path, digest in future.result().items()}
-            outputs = {name: future.result() for name, future in sorted(output_digests.items())}
             manifest = write_manifest(
                 temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts, extra=result.manifest
             )
     log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")
     skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
     human = (
-        f"{kind}: {len(result.records)} examples ({counts['train']} train, {counts['eval']} eval) -> {config['out']}"
+        f"{kind}: {written['records']} examples ({counts['train']} train, {counts['eval']} eval) -> {config['out']}"
         + (f"\nskipped: {', '.join(f'{k}={v}' for k, v in skipped.items())}" if skipped else "")
     )
     emit(
@@ -103,3 +99,12 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
         human,
     )
     return EXIT_OK
+
+
+def _output_hashes(hasher: Any, folder: Path) -> dict[str, str]:
+    """sha256 of the three output files, by name, computed side by side on ``hasher``'s threads."""
+    from hybridft.io import sha256_file
+
+    names = ("eval.jsonl", "records.jsonl", "train.jsonl")
+    digests = [hasher.submit(sha256_file, folder / name) for name in names]
+    return {name: digest.result() for name, digest in zip(names, digests, strict=True)}
