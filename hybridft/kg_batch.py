@@ -41,7 +41,9 @@ class PackedGraph:
     cache, and lets the row's Python lists be freed there too.
     """
 
-    codes: np.ndarray  # name codes (numpy's index type), (head, relation, tail) per triple
+    heads: np.ndarray  # name codes (numpy's index type), one per triple
+    rels: np.ndarray
+    tails: np.ndarray
     names: Any  # pyarrow string array, by code (looked-up names missing from the graph included)
     looked_up: np.ndarray  # codes of the looked-up names, -1 for a name that is no head or tail
 
@@ -67,14 +69,17 @@ class PackedGraph:
 
         # The looked-up names are numbered with the graph's: one hash table, no second search.
         encoded = pc.dictionary_encode(pa.concat_arrays([names, pa.array(lookups, type=names.type)]))
-        codes = encoded.indices.to_numpy().astype(np.intp)
-        graph, looked_up = codes[: len(names)], codes[len(names) :]
+        codes = encoded.indices.to_numpy()
+        # Contiguous columns of numpy's index type, made here on the worker threads: the batch
+        # concatenates them, and gathers with them on every hop.
+        heads, rels, tails = (codes[i : len(names) : 3].astype(np.intp) for i in range(3))
+        looked_up = codes[len(names) :].astype(np.intp)
         is_entity = np.zeros(len(encoded.dictionary), dtype=bool)
-        is_entity[graph[0::3]] = True
-        is_entity[graph[2::3]] = True
+        is_entity[heads] = True
+        is_entity[tails] = True
         # The distinct names as a plain string array: they outlive the line the views point into.
         dictionary = encoded.dictionary.cast(pa.string())
-        return cls(graph, dictionary, np.where(is_entity.take(looked_up), looked_up, -1))
+        return cls(heads, rels, tails, dictionary, np.where(is_entity.take(looked_up), looked_up, -1))
 
 
 @dataclass
@@ -100,12 +105,15 @@ class GraphBatch:
         import pyarrow as pa
 
         widths = np.fromiter((len(g.names) for g in graphs), dtype=np.intp, count=len(graphs))
-        sizes = np.fromiter((len(g.codes) for g in graphs), dtype=np.intp, count=len(graphs))
+        sizes = np.fromiter((len(g.heads) for g in graphs), dtype=np.intp, count=len(graphs))
         offsets = np.cumsum(widths) - widths
-        ids = np.concatenate([g.codes for g in graphs])
-        ids += np.repeat(offsets, sizes)
-        # Contiguous columns: each is gathered on every hop.
-        heads, rels, tails = ids[0::3].copy(), ids[1::3].copy(), ids[2::3].copy()
+        shift = np.repeat(offsets, sizes)
+        heads, rels, tails = (
+            np.concatenate([getattr(g, column) for g in graphs]) for column in ("heads", "rels", "tails")
+        )
+        heads += shift
+        rels += shift
+        tails += shift
         looked_up = [
             [code + offset if code >= 0 else None for code in graph.looked_up.tolist()]
             for offset, graph in zip(offsets.tolist(), graphs, strict=True)

@@ -109,7 +109,7 @@ def _records_in_order(config: dict[str, Any], counts: Counter[str]) -> Iterator[
         counts["questions"] += 1
         packed = packed or _packed(row)
         if packed is not None:
-            batch_triples += len(packed.codes) // 3
+            batch_triples += len(packed.heads)
             row.graph = None  # packed: its lists can be freed while they are still in cache
             batch.append((row, packed))
             if batch_triples >= BATCH_TRIPLES:
