@@ -485,11 +485,15 @@ def atomic_output_dir(out: str | Path, overwrite: bool) -> Iterator[Path]:
     os.replace(temp, path)
 
 
+# json.dumps(row, ensure_ascii=False) makes a new encoder per call: one is enough (~1 us a row).
+_ENCODE_ROW = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with _jsonl_file(path) as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False))
+            handle.write(_ENCODE_ROW(row))
             handle.write("\n")
             count += 1
     return count
@@ -513,11 +517,11 @@ def write_records_and_splits(
     ):
         by_split = {"train": train, "eval": evaluation}
         for record in records:
-            all_records.write(json.dumps(record, ensure_ascii=False))
+            all_records.write(_ENCODE_ROW(record))
             all_records.write("\n")
             split = record["split"]
             handle = by_split[split]
-            handle.write(json.dumps(render_row(record), ensure_ascii=False))
+            handle.write(_ENCODE_ROW(render_row(record)))
             handle.write("\n")
             counts[split] += 1
     counts["records"] = counts["train"] + counts["eval"]

@@ -10,7 +10,7 @@ import pytest
 from conftest import read_jsonl, write_jsonl
 
 from hybridft.builders import raft
-from hybridft.builders.common import split_of
+from hybridft.builders.common import BuildResult, split_of
 from hybridft.options import resolve
 from hybridft.render import render
 from hybridft.retrieval import BM25Index
@@ -31,6 +31,13 @@ WORDS = [
     "summit",
     "canal",
 ]
+
+
+def build(options: dict[str, Any]) -> BuildResult:
+    """raft.build with its records in a list, and so its counts complete."""
+    result = raft.build(options)
+    result.records = list(result.records)
+    return result
 
 
 def config(qa: Path, docs: Path, **overrides: Any) -> dict[str, Any]:
@@ -60,7 +67,7 @@ def synthetic(tmp_path: Path, n: int = 60, seed: int = 1) -> tuple[Path, Path]:
 
 
 def test_exact_record_for_a_small_input(sample: dict[str, Path]) -> None:
-    result = raft.build(config(sample["qa"], sample["docs"], distractors=2, oracle_p=1.0))
+    result = build(config(sample["qa"], sample["docs"], distractors=2, oracle_p=1.0))
     record = result.records[0]
     assert {k: v for k, v in record.items() if k != "docs"} == {
         "id": "raft-q-paris",
@@ -93,7 +100,7 @@ def test_oracle_located_by_answer_and_taken_from_context(tmp_path: Path, sample:
             {"id": "none", "question": "Who is Zorp?", "answers": ["Zorp the Great"]},
         ],
     )
-    result = raft.build(config(qa, sample["docs"], distractors=1, oracle_p=1.0))
+    result = build(config(qa, sample["docs"], distractors=1, oracle_p=1.0))
     oracles = {r["source_id"]: r["oracles"] for r in result.records}
     assert [o["id"] for o in oracles["seine"]] == ["paris"]
     assert oracles["ctx"] == [{"id": "ctx#context", "title": "", "text": "Zed is a letter."}]
@@ -106,7 +113,7 @@ def test_every_example_has_oracles_plus_distractors_documents(tmp_path: Path) ->
     rows = [{"id": "multi", "question": "Items 1 and 2?", "answers": ["red"], "doc_ids": ["d1", "d2"]}]
     write_jsonl(qa, [*read_jsonl(qa), *rows])
     for strategy in ("bm25", "random"):
-        result = raft.build(config(qa, docs, distractors=3, oracle_p=0.5, distractor_strategy=strategy))
+        result = build(config(qa, docs, distractors=3, oracle_p=0.5, distractor_strategy=strategy))
         for record in result.records:
             n_oracles = 2 if record["source_id"] == "multi" else 1
             ids = [d["id"] for d in record["docs"]]
@@ -116,9 +123,7 @@ def test_every_example_has_oracles_plus_distractors_documents(tmp_path: Path) ->
 
 def test_oracle_share_is_within_sampling_error(tmp_path: Path) -> None:
     qa, docs = synthetic(tmp_path, n=400)
-    result = raft.build(
-        config(qa, docs, oracle_p=0.7, distractor_strategy="random", exclude_answer_from_distractors=False)
-    )
+    result = build(config(qa, docs, oracle_p=0.7, distractor_strategy="random", exclude_answer_from_distractors=False))
     share = sum(r["oracle_present"] for r in result.records) / len(result.records)
     assert abs(share - 0.7) < 3 * (0.7 * 0.3 / 400) ** 0.5
     assert result.counts["oracle_present"] + result.counts["oracle_dropped"] == 400
@@ -137,8 +142,8 @@ def test_no_distractor_holds_a_gold_answer_when_excluded(tmp_path: Path, strateg
                     count += 1
         return count
 
-    excluded = raft.build(config(qa, docs, distractor_strategy=strategy)).records
-    included = raft.build(config(qa, docs, distractor_strategy=strategy, exclude_answer_from_distractors=False)).records
+    excluded = build(config(qa, docs, distractor_strategy=strategy)).records
+    included = build(config(qa, docs, distractor_strategy=strategy, exclude_answer_from_distractors=False)).records
     assert leaks(excluded) == 0
     assert leaks(included) > 0  # each colour is shared by many documents, so the check can fail
 
@@ -150,7 +155,7 @@ def test_bm25_distractors_rank_above_random_ones(tmp_path: Path) -> None:
     index = BM25Index([texts[i] for i in ids])
 
     def mean_score(strategy: str) -> float:
-        records = raft.build(config(qa, docs, distractor_strategy=strategy, oracle_p=1.0)).records
+        records = build(config(qa, docs, distractor_strategy=strategy, oracle_p=1.0)).records
         total, count = 0.0, 0
         for record in records:
             scores = index.scores(record["question"])
@@ -165,13 +170,13 @@ def test_bm25_distractors_rank_above_random_ones(tmp_path: Path) -> None:
 
 
 def test_cot_none_leaves_only_the_answer_line(sample: dict[str, Path]) -> None:
-    record = raft.build(config(sample["qa"], sample["docs"], cot="none", distractors=1)).records[0]
+    record = build(config(sample["qa"], sample["docs"], cot="none", distractors=1)).records[0]
     assert record["cot_answer"] is None
     assert render(record, "prompt-completion")["completion"] == "<ANSWER>: Paris"
 
 
 def test_renderings(sample: dict[str, Path]) -> None:
-    record = raft.build(config(sample["qa"], sample["docs"], distractors=1, oracle_p=0.0)).records[0]
+    record = build(config(sample["qa"], sample["docs"], distractors=1, oracle_p=0.0)).records[0]
     prompt = "".join(f"<DOCUMENT>{d['text']}</DOCUMENT>\n" for d in record["docs"]) + record["question"]
     assert render(record, "prompt-completion") == {"prompt": prompt, "completion": record["cot_answer"]}
     assert render(record, "messages") == {
@@ -203,7 +208,7 @@ def test_long_documents_become_numbered_chunks(tmp_path: Path) -> None:
         tmp_path / "qa.jsonl",
         [{"id": "z", "question": "What is the answer?", "answers": ["zebra"], "doc_ids": ["long"]}],
     )
-    result = raft.build(config(qa, docs, chunk_size=10, chunk_overlap=2, distractors=2, oracle_p=1.0))
+    result = build(config(qa, docs, chunk_size=10, chunk_overlap=2, distractors=2, oracle_p=1.0))
     assert result.counts["chunks"] == 4 + 4  # 29 words in windows of 10 stepping 8: 4 chunks
     oracle = result.records[0]["oracles"][0]
     assert oracle["id"] == "long#3" and "zebra" in oracle["text"]
@@ -214,9 +219,9 @@ def test_unknown_doc_ids_and_too_few_documents_are_usage_errors(sample: dict[str
 
     qa = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x", "question": "q?", "answers": ["a"], "doc_ids": ["nope"]}])
     with pytest.raises(UsageError, match=r'bad.jsonl:1: doc_ids names "nope"'):
-        raft.build(config(qa, sample["docs"]))
+        build(config(qa, sample["docs"]))
     with pytest.raises(UsageError, match=r"8 chunk\(s\), but every example needs 9"):
-        raft.build(config(sample["qa"], sample["docs"], distractors=8))
+        build(config(sample["qa"], sample["docs"], distractors=8))
 
 
 def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None:
@@ -233,12 +238,12 @@ def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None
     for text_of_t in by_tokens.texts[:-1]:  # the last chunk is document "u"
         assert len(tokenizer(text_of_t, add_special_tokens=False)["input_ids"]) <= 8
         assert text_of_t in text
-    result = raft.build(config(qa, docs, chunk_size=8, chunk_overlap=2, tokenizer=str(tmp_path / "tok"), distractors=1))
+    result = build(config(qa, docs, chunk_size=8, chunk_overlap=2, tokenizer=str(tmp_path / "tok"), distractors=1))
     assert result.counts["chunks"] == len(by_tokens)
 
 
 def test_dense_distractors_come_from_minilm_neighbours(sample: dict[str, Path]) -> None:
-    result = raft.build(config(sample["qa"], sample["docs"], distractor_strategy="dense", distractors=2, oracle_p=1.0))
+    result = build(config(sample["qa"], sample["docs"], distractor_strategy="dense", distractors=2, oracle_p=1.0))
     record = result.records[0]
     distractors = {d["id"] for d in record["docs"] if not d["is_oracle"]}
     assert len(distractors) == 2 and distractors <= {"berlin", "rome", "madrid", "lisbon", "vienna"}
@@ -250,7 +255,7 @@ def test_gzip_qa_sets_are_read(tmp_path: Path, sample: dict[str, Path]) -> None:
     path = tmp_path / "qa.jsonl.gz"
     with gzip.open(path, "wb") as handle:
         handle.write(sample["qa"].read_bytes())
-    assert len(raft.build(config(path, sample["docs"], distractors=1)).records) == 4
+    assert len(build(config(path, sample["docs"], distractors=1)).records) == 4
 
 
 def test_oracle_found_beyond_the_top_ranked_chunks(tmp_path: Path) -> None:
@@ -267,7 +272,7 @@ def test_oracle_found_beyond_the_top_ranked_chunks(tmp_path: Path) -> None:
             {"id": "letter", "question": "river?", "answers": ["x"]},
         ],
     )
-    result = raft.build(config(qa, docs, distractors=2, oracle_p=1.0))
+    result = build(config(qa, docs, distractors=2, oracle_p=1.0))
     oracles = {r["source_id"]: r["oracles"][0]["id"] for r in result.records}
     assert oracles == {"q": "answer", "letter": "bare"}
     assert result.counts["skipped"]["no_oracle"] == 1
@@ -306,8 +311,8 @@ def test_skipping_sentences_before_the_bound_never_changes_the_quote() -> None:
 def test_an_example_does_not_depend_on_the_other_rows(tmp_path: Path) -> None:
     qa, docs = synthetic(tmp_path)
     options = {"distractors": 3, "oracle_p": 0.5, "distractor_strategy": "random"}
-    whole = {r["id"]: r for r in raft.build(config(qa, docs, **options)).records}
+    whole = {r["id"]: r for r in build(config(qa, docs, **options)).records}
     fewer_qa = write_jsonl(tmp_path / "fewer.jsonl", read_jsonl(qa)[::-3])
-    fewer = raft.build(config(fewer_qa, docs, **options)).records
+    fewer = build(config(fewer_qa, docs, **options)).records
     assert len(fewer) == 20
     assert all(record == whole[record["id"]] for record in fewer)

@@ -14,7 +14,7 @@ chunk that contains a gold answer. Records (``records.jsonl``)::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from hybridft.builders.common import BuildResult, RowDraws, common_options, row_draws, splits_of
 from hybridft.errors import UsageError
 from hybridft.generators import check_generator, generator_options
-from hybridft.io import Documents, QARow, read_documents, read_qa
+from hybridft.io import Documents, QARow, ReadStats, read_documents, read_qa
 from hybridft.options import Option
 from hybridft.progress import log, track
 from hybridft.text import (
@@ -315,7 +315,8 @@ class RaftBuilder:
 
     # --- examples --------------------------------------------------------------------------
 
-    def build(self) -> list[dict[str, Any]]:
+    def examples(self) -> Iterator[dict[str, Any]]:
+        """The examples in QA order, one at a time (skipped rows are counted in ``counts``)."""
         config = self.config
         strategy = config["distractor_strategy"]
         max_oracles = max((len(set(r.doc_ids)) if r.doc_ids else 1) for r in self.qa)
@@ -338,12 +339,10 @@ class RaftBuilder:
         # the shuffle of the documents; a row that needs more continues its own stream.
         draws = row_draws(config["seed"], ids, 1 + 3 * (config["distractors"] + max_oracles))
         rows = zip(self.qa, splits_of(ids, config["eval_fraction"]), draws, strict=True)
-        records = []
         for row, split, row_draw in track(rows, "building RAFT examples", total=len(self.qa)):
             record = self.example(row, split, row_draw, bm25_ranked.get(row.id), ranked.get(row.id))
             if record is not None:
-                records.append(record)
-        return records
+                yield record
 
     def example(
         self, row: QARow, split: str, rng: RowDraws, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None
@@ -407,7 +406,11 @@ class RaftBuilder:
 
 
 def build(config: dict[str, Any]) -> BuildResult:
-    """Build RAFT records from ``config`` (resolved OPTIONS)."""
+    """Build RAFT records from ``config`` (resolved OPTIONS).
+
+    Without a generator the records come as an iterator that builds them while they are written
+    (no example waits in memory for the others); the counts are complete once it is exhausted.
+    """
     qa = read_qa(config["qa"]) if config["qa"] else []
     documents, stats = read_documents(config["docs"])
     chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
@@ -417,33 +420,34 @@ def build(config: dict[str, Any]) -> BuildResult:
             f"--docs {config['docs']}: {len(chunks)} chunk(s), but every example needs {needed} "
             f"(distractors={config['distractors']} + 1 oracle): add documents or lower --distractors"
         )
-    generator = None
-    builder: RaftBuilder
+    inputs = [path for path in (config["qa"], config["docs"]) if path]
+    sizes = {"documents": len(documents), "chunks": len(chunks)}
     if not config["qa"] or config["cot"] == "generator":  # see raft_generated
-        from hybridft.builders.raft_generated import RaftGenerator
+        return _build_with_generator(config, qa, chunks, inputs, sizes, stats)
+    builder = RaftBuilder(config, qa, chunks)
+    builder.check_doc_ids()
+    result = BuildResult([], {}, inputs)
+    result.records = _counted(builder, result, {"qa_rows": len(qa), **sizes}, stats)
+    return result
 
-        generator = RaftGenerator(config)
-    try:
-        if generator is not None and not config["qa"]:
-            qa, builder = generator.questions(chunks)
-            if not qa:
-                raise UsageError(f"the generator wrote no usable question: {generator.counts}")
-        else:
-            builder = RaftBuilder(config, qa, chunks)
-        builder.check_doc_ids()
-        records = builder.build()
-        if generator is not None and config["cot"] == "generator":
-            generator.fill_cot(records)
-    finally:
-        if generator is not None:
-            generator.close()
-    counts: dict[str, Any] = {
-        "qa_rows": len(qa),
-        "documents": len(documents),
-        "chunks": len(chunks),
-        "examples": len(records),
+
+def _counted(
+    builder: RaftBuilder, result: BuildResult, sizes: dict[str, int], stats: ReadStats
+) -> Iterator[dict[str, Any]]:
+    """The builder's examples, then the counts in ``result``."""
+    n_examples = 0
+    for record in builder.examples():
+        n_examples += 1
+        yield record
+    result.counts.update(_counts(builder, sizes, n_examples, stats))
+
+
+def _counts(builder: RaftBuilder, sizes: dict[str, int], n_examples: int, stats: ReadStats) -> dict[str, Any]:
+    return {
+        **sizes,
+        "examples": n_examples,
         "oracle_present": builder.counts["oracle_present"],
-        "oracle_dropped": len(records) - builder.counts["oracle_present"],
+        "oracle_dropped": n_examples - builder.counts["oracle_present"],
         "cot_without_quote": builder.counts["cot_without_quote"],
         "skipped": {
             "no_oracle": builder.counts["skipped_no_oracle"],
@@ -451,9 +455,36 @@ def build(config: dict[str, Any]) -> BuildResult:
             **stats.skipped,
         },
     }
-    inputs = [path for path in (config["qa"], config["docs"]) if path]
-    if generator is None:
-        return BuildResult(records, counts, inputs)
+
+
+def _build_with_generator(
+    config: dict[str, Any],
+    qa: list[QARow],
+    chunks: Chunks,
+    inputs: list[str],
+    sizes: dict[str, int],
+    stats: ReadStats,
+) -> BuildResult:
+    """Questions and/or CoT answers written by the generator: every record is kept until the
+    generator has answered for all of them."""
+    from hybridft.builders.raft_generated import RaftGenerator
+
+    generator = RaftGenerator(config)
+    builder: RaftBuilder
+    try:
+        if not config["qa"]:
+            qa, builder = generator.questions(chunks)
+            if not qa:
+                raise UsageError(f"the generator wrote no usable question: {generator.counts}")
+        else:
+            builder = RaftBuilder(config, qa, chunks)
+        builder.check_doc_ids()
+        records = list(builder.examples())
+        if config["cot"] == "generator":
+            generator.fill_cot(records)
+    finally:
+        generator.close()
+    counts = _counts(builder, {"qa_rows": len(qa), **sizes}, len(records), stats)
     counts["generated"] = generator.counts
     counts["skipped"].update(generator.skipped)
     return BuildResult(records, counts, inputs, {"generator": generator.manifest()})
