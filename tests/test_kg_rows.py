@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import orjson
@@ -168,6 +169,14 @@ def test_bad_triples_in_a_cut_file_are_named_by_line(cli, tmp_path: Path) -> Non
     path.write_bytes(GOOD + b"\n" + GOOD.replace(b'"ok"', b'"two"').replace(b'["A", "r", "B"]', b'["A", "r"]') + b"\n")
     code, _, stderr = cli("rog", "--questions", path, "--out", tmp_path / "out")
     assert code == 2 and "q.jsonl:2: graph: triple 0 is ['A', 'r']" in stderr
+    # Met while the first row's records were being written: nothing is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.jsonl"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("kept")
+    code, _, _ = cli("rog", "--questions", path, "--out", tmp_path / "out", "--overwrite")
+    assert code == 2 and [p.name for p in (tmp_path / "out").iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "q.jsonl"]
+    shutil.rmtree(tmp_path / "out")
     path.write_bytes(GOOD + b"\n" + GOOD.replace(b'"ok"', b'"num"').replace(b'"r"', b"5") + b"\n")
     code, _, stderr = cli("rog", "--questions", path, "--out", tmp_path / "out")
     assert code == 2 and "q.jsonl:2: graph: triple 0 is ['A', 5, 'B']" in stderr
