@@ -272,7 +272,7 @@ def read_documents(source: str | Path) -> tuple[Documents, ReadStats]:
     # is found again only when there is one.
     ids = documents.ids + empty_ids if empty_ids else documents.ids
     if len(set(ids)) < len(ids):
-        _raise_first_duplicate_id(source)
+        raise _first_duplicate_id(source)
     if empty_ids:
         stats.skip("empty_document", len(empty_ids))
     if not documents:
@@ -289,13 +289,15 @@ def _documents_of(file: Path, prefix: str) -> Iterator[tuple[str, Document]]:
         yield str(file), _document_from_file(file, prefix)
 
 
-def _raise_first_duplicate_id(source: str | Path) -> None:
+def _first_duplicate_id(source: str | Path) -> InputError:
+    """The error for the first row whose id an earlier row had (read again, row by row)."""
     seen: dict[str, str] = {}
     for file, prefix in _document_files(source, ReadStats()):
         for where, doc in _documents_of(file, prefix):
             first = seen.setdefault(doc.id, where)
             if first is not where:
-                raise InputError(f'{where}: duplicate document id "{doc.id}" (first at {first})')
+                return InputError(f'{where}: duplicate document id "{doc.id}" (first at {first})')
+    return InputError(f"{source}: duplicate document ids")  # the files changed while being read
 
 
 def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str]) -> None:

@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,33 +58,45 @@ def test_qa_answer_aliases_and_doc_ids(tmp_path: Path) -> None:
     ]
 
 
+BAD_QA_ROWS = [
+    (
+        b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "2", "question": \n',
+        "qa.jsonl:2: invalid JSON",
+    ),
+    (b'{"id": "1", "answers": ["a"]}\n', 'qa.jsonl:1: missing field "question"'),
+    (b'{"id": "1", "question": "q?"}\n', 'qa.jsonl:1: missing field "answers"'),
+    (
+        b'{"id": "1", "question": "q?", "answers": []}\n',
+        'qa.jsonl:1: field "answers" has no non-empty answer',
+    ),
+    (b'{"id": "1", "question": "\xff", "answers": ["a"]}\n', "qa.jsonl:1: not valid UTF-8"),
+    (b'["a"]\n', "qa.jsonl:1: expected a JSON object, got an array"),
+    (b"\n\n", "qa.jsonl: no rows"),
+    (
+        b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "1", "question": "r?", "answers": ["b"]}\n',
+        'qa.jsonl:2: duplicate id "1" (first at',
+    ),
+]
+BAD_DOCUMENT_ROWS = [
+    (b'{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "docs.jsonl:2: invalid JSON"),
+    (b'{"id": "a", "text": "ok"}\n\n[1, 2]\n', "docs.jsonl:3: expected a JSON object, got an array"),
+    (b'{"id": "a", "text": 5}\n', 'docs.jsonl:1: field "text" must be a string, got int'),
+    (b'{"id": "a"}\n', 'docs.jsonl:1: missing field "text" (or FlashRAG "contents")'),
+    (b'{"text": "no id"}\n', 'docs.jsonl:1: missing field "id"'),
+    (b'{"id": "a", "text": "caf\xe9"}\n', "docs.jsonl:1: not valid UTF-8"),
+]
+
+
 @pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (
-            b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "2", "question": \n',
-            "qa.jsonl:2: invalid JSON",
-        ),
-        (b'{"id": "1", "answers": ["a"]}\n', 'qa.jsonl:1: missing field "question"'),
-        (b'{"id": "1", "question": "q?"}\n', 'qa.jsonl:1: missing field "answers"'),
-        (
-            b'{"id": "1", "question": "q?", "answers": []}\n',
-            'qa.jsonl:1: field "answers" has no non-empty answer',
-        ),
-        (b'{"id": "1", "question": "\xff", "answers": ["a"]}\n', "qa.jsonl:1: not valid UTF-8"),
-        (b'["a"]\n', "qa.jsonl:1: expected a JSON object, got an array"),
-        (b"\n\n", "qa.jsonl: no rows"),
-        (
-            b'{"id": "1", "question": "q?", "answers": ["a"]}\n{"id": "1", "question": "r?", "answers": ["b"]}\n',
-            'qa.jsonl:2: duplicate id "1" (first at',
-        ),
-    ],
+    ("reader", "name", "content", "message"),
+    [(read_qa, "qa.jsonl", *case) for case in BAD_QA_ROWS]
+    + [(read_documents, "docs.jsonl", *case) for case in BAD_DOCUMENT_ROWS],
 )
-def test_bad_qa_rows_name_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
-    path = tmp_path / "qa.jsonl"
+def test_bad_rows_name_file_and_line(tmp_path: Path, reader: Any, name: str, content: bytes, message: str) -> None:
+    path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(InputError) as caught:
-        read_qa(path)
+        reader(path)
     assert message in str(caught.value)
 
 
@@ -160,22 +173,3 @@ def test_duplicate_document_ids_name_both_places(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         read_documents(root)
     assert str(caught.value) == f'{root / "note.txt"}: duplicate document id "note.txt" (first at {root / "c.jsonl"}:1)'
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b'{"id": "a", "text": "ok"}\n{"id": "b", "text": \n', "docs.jsonl:2: invalid JSON"),
-        (b'{"id": "a", "text": "ok"}\n\n[1, 2]\n', "docs.jsonl:3: expected a JSON object, got an array"),
-        (b'{"id": "a", "text": 5}\n', 'docs.jsonl:1: field "text" must be a string, got int'),
-        (b'{"id": "a"}\n', 'docs.jsonl:1: missing field "text" (or FlashRAG "contents")'),
-        (b'{"text": "no id"}\n', 'docs.jsonl:1: missing field "id"'),
-        (b'{"id": "a", "text": "caf\xe9"}\n', "docs.jsonl:1: not valid UTF-8"),
-    ],
-)
-def test_bad_document_rows_name_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
-    path = tmp_path / "docs.jsonl"
-    path.write_bytes(content)
-    with pytest.raises(InputError) as caught:
-        read_documents(path)
-    assert message in str(caught.value)

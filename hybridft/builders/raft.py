@@ -136,7 +136,7 @@ def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: st
     # A text of c characters holds at most (c + 1) // 2 words: when chunks are counted in words and
     # no text is longer than 2 * size characters, every document is one chunk (the common case of
     # a corpus cut into passages already), and the columns are the documents' own.
-    if spans is word_spans and max(map(len, documents.texts)) <= 2 * size:
+    if spans is word_spans and max(map(len, documents.texts), default=0) <= 2 * size:
         stripped = list(map(str.strip, documents.texts))  # never empty: documents hold more than whitespace
         first_chunks = dict(zip(documents.ids, range(len(documents)), strict=True))
         return Chunks(documents.ids, documents.ids, documents.titles, stripped, first_chunks)
