@@ -170,7 +170,8 @@ class GraphBatch:
                 _search(self, edges, starts, answers, max_hops, directed, found)
         used = sorted({rel for seqs in found for seq in seqs for rel in seq})
         name_of = dict(zip(used, self.names.take(np.array(used, dtype=np.intp)).to_pylist(), strict=True))
-        return [sorted({tuple(name_of[r] for r in seq) for seq in seqs}) for seqs in found]
+        name = name_of.__getitem__
+        return [sorted({tuple(map(name, seq)) for seq in seqs}) for seqs in found]
 
     def _edges_of(self, questions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(heads, rels, tails) of the triples of ``questions`` only."""

@@ -174,11 +174,8 @@ class RetrievalBuilder:
         from hybridft.generators.tasks import write_rewordings
 
         queries = list(dict.fromkeys(r.question for r in self.qa))
-        gen = Generator(self.config)
-        try:
+        with Generator(self.config) as gen:
             texts, counts = write_rewordings(gen, queries)
-        finally:
-            gen.close()
         self.rewordings = dict(zip(queries, texts, strict=True))
         self.generated["rewordings"] = counts.as_dict()
         self.manifest["generator"] = gen.manifest()

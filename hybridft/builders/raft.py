@@ -469,9 +469,8 @@ def _build_with_generator(
     generator has answered for all of them."""
     from hybridft.builders.raft_generated import RaftGenerator
 
-    generator = RaftGenerator(config)
     builder: RaftBuilder
-    try:
+    with RaftGenerator(config) as generator:
         if not config["qa"]:
             qa, builder = generator.questions(chunks)
             if not qa:
@@ -482,8 +481,6 @@ def _build_with_generator(
         records = list(builder.examples())
         if config["cot"] == "generator":
             generator.fill_cot(records)
-    finally:
-        generator.close()
     counts = _counts(builder, {"qa_rows": len(qa), **sizes}, len(records), stats)
     counts["generated"] = generator.counts
     counts["skipped"].update(generator.skipped)

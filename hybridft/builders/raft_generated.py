@@ -50,7 +50,10 @@ class RaftGenerator:
         self.skipped: Counter[str] = Counter()
         self.cot_of: dict[str, str] = {}  # generated row id -> its accepted chain-of-thought answer
 
-    def close(self) -> None:
+    def __enter__(self) -> RaftGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.gen.close()
 
     def manifest(self) -> dict[str, Any]:

@@ -53,6 +53,12 @@ class Generator:
     def close(self) -> None:
         self.cache.close()
 
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return round((prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1e6, 6)
 

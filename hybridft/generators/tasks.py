@@ -255,11 +255,8 @@ def explain_records(
         }
         for r in explain
     ]
-    gen = Generator(config)
-    try:
+    with Generator(config) as gen:
         texts, counts = write_explanations(gen, items)
-    finally:
-        gen.close()
     for record, text in zip(explain, texts, strict=True):
         record["explanation"] = text
     without_paths = sum(r["task"] == "explain" and not r["reasoning_paths"] for r in records)
