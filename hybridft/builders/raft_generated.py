@@ -20,7 +20,7 @@ from typing import Any
 
 from hybridft.builders.raft import Chunks, RaftBuilder
 from hybridft.generators.run import Generator
-from hybridft.generators.tasks import write_cot_answers, write_questions
+from hybridft.generators.tasks import question_key, write_cot_answers, write_questions
 from hybridft.io import QARow
 from hybridft.text import GoldAnswers
 
@@ -66,7 +66,7 @@ class RaftGenerator:
         seen: set[str] = set()
         for index, questions in enumerate(per_chunk):
             for n, question in enumerate(questions):
-                key = question.lower().rstrip("?.! ")
+                key = question_key(question)
                 if key in seen:  # two chunks asking the same thing would give it two oracles
                     question_counts.extra["duplicates_across_chunks"] += 1
                     continue

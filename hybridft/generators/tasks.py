@@ -29,6 +29,12 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
+def question_key(question: str) -> str:
+    """What two questions share when they ask the same thing: case, spacing and final
+    punctuation ignored."""
+    return _squash(question).lower().rstrip("?.! ")
+
+
 # --- RAFT questions ---------------------------------------------------------------------------
 
 
@@ -53,7 +59,7 @@ def parse_questions(text: str, n: int) -> ParsedQuestions:
         if question.endswith(":") or len(question.split()) < 2:
             parsed.skipped_lines += 1
             continue
-        key = _squash(question).lower().rstrip("?.! ")
+        key = question_key(question)
         if key in seen:
             parsed.duplicates += 1
         elif len(parsed.questions) == n:
