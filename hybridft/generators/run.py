@@ -17,7 +17,7 @@ from hybridft.generators.backends import (
 )
 from hybridft.generators.cache import GenerationCache, default_path, item_key
 from hybridft.generators.prompts import Prompt
-from hybridft.progress import console, log
+from hybridft.progress import log, progress_bar
 
 
 class Generator:
@@ -101,18 +101,6 @@ class Generator:
         found: dict[str, Completion | ItemFailure],
         description: str,
     ) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        )
-
         def on_done(index: int, result: Completion | ItemFailure) -> None:
             key = todo[index]
             found[key] = result
@@ -121,10 +109,9 @@ class Generator:
                 self.this_run["generated"] += 1
                 self.this_run["prompt_tokens"] += result.prompt_tokens
                 self.this_run["completion_tokens"] += result.completion_tokens
-            progress.advance(bar)
+            advance()
 
-        with progress:
-            bar = progress.add_task(description, total=len(todo))
+        with progress_bar(description, len(todo)) as advance:
             try:
                 self.backend.generate(todo_messages, self.params, on_done)
             except GenerationError as exc:
