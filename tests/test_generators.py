@@ -340,3 +340,23 @@ def test_retry_after_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert elapsed >= 0.6  # the backoff alone would be ~0.01 s here
     assert backends.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: no wait
     assert backends.retry_after("9999") == backends.RETRY_AFTER_MAX_S and backends.retry_after("soon") is None
+
+
+def test_a_local_model_trained_again_in_place_is_another_cache_identity(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"a" * 10)
+    (folder / "notes.txt").write_text("not a weight file")
+    backend = backends.HFBackend(str(folder), batch_size=1, log=print)
+    first = backend.identity()
+    assert first["model"] == str(folder.resolve()) and first["dtype"] in ("float32", "bfloat16")
+    assert sorted(first["files"]) == ["config.json", "model.safetensors"]
+    (folder / "notes.txt").write_text("edited")
+    assert backend.identity() == first
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"b" * 10)  # the same size, written again
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert backend.identity() != first

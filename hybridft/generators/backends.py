@@ -292,9 +292,27 @@ class HFBackend:
         self._loaded: tuple[Any, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
+        """The model, and what would make the same name generate other text: for a local folder
+        the size and modification time of its weight and config files (a model trained again in
+        place is another model), and the dtype it runs in."""
         local = Path(self.path)
-        model = str(local.resolve()) if local.is_dir() else self.path
-        return {"backend": "hf", "model": model}
+        identity: dict[str, Any] = {"backend": "hf", "model": self.path, "dtype": str(self._dtype()).split(".")[-1]}
+        if local.is_dir():
+            identity["model"] = str(local.resolve())
+            identity["files"] = {
+                file.name: [file.stat().st_size, file.stat().st_mtime_ns]
+                for file in sorted(local.iterdir())
+                if file.suffix in (".safetensors", ".bin") or file.name == "config.json"
+            }
+        return identity
+
+    @staticmethod
+    def _dtype() -> Any:
+        """bfloat16 on a GPU that has it, else float32."""
+        import torch
+
+        cuda = torch.cuda.is_available()
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
 
     def describe(self) -> str:
         return f"hf:{self.name}"
@@ -309,13 +327,11 @@ class HFBackend:
             self.log(f"loading {self.describe()}")
             tokenizer = load_tokenizer(self.path)
             tokenizer.padding_side = "left"  # generation continues every row from its last token
-            cuda = torch.cuda.is_available()
-            dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
             try:
-                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype)
+                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self._dtype())
             except OSError as exc:
                 raise UsageError(f"generator=hf:{self.name}: cannot load it ({exc})") from None
-            model.to("cuda" if cuda else "cpu").eval()  # type: ignore[arg-type]
+            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # type: ignore[arg-type]
             self._loaded = (model, tokenizer)
         return self._loaded
 
