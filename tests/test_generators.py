@@ -360,3 +360,18 @@ def test_a_local_model_trained_again_in_place_is_another_cache_identity(tmp_path
     weights.write_bytes(b"b" * 10)  # the same size, written again
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
     assert backend.identity() != first
+
+
+def test_the_seed_is_sent_only_when_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDFT_TEST_KEY", KEY)
+    bodies: list[dict[str, Any]] = []
+    with FakeOpenAI(key=KEY) as server:
+        server.decide = lambda body, n: bodies.append(body)
+        for n, temperature in enumerate((0.0, 0.7)):
+            config = generator_config(tmp_path / str(n), server.base_url, temperature=temperature, seed=5)
+            with Generator(config) as gen:
+                gen.run(prompts.REWORD, [{"query": "Which river flows through Paris?"}], "test")
+    assert [("seed" in body, body.get("seed"), body["temperature"]) for body in bodies] == [
+        (False, None, 0.0),
+        (True, 5, 0.7),
+    ]

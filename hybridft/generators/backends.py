@@ -200,12 +200,14 @@ class OpenAIBackend:
     async def _request(self, client: Any, messages: Messages, params: GenerationParams) -> Completion | ItemFailure:
         import httpx
 
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
         }
+        if params.temperature > 0:  # best effort: servers that honour it sample reproducibly
+            body["seed"] = params.seed
         reason = ""
         for attempt in range(self.max_retries + 1):
             self.stats.requests += 1
