@@ -215,9 +215,12 @@ def test_raft_with_a_qa_set_and_generated_cot(cli, sample: dict[str, Path], tmp_
     from fake_openai import default_reply
 
     def reply(body: dict[str, Any]) -> str:
-        if "Which river flows through Lisbon?" in body["messages"][1]["content"]:
+        text = body["messages"][1]["content"]
+        if "Which river flows through Lisbon?" in text:
             return "##begin_quote##The Tagus is long.##end_quote##\n<ANSWER>: Tagus"  # not in the oracle
-        return default_reply(body)
+        if "What is the capital of France?" in text:
+            return "##begin_quote##Paris is the capital of France.##end_quote##\n<ANSWER>: the city of Paris"
+        return default_reply(body)  # quotes the oracle's first sentence, answers its last word
 
     out = tmp_path / "raft"
     with FakeOpenAI(key=KEY, reply=reply) as server:
@@ -225,15 +228,20 @@ def test_raft_with_a_qa_set_and_generated_cot(cli, sample: dict[str, Path], tmp_
     assert code == 0, stderr
     records = {r["source_id"]: r for r in read_jsonl(out / "records.jsonl")}
     assert records["q-tagus"]["cot_answer"] == "<ANSWER>: Tagus"
-    assert records["q-paris"]["cot_answer"].startswith("##Reason: The context says ##begin_quote##Paris is the")
+    assert records["q-paris"]["cot_answer"].endswith("<ANSWER>: the city of Paris")  # holds the gold answer
     assert records["q-paris"]["answers"] == ["Paris"]  # a QA set's gold answers stay
+    # "Italy" and "France" (the last words of the oracles' first sentences) are quoted well but
+    # contradict the gold answers "Rome" and "Seine": both fall back to the gold answer line.
+    assert records["q-rome"]["cot_answer"] == "<ANSWER>: Rome"
+    assert records["q-seine"]["cot_answer"] == "<ANSWER>: Seine"
     cot = json.loads(stdout)["counts"]["generated"]["cot_answers"]
     assert cot == {
         "items": 4,
         "accepted": 3,
         "failed": 0,
         "rejected": {"quote_not_in_oracle": 1},
-        "fell_back_to_answer_line": 1,
+        "disagreed_with_gold": 2,
+        "fell_back_to_answer_line": 3,
     }
 
 

@@ -22,7 +22,7 @@ from hybridft.builders.raft import Chunks, RaftBuilder
 from hybridft.generators.run import Generator
 from hybridft.generators.tasks import question_key, write_cot_answers, write_questions
 from hybridft.io import QARow
-from hybridft.text import GoldAnswers
+from hybridft.text import GoldAnswers, normalize_answer
 
 
 class ChunkOracleBuilder(RaftBuilder):
@@ -97,14 +97,23 @@ class RaftGenerator:
             items = [(r["question"], [o["text"] for o in r["oracles"]]) for r in todo]
             answers, counts = write_cot_answers(self.gen, items)
             self.counts["cot_answers"] = counts.as_dict()
-            fallbacks = 0
+            fallbacks = disagreed = 0
             for record, answer in zip(todo, answers, strict=True):
+                if answer is not None and not _names_gold(answer[1], record["answers"]):
+                    disagreed += 1  # it would teach the model to contradict the QA set
+                    answer = None
                 if answer is None:
                     fallbacks += 1
                     record["cot_answer"] = f"<ANSWER>: {record['answers'][0]}"
                 else:
                     record["cot_answer"] = answer[0]
+            self.counts["cot_answers"]["disagreed_with_gold"] = disagreed
             self.counts["cot_answers"]["fell_back_to_answer_line"] = fallbacks
         for record in records:
             if record["source_id"] in self.cot_of:
                 record["cot_answer"] = self.cot_of[record["source_id"]]
+
+
+def _names_gold(final: str, gold: list[str]) -> bool:
+    """Whether a final answer holds a gold answer (SQuAD-normalised, as whole words)."""
+    return GoldAnswers(gold).in_normalized(normalize_answer(final))
