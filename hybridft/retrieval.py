@@ -147,6 +147,10 @@ class DenseIndex:
     def _encode(self, texts: list[str]) -> np.ndarray:
         return encode_texts(self._encoder, texts, self._batch_size)
 
+    def embeddings(self, indices: np.ndarray) -> np.ndarray:
+        """The stored embeddings of the indexed texts at ``indices`` (normalised float32)."""
+        return self._embeddings[indices]
+
     def search(self, queries: list[str], k: int, description: str = "dense search") -> tuple[np.ndarray, np.ndarray]:
         embedded = encode_texts(self._encoder, queries, self._batch_size, description)
         return top_k_by_dot_product(embedded, self._embeddings, k)

@@ -235,3 +235,33 @@ def test_help_imports_no_heavy_library(kind: str) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("HEAVY []")
+
+
+def test_dense_negatives_lend_their_chunk_embeddings_to_the_same_teacher(
+    sample: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybridft import retrieval
+
+    encoded: list[int] = []
+    encode = retrieval.encode_texts
+
+    def counting(model: Any, texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        encoded.append(len(texts))
+        return encode(model, texts, *args, **kwargs)
+
+    monkeypatch.setattr(retrieval, "encode_texts", counting)
+    options = {"negatives": 3, "negative_strategy": "dense", "teacher": "minilm"}
+    reused = invar.build(config(sample["qa"], sample["docs"], **options)).records
+    # The index encodes the 8 chunks and the 4 queries; the teacher only the 4 queries again.
+    assert encoded == [8, 4, 0, 4]
+    encoded.clear()
+    monkeypatch.setattr(invar, "teacher_scores", _without_reuse(invar.teacher_scores))
+    fresh = invar.build(config(sample["qa"], sample["docs"], **options)).records
+    assert encoded[2] > 0  # the teacher encoded the documents itself
+    assert [r["negatives"] for r in reused] == [r["negatives"] for r in fresh]
+    for a, b in zip(reused, fresh, strict=True):  # other batches, so the last digit may differ
+        assert a["teacher_scores"] == pytest.approx(b["teacher_scores"], abs=2e-4)
+
+
+def _without_reuse(teacher_scores: Any) -> Any:
+    return lambda *args: teacher_scores(*args[:4])

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from hybridft.options import Option
 from hybridft.progress import log, track
 from hybridft.text import AnswerFinder, GoldAnswers
 from hybridft.variants import PERTURBATIONS, make_variants
+
+if TYPE_CHECKING:
+    from hybridft.retrieval import DenseIndex
 
 STAGES = ("retrieval", "generation")
 FORMATS = ("auto", "retrieval", "messages", "prompt-completion")
@@ -209,11 +212,14 @@ class RetrievalBuilder:
             if record is not None:
                 records.append(record)
         if config["teacher"] != "none" and records:
+            # Dense negatives ranked with the teacher's own model: its chunk embeddings are reused.
+            same_model = strategy == "dense" and config["negatives"] > 0 and config["dense_model"] == config["teacher"]
             scores = teacher_scores(
                 config["teacher"],
                 [r["query"] for r in records],
                 [[d["text"] for d in r["positives"] + r["negatives"]] for r in records],
                 config["teacher_batch_size"],
+                (corpus.chunks.texts, corpus.ranker()) if same_model else None,
             )
             for record, row_scores in zip(records, scores, strict=True):
                 record["teacher_scores"] = row_scores
@@ -283,17 +289,38 @@ class RetrievalBuilder:
         }
 
 
-def teacher_scores(teacher: str, queries: list[str], candidates: list[list[str]], batch_size: int) -> list[list[float]]:
+def teacher_scores(
+    teacher: str,
+    queries: list[str],
+    candidates: list[list[str]],
+    batch_size: int,
+    encoded: tuple[list[str], DenseIndex] | None = None,
+) -> list[list[float]]:
     """Cosine similarity of each query to each of its candidate texts under the teacher model
     (normalised sentence embeddings), rounded to 4 decimals. Each distinct text is encoded once,
-    in batches; the per-row work is one vectorised gather and dot product."""
+    in batches; the per-row work is one vectorised gather and dot product. ``encoded`` gives texts
+    a dense index of the same model holds already, and the index: those are not encoded again."""
     from hybridft.retrieval import encode_texts, load_sentence_model
 
     log(f"loading the teacher ({teacher})")
     model = load_sentence_model(teacher)
     position: dict[str, int] = {}
     flat = [position.setdefault(text, len(position)) for texts in candidates for text in texts]
-    document_embeddings = encode_texts(model, list(position), batch_size, "teacher: documents")
+    texts = list(position)
+    stored = np.full(len(texts), -1, dtype=np.int64)  # each text's row in the dense index, if any
+    if encoded is not None:
+        for row, text in enumerate(encoded[0]):
+            at = position.get(text)
+            if at is not None and stored[at] < 0:
+                stored[at] = row
+    missing = np.flatnonzero(stored < 0)
+    fresh = encode_texts(model, [texts[i] for i in missing], batch_size, "teacher: documents")
+    document_embeddings = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)
+    document_embeddings[missing] = fresh
+    if encoded is not None and len(missing) < len(texts):
+        reused = np.flatnonzero(stored >= 0)
+        document_embeddings[reused] = encoded[1].embeddings(stored[reused])
+        log(f"teacher: {len(reused)} document embedding(s) reused from the dense index")
     query_embeddings = encode_texts(model, queries, batch_size, "teacher: queries")
     lengths = [len(texts) for texts in candidates]
     query_of = np.repeat(np.arange(len(queries)), lengths)
