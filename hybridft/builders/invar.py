@@ -194,18 +194,7 @@ class RetrievalBuilder:
         strategy = config["negative_strategy"]
         most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.qa)
         k = config["negatives"] + max(most_named, config["max_positives"]) + raft.CANDIDATE_MARGIN
-        need_answer_search = [r for r in self.qa if not r.doc_ids and not r.context]
-        bm25_ranked: dict[str, np.ndarray] = {}
-        if need_answer_search:
-            found, _ = corpus.bm25().search([r.question for r in need_answer_search], k, "ranking for positives")
-            bm25_ranked = {r.id: found[n] for n, r in enumerate(need_answer_search)}
-        ranked: dict[str, np.ndarray] = {}
-        if strategy != "random" and config["negatives"] > 0:
-            if strategy == "bm25" and len(bm25_ranked) == len(self.qa):
-                ranked = bm25_ranked
-            else:
-                found, _ = corpus.ranker().search([r.question for r in self.qa], k, f"{strategy} negatives")
-                ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
+        bm25_ranked, ranked = corpus.rankings(k, config["negatives"] > 0, "positives", "negatives")
         records = []
         for row in track(self.qa, "building Invar-RAG rows", total=len(self.qa)):
             record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))

@@ -313,26 +313,36 @@ class RaftBuilder:
                     return picked
         return None
 
+    def rankings(
+        self, k: int, rank_candidates: bool, oracles: str, candidates: str
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per QA row id: the top ``k`` bm25 chunks of the rows whose oracle is found by answer
+        search, and, with ``rank_candidates``, the top ``k`` chunks of every row by the distractor
+        strategy (the bm25 ranking again when it covers every row). ``oracles`` and ``candidates``
+        name them on the progress bars."""
+        strategy = self.config["distractor_strategy"]
+        need_answer_search = [r for r in self.qa if not r.doc_ids and not r.context]
+        bm25_ranked: dict[str, np.ndarray] = {}
+        if need_answer_search:
+            found, _ = self.bm25().search([r.question for r in need_answer_search], k, f"ranking for {oracles}")
+            bm25_ranked = {r.id: found[n] for n, r in enumerate(need_answer_search)}
+        ranked: dict[str, np.ndarray] = {}
+        if rank_candidates and strategy != "random":
+            if strategy == "bm25" and len(bm25_ranked) == len(self.qa):
+                ranked = bm25_ranked
+            else:
+                found, _ = self.ranker().search([r.question for r in self.qa], k, f"{strategy} {candidates}")
+                ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
+        return bm25_ranked, ranked
+
     # --- examples --------------------------------------------------------------------------
 
     def examples(self) -> Iterator[dict[str, Any]]:
         """The examples in QA order, one at a time (skipped rows are counted in ``counts``)."""
         config = self.config
-        strategy = config["distractor_strategy"]
         max_oracles = max((len(set(r.doc_ids)) if r.doc_ids else 1) for r in self.qa)
         k = config["distractors"] + max_oracles + CANDIDATE_MARGIN
-        need_answer_search = [r for r in self.qa if not r.doc_ids and not r.context]
-        bm25_ranked: dict[str, np.ndarray] = {}
-        if need_answer_search:
-            found, _ = self.bm25().search([r.question for r in need_answer_search], k, "ranking for oracles")
-            bm25_ranked = {r.id: found[n] for n, r in enumerate(need_answer_search)}
-        ranked: dict[str, np.ndarray] = {}
-        if strategy != "random":
-            if strategy == "bm25" and len(bm25_ranked) == len(self.qa):
-                ranked = bm25_ranked
-            else:
-                found, _ = self.ranker().search([r.question for r in self.qa], k, f"{strategy} distractors")
-                ranked = {r.id: found[n] for n, r in enumerate(self.qa)}
+        bm25_ranked, ranked = self.rankings(k, True, "oracles", "distractors")
 
         ids = [row.id for row in self.qa]
         # Per row: one number for oracle_p, twice the needed distractors (rejection sampling) and
