@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -45,9 +45,6 @@ class Documents:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def __getitem__(self, index: int) -> Document:
-        return Document(self.ids[index], self.titles[index], self.texts[index])
 
     def __iter__(self) -> Iterator[Document]:
         return map(Document, self.ids, self.titles, self.texts)
@@ -495,14 +492,18 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with _jsonl_file(path) as handle:
         for row in rows:
-            handle.write(_ENCODE_ROW(row))
-            handle.write("\n")
+            _write_row(handle, row)
             count += 1
     return count
 
 
-def _jsonl_file(path: Path) -> Any:
+def _jsonl_file(path: Path) -> TextIO:
     return open(path, "w", encoding="utf-8", newline="\n")
+
+
+def _write_row(handle: TextIO, row: dict[str, Any]) -> None:
+    handle.write(_ENCODE_ROW(row))
+    handle.write("\n")
 
 
 def write_records_and_splits(
@@ -519,12 +520,9 @@ def write_records_and_splits(
     ):
         by_split = {"train": train, "eval": evaluation}
         for record in records:
-            all_records.write(_ENCODE_ROW(record))
-            all_records.write("\n")
+            _write_row(all_records, record)
             split = record["split"]
-            handle = by_split[split]
-            handle.write(_ENCODE_ROW(render_row(record)))
-            handle.write("\n")
+            _write_row(by_split[split], render_row(record))
             counts[split] += 1
     counts["records"] = counts["train"] + counts["eval"]
     return counts
