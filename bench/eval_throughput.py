@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     args = parser.parse_args()
 
-    from hybridft.evaluation.generation import load_generator
+    from hybridft.core.generation import load_generator
 
     generator = load_generator("tiny", None)
     texts = prompts(args.questions)

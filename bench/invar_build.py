@@ -95,7 +95,7 @@ def timed(spent: dict[str, float], patches: list[tuple[Any, str, str]]) -> Itera
 
 
 def run_build(docs: Path, qa: Path, out: Path, negatives: int, batch_size: int) -> tuple[float, dict[str, float], dict]:
-    import hybridft.retrieval as retrieval
+    import hybridft.retrieval.rankers as retrieval
     from hybridft.builders import invar
     from hybridft.cli import build_data
 

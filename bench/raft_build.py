@@ -82,8 +82,8 @@ def run_build(docs: Path, qa: Path, out: Path, strategy: str) -> float:
 
 def serialise_only(out: Path, target: Path) -> float:
     """Write the same records and trainer rows again, from memory: the floor for any build."""
-    from hybridft.io import write_jsonl
-    from hybridft.render import render
+    from hybridft.core.outputs import write_jsonl
+    from hybridft.core.render import render
 
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     target.mkdir(parents=True, exist_ok=True)
@@ -97,8 +97,8 @@ def serialise_only(out: Path, target: Path) -> float:
 def bm25_against_rank_bm25(docs: Path, qa: Path, sample: int) -> dict[str, float]:
     from rank_bm25 import BM25Okapi
 
-    from hybridft.io import read_documents, read_qa
-    from hybridft.retrieval import BM25Index
+    from hybridft.core.readers import read_documents, read_qa
+    from hybridft.retrieval.rankers import BM25Index
 
     texts = [d.text for d in read_documents(docs)[0]]
     questions = [r.question for r in read_qa(qa)]

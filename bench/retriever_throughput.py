@@ -43,7 +43,7 @@ def embed_one_by_one(model: Any, ids: Any, mask: Any) -> Any:
     """The naive encoder: one forward pass per text, unpadded."""
     import torch
 
-    from hybridft.retriever_index import embed_for_training
+    from hybridft.retrieval.llm_index import embed_for_training
 
     rows = []
     for i in range(len(ids)):
@@ -66,9 +66,9 @@ def main() -> None:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from hybridft import models
-    from hybridft.invar_retriever import RetrievalCollator, retriever_losses
-    from hybridft.retriever_index import Retriever, embed_for_training, encoder_settings
+    from hybridft.core import models
+    from hybridft.retrieval.llm_index import Retriever, embed_for_training, encoder_settings
+    from hybridft.training.invar_retriever import RetrievalCollator, retriever_losses
 
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(0)
@@ -76,7 +76,7 @@ def main() -> None:
     path = models.resolve_model("tiny")
     tokenizer = models.load_tokenizer(path)
     base = AutoModelForCausalLM.from_pretrained(path)
-    lora = models.lora_config(r=16, alpha=32, dropout=0.0, target_modules=["all-linear"], trainable_tokens={})
+    lora = models.lora_config({"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": ["all-linear"]})
     model = get_peft_model(base, lora)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     config = {

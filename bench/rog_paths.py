@@ -151,7 +151,7 @@ def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int) -> dict
     pairs = json.loads(pairs_path.read_text())
     start = time.perf_counter()
     if side == "hybridft":
-        from hybridft.kg import read_kg, reasoning_paths, shortest_relation_paths
+        from hybridft.kg.graph import read_kg, reasoning_paths, shortest_relation_paths
 
         kg = read_kg(kg_path)
         index_s = time.perf_counter() - start

@@ -38,7 +38,7 @@ def write_data(folder: Path, rows: int, seed: int = 0) -> None:
 
 
 def real_tokens(data: Path) -> int:
-    from hybridft.models import load_tokenizer, resolve_model
+    from hybridft.core.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model("tiny"))
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
@@ -52,7 +52,7 @@ def run_baseline(data: Path, out: Path, batch_size: int, epochs: float) -> float
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from hybridft.models import resolve_model
+    from hybridft.core.models import resolve_model
 
     path = resolve_model("tiny")
     args = SFTConfig(
@@ -76,9 +76,9 @@ def run_baseline(data: Path, out: Path, batch_size: int, epochs: float) -> float
 
 
 def run_hybridft(data: Path, out: Path, batch_size: int, epochs: float) -> float:
-    from hybridft.finetune import OPTIONS
-    from hybridft.options import resolve
-    from hybridft.sft import train
+    from hybridft.core.options import resolve
+    from hybridft.training.config import OPTIONS
+    from hybridft.training.sft import train
 
     config = resolve(
         OPTIONS,

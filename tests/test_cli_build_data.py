@@ -164,12 +164,12 @@ def test_missing_kind_and_unknown_kind(cli) -> None:
 
 
 def test_failure_midway_leaves_no_output(cli, sample: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import hybridft.render
+    import hybridft.core.render
 
     def broken(record, fmt):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(hybridft.render, "render", broken)
+    monkeypatch.setattr(hybridft.core.render, "render", broken)
     out = sample["tmp"] / "out"
     code, _, stderr = build(cli, sample, out)
     assert code == 1 and "disk full" in stderr

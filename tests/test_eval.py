@@ -152,7 +152,7 @@ def test_raft_with_a_model_draws_the_robustness_curve(
 
 
 def test_batched_generation_gives_the_same_outputs_as_one_at_a_time(raft_data: Path) -> None:
-    from hybridft.evaluation.generation import load_generator
+    from hybridft.core.generation import load_generator
     from hybridft.evaluation.raft import prompt_for
 
     generator = load_generator("tiny", None)
@@ -186,8 +186,8 @@ def test_rog_predictions_on_a_kg_questions_file(tmp_path: Path, capsys: pytest.C
 def test_constrained_planning_only_uses_relations_of_the_graph(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hybridft.io import iter_kg_questions
-    from hybridft.kg import read_kg
+    from hybridft.core.readers import iter_kg_questions
+    from hybridft.kg.graph import read_kg
 
     out = tmp_path / "report"
     code, _, err = run_eval(
@@ -219,8 +219,8 @@ def test_constrained_planning_only_uses_relations_of_the_graph(
 
 
 def test_path_grammar_by_hand() -> None:
+    from hybridft.core.models import load_tokenizer, resolve_model
     from hybridft.evaluation.path_grammar import PathGrammar
-    from hybridft.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model("tiny"))
     grammar = PathGrammar(tokenizer, ["people.person.spouse", "film.film.directed_by"], max_hops=2)

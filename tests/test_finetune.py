@@ -13,8 +13,8 @@ from conftest import read_jsonl
 
 from hybridft.cli import finetune as finetune_cli
 from hybridft.cli.common import run_guarded
-from hybridft.finetune import OPTIONS
-from hybridft.options import resolve
+from hybridft.core.options import resolve
+from hybridft.training.config import OPTIONS
 
 RECIPES = Path(__file__).parent.parent / "data_recipes"
 FAST = {
@@ -79,7 +79,7 @@ class Capture:
 @pytest.fixture(scope="module")
 def trained(raft_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 30-step LoRA run shared by the tests that only read its results."""
-    from hybridft.sft import train
+    from hybridft.training.sft import train
 
     out = tmp_path_factory.mktemp("run") / "out"
     capture = Capture()
@@ -135,8 +135,8 @@ def test_adapter_reloads_generates_and_merges(trained: dict[str, Any]) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hybridft.models import resolve_model
-    from hybridft.sft import save_merged
+    from hybridft.core.models import resolve_model
+    from hybridft.training.sft import save_merged
 
     out = trained["out"]
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -163,7 +163,7 @@ def test_resume_continues_the_loss_curve(raft_data: Path, tmp_path: Path) -> Non
     step, as a run that was never interrupted."""
     from transformers import TrainerCallback
 
-    from hybridft.sft import train
+    from hybridft.training.sft import train
 
     settings = {"max_steps": 8, "save_steps": 4}
     straight = train(config_for(raft_data, tmp_path / "straight", **settings))
@@ -196,7 +196,7 @@ def test_interrupted_cli_exits_130_and_says_how_to_resume(
 ) -> None:
     from transformers import TrainerCallback
 
-    from hybridft import sft
+    from hybridft.training import sft
 
     class CtrlC(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -218,8 +218,8 @@ def test_marker_tokens_are_added_initialised_and_trained(tmp_path: Path) -> None
     from transformers import AutoModelForCausalLM
 
     from hybridft.cli import build_data
-    from hybridft.models import add_marker_tokens, load_tokenizer, resolve_model
-    from hybridft.sft import train
+    from hybridft.core.models import add_marker_tokens, load_tokenizer, resolve_model
+    from hybridft.training.sft import train
 
     path = resolve_model("tiny")
     tokenizer = load_tokenizer(path)
@@ -250,7 +250,7 @@ def test_marker_tokens_are_added_initialised_and_trained(tmp_path: Path) -> None
     # The saved adapter is small (no embedding matrices) and reloads to the very same model.
     from safetensors import safe_open
 
-    from hybridft.evaluation.generation import load_generator
+    from hybridft.core.generation import load_generator
 
     with safe_open(str(tmp_path / "run" / "adapter_model.safetensors"), "pt") as saved:
         names = list(saved.keys())  # noqa: SIM118 - safe_open is not iterable
@@ -269,13 +269,13 @@ def test_qlora_on_cpu_gradients_match_dequantised_reference_after_eval() -> None
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from hybridft.models import detect_device, load_for_training, lora_config, resolve_model
+    from hybridft.core.models import detect_device, load_for_training, lora_config, resolve_model
 
     path = resolve_model("tiny")
-    lora = dict(r=4, alpha=8, dropout=0.0, target_modules=["all-linear"], trainable_tokens={})
+    lora = {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["all-linear"]}
     quantised = load_for_training(path, "qlora", detect_device(), gradient_checkpointing=False)
     torch.manual_seed(0)
-    student = get_peft_model(quantised, lora_config(**lora))
+    student = get_peft_model(quantised, lora_config(lora))
     with torch.no_grad():  # non-zero B so gradients flow into A as well
         for name, param in student.named_parameters():
             if "lora_B" in name:
@@ -288,7 +288,7 @@ def test_qlora_on_cpu_gradients_match_dequantised_reference_after_eval() -> None
             target = reference.get_submodule(name.removeprefix("base_model.model.").removesuffix(".base_layer"))
             target.weight.data = weight.to(torch.float32)
     torch.manual_seed(0)
-    reference = get_peft_model(reference, lora_config(**lora))
+    reference = get_peft_model(reference, lora_config(lora))
     reference.load_state_dict({k: v for k, v in student.state_dict().items() if "lora_" in k}, strict=False)
 
     batch = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 2]])
@@ -311,7 +311,7 @@ def test_qlora_on_cpu_gradients_match_dequantised_reference_after_eval() -> None
 
 
 def test_qlora_run_on_cpu_with_evaluation(raft_data: Path, tmp_path: Path) -> None:
-    from hybridft.sft import train
+    from hybridft.training.sft import train
 
     run = train(config_for(raft_data, tmp_path / "run", method="qlora", max_steps=4, eval_steps=2))
     assert run["status"] == "complete" and run["method"] == "qlora"
@@ -324,7 +324,7 @@ def test_qlora_on_cuda(raft_data: Path, tmp_path: Path) -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from hybridft.sft import train
+    from hybridft.training.sft import train
 
     run = train(config_for(raft_data, tmp_path / "run", method="auto", max_steps=10, gradient_checkpointing=True))
     assert run["method"] == "qlora" and run["device"].startswith("cuda")
@@ -338,8 +338,8 @@ def test_packing_needs_flash_attention_because_sdpa_leaks_across_examples() -> N
     import torch
     from transformers import AutoModelForCausalLM
 
-    from hybridft.finetune import check
-    from hybridft.models import resolve_model
+    from hybridft.core.models import resolve_model
+    from hybridft.training.config import check
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"), attn_implementation="sdpa").eval()
     first, second = torch.tensor([[5, 9, 12, 30, 40]]), torch.tensor([[7, 8, 50]])
@@ -479,7 +479,7 @@ def test_config_file_with_command_line_override(
 def test_full_fine_tuning_saves_a_whole_model(raft_data: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from hybridft.sft import train
+    from hybridft.training.sft import train
 
     capture = Capture()
     out = tmp_path / "run"

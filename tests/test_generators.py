@@ -14,7 +14,8 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from hybridft.builders.common import common_options
-from hybridft.errors import UsageError
+from hybridft.core.errors import UsageError
+from hybridft.core.options import resolve
 from hybridft.generators import backends, check_generator, generator_options, prompts
 from hybridft.generators.backends import GenerationError
 from hybridft.generators.run import Generator
@@ -26,7 +27,6 @@ from hybridft.generators.tasks import (
     write_cot_answers,
     write_questions,
 )
-from hybridft.options import resolve
 
 KEY = "sk-test-5ecret-key-0123456789"
 

@@ -15,8 +15,9 @@ from test_raft import synthetic
 
 from hybridft.builders import invar
 from hybridft.builders.common import split_of
-from hybridft.options import resolve
-from hybridft.text import normalize_answer
+from hybridft.core.options import resolve
+from hybridft.core.render import render
+from hybridft.core.text import normalize_answer
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "eval.jsonl")
 
@@ -60,7 +61,7 @@ def test_exact_record_for_a_small_input(sample: dict[str, Path]) -> None:
 
 def test_retrieval_rows_carry_texts_for_the_retriever_trainer(sample: dict[str, Path]) -> None:
     record = invar.build(config(sample["qa"], sample["docs"], negatives=1)).records[0]
-    assert invar.render(record, "retrieval") == {
+    assert render(record, "retrieval") == {
         "id": "invar-q-paris",
         "query": record["query"],
         "variants": record["variants"],
@@ -185,7 +186,7 @@ def test_generation_stage_defaults_to_messages(sample: dict[str, Path]) -> None:
     resolved = config(sample["qa"], sample["docs"], stage="generation", top_k=2)
     assert resolved["format"] == "messages"
     record = invar.build(resolved).records[0]
-    assert [m["role"] for m in invar.render(record, "messages")["messages"]] == ["user", "assistant"]
+    assert [m["role"] for m in render(record, "messages")["messages"]] == ["user", "assistant"]
 
 
 def test_bad_input_exits_2_and_leaves_nothing(cli, sample: dict[str, Path], tmp_path: Path) -> None:
@@ -240,7 +241,7 @@ def test_help_imports_no_heavy_library(kind: str) -> None:
 def test_dense_negatives_lend_their_chunk_embeddings_to_the_same_teacher(
     sample: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hybridft import retrieval
+    from hybridft.retrieval import rankers as retrieval
 
     encoded: list[int] = []
     encode = retrieval.encode_texts

@@ -18,8 +18,8 @@ from conftest import CORPUS, QA, read_jsonl, write_jsonl
 from hybridft.cli import build_data
 from hybridft.cli import finetune as finetune_cli
 from hybridft.cli.common import run_guarded
-from hybridft.finetune import OPTIONS
-from hybridft.options import resolve
+from hybridft.core.options import resolve
+from hybridft.training.config import OPTIONS
 
 # A synthetic retrieval task: each query names one item; its positive says where the item is.
 ITEMS = "apple river candle violin tiger anchor mirror pepper rocket saddle lantern walnut helmet ribbon turtle compass"
@@ -74,7 +74,7 @@ def synthetic_records() -> list[dict[str, Any]]:
 
 
 def write_retrieval_folder(folder: Path, records: list[dict[str, Any]]) -> Path:
-    from hybridft.builders.invar import render
+    from hybridft.core.render import render
 
     write_jsonl(folder / "records.jsonl", records)
     write_jsonl(folder / "train.jsonl", [render(r, "retrieval") for r in records])
@@ -116,7 +116,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def runs(synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """An untrained adapter (learning rate 0) and two equal runs, with and without invariance."""
-    from hybridft.invar_retriever import train
+    from hybridft.training.invar_retriever import train
 
     root = tmp_path_factory.mktemp("runs")
     result: dict[str, Any] = {"root": root}
@@ -171,8 +171,8 @@ def test_index_embeds_as_training_does_and_resumes(
     import numpy as np
     import torch
 
-    from hybridft import retriever_index
-    from hybridft.retriever_index import PASSAGE_PREFIX, embed_for_training, load_retriever, pad, tokenize
+    from hybridft.retrieval import llm_index as retriever_index
+    from hybridft.retrieval.llm_index import PASSAGE_PREFIX, embed_for_training, load_retriever, pad, tokenize
 
     retriever = load_retriever(runs["root"] / "invariant")
     texts = [f"The {item} is kept somewhere." for item in ITEMS.split()] + ["a much longer text " * 20]
@@ -219,7 +219,7 @@ def generation_data(runs: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
 
 
 def test_generation_rows_come_from_the_trained_retriever(generation_data: Path, runs: dict[str, Any]) -> None:
-    from hybridft.retriever_index import open_index
+    from hybridft.retrieval.llm_index import open_index
 
     records = read_jsonl(generation_data / "records.jsonl")
     index = open_index(runs["root"] / "invariant", [d["text"] for d in CORPUS])
@@ -233,8 +233,8 @@ def test_generator_trains_its_own_adapter_and_leaves_the_retriever_bit_for_bit(
     import torch
     from transformers import TrainerCallback
 
-    from hybridft.evaluation.generation import load_generator
-    from hybridft.invar_generator import train
+    from hybridft.core.generation import load_generator
+    from hybridft.training.invar_generator import train
 
     retriever = runs["root"] / "invariant"
     files = sorted(p for p in retriever.iterdir() if p.is_file())
@@ -278,7 +278,7 @@ def test_generator_trains_its_own_adapter_and_leaves_the_retriever_bit_for_bit(
 
 
 def test_vrex_invariance_runs_and_logs(synthetic: Path, tmp_path: Path) -> None:
-    from hybridft.invar_retriever import train
+    from hybridft.training.invar_retriever import train
 
     run = train(config_for(synthetic, tmp_path / "vrex", max_steps=2, invariance="vrex", batch_size=4))
     lines = [r for r in read_jsonl(tmp_path / "vrex" / "log.jsonl") if "loss" in r]
@@ -340,7 +340,7 @@ def test_eval_and_build_data_name_the_retriever_run(
 def test_retriever_resume_continues_the_loss_curve(synthetic: Path, tmp_path: Path) -> None:
     from transformers import TrainerCallback
 
-    from hybridft.invar_retriever import train
+    from hybridft.training.invar_retriever import train
 
     settings = {"max_steps": 6, "save_steps": 3, "batch_size": 4}
     train(config_for(synthetic, tmp_path / "straight", **settings))

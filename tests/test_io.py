@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_jsonl
 
-from hybridft.errors import InputError, UsageError
-from hybridft.io import atomic_output_dir, read_documents, read_qa, write_manifest
+from hybridft.core.errors import InputError, UsageError
+from hybridft.core.outputs import atomic_output_dir, write_manifest
+from hybridft.core.readers import read_documents, read_qa
 
 
 def test_folder_of_text_markdown_and_rows(tmp_path: Path) -> None:
@@ -141,7 +142,7 @@ def test_manifest_hashes_outputs(tmp_path: Path) -> None:
 
 
 def test_input_hashes_cover_the_files_read(tmp_path: Path) -> None:
-    from hybridft.io import input_hashes
+    from hybridft.core.outputs import input_hashes
 
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "config").write_text("x")

@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from hybridft.errors import InputError
-from hybridft.kg import KG, reasoning_paths, render_chain, shortest_relation_paths
-from hybridft.kg_batch import GraphBatch, MalformedGraph
+from hybridft.core.errors import InputError
+from hybridft.core.render import render_chain
+from hybridft.kg.batch import GraphBatch, MalformedGraph
+from hybridft.kg.graph import KG, reasoning_paths, shortest_relation_paths
 
 
 def paths(triples, q, a, max_hops=3, directed=False):

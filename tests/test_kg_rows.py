@@ -1,4 +1,4 @@
-"""RoG rows whose graphs are cut out of the line (hybridft/kg_rows.py) agree with the whole-row
+"""RoG rows whose graphs are cut out of the line (hybridft/kg/rows.py) agree with the whole-row
 parse: same questions, same packed graphs, same records, same errors."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import orjson
 import pytest
 from conftest import read_jsonl
 
-from hybridft.errors import InputError
-from hybridft.io import iter_kg_questions
-from hybridft.kg_batch import PackedGraph
-from hybridft.kg_rows import cut_graph, iter_questions_packed
+from hybridft.core.errors import InputError
+from hybridft.core.readers import iter_kg_questions
+from hybridft.kg.batch import PackedGraph
+from hybridft.kg.rows import cut_graph, iter_questions_packed
 
 # Names of every inline length (0..12 bytes), longer ones (arrow keeps those by offset),
 # non-ASCII ones, and ones that JSON writes with escapes.
@@ -124,7 +124,7 @@ def test_records_are_the_same_bytes_as_without_cutting(cli, tmp_path: Path, monk
     rows = [row for row in _rows() if "graph" in row]
     questions = _write(tmp_path / "q.jsonl", rows, ensure_ascii)
     assert cli("rog", "--questions", questions, "--out", tmp_path / "cut", *options)[0] == 0
-    monkeypatch.setattr("hybridft.kg_rows.cut_graph", lambda raw: None)
+    monkeypatch.setattr("hybridft.kg.rows.cut_graph", lambda raw: None)
     assert cli("rog", "--questions", questions, "--out", tmp_path / "whole", *options)[0] == 0
     for file in ("records.jsonl", "train.jsonl", "eval.jsonl"):
         assert (tmp_path / "cut" / file).read_bytes() == (tmp_path / "whole" / file).read_bytes()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hybridft.losses import alignment, info_nce, invariance, invariance_sym_kl, invariance_vrex
+from hybridft.training.losses import alignment, info_nce, invariance, invariance_sym_kl, invariance_vrex
 
 T, F = True, False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybridft.metrics import final_answer, mean, prediction_list, raft_scores, rog_scores, token_f1
+from hybridft.evaluation.metrics import final_answer, mean, prediction_list, raft_scores, rog_scores, token_f1
 
 DOCS = ["Paris is the capital of France.", "The Seine flows through Paris."]
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hybridft.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
+from hybridft.evaluation.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
 
 LOG3 = math.log2(3)
 

@@ -121,7 +121,7 @@ def test_hybrid_of_real_builds_trains_with_sft_trainer(cli, sample: dict[str, Pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from hybridft.models import resolve_model
+    from hybridft.core.models import resolve_model
 
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     tmp, qa, docs = sample["tmp"], sample["qa"], sample["docs"]

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from hybridft.errors import UsageError
-from hybridft.options import Option, load_recipe, parse_tokens, resolve
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option, load_recipe, parse_tokens, resolve
 
 OPTIONS = [
     Option("max_hops", "int", 3, "hops", minimum=1),

@@ -11,10 +11,12 @@ from conftest import read_jsonl, write_jsonl
 
 from hybridft.builders import raft
 from hybridft.builders.common import BuildResult, split_of
-from hybridft.options import resolve
-from hybridft.render import render
-from hybridft.retrieval import BM25Index
-from hybridft.text import GoldAnswers, chunk_text, normalize_answer
+from hybridft.core.options import resolve
+from hybridft.core.readers import read_documents
+from hybridft.core.render import render
+from hybridft.core.text import GoldAnswers, normalize_answer
+from hybridft.retrieval.chunking import chunk_documents, chunk_text
+from hybridft.retrieval.rankers import BM25Index
 
 COLOURS = ["red", "green", "blue", "amber", "violet", "teal", "olive", "coral"]
 WORDS = [
@@ -215,7 +217,7 @@ def test_long_documents_become_numbered_chunks(tmp_path: Path) -> None:
 
 
 def test_unknown_doc_ids_and_too_few_documents_are_usage_errors(sample: dict[str, Path], tmp_path: Path) -> None:
-    from hybridft.errors import UsageError
+    from hybridft.core.errors import UsageError
 
     qa = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x", "question": "q?", "answers": ["a"], "doc_ids": ["nope"]}])
     with pytest.raises(UsageError, match=r'bad.jsonl:1: doc_ids names "nope"'):
@@ -225,15 +227,15 @@ def test_unknown_doc_ids_and_too_few_documents_are_usage_errors(sample: dict[str
 
 
 def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None:
-    from hybridft.models import build_tiny_tokenizer
+    from hybridft.core.models import build_tiny_tokenizer
 
     text = "Tokenizers split uncommonwords into several pieces. " * 6
     tokenizer = build_tiny_tokenizer()
     tokenizer.save_pretrained(tmp_path / "tok")
     docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": "t", "text": text}, {"id": "u", "text": "other"}])
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "q", "question": "split?", "answers": ["pieces"]}])
-    by_tokens = raft.chunk_documents(raft.read_documents(docs)[0], 8, 2, str(tmp_path / "tok"))
-    by_words = raft.chunk_documents(raft.read_documents(docs)[0], 8, 2, None)
+    by_tokens = chunk_documents(read_documents(docs)[0], 8, 2, str(tmp_path / "tok"))
+    by_words = chunk_documents(read_documents(docs)[0], 8, 2, None)
     assert len(by_tokens) > len(by_words)  # rare words take several tokens each
     for text_of_t in by_tokens.texts[:-1]:  # the last chunk is document "u"
         assert len(tokenizer(text_of_t, add_special_tokens=False)["input_ids"]) <= 8
@@ -279,7 +281,8 @@ def test_oracle_found_beyond_the_top_ranked_chunks(tmp_path: Path) -> None:
 
 
 def test_extractive_cot_quotes_the_first_sentence_holding_an_answer() -> None:
-    from hybridft.builders.raft import Chunk, extractive_cot
+    from hybridft.builders.raft_examples import extractive_cot
+    from hybridft.retrieval.chunking import Chunk
 
     text = "It was adopted in 1777! The U.S.A flag has stars. Its colours are red, white and blue. Red again."
     oracle = Chunk("d", "d", "Flags", text)
@@ -296,7 +299,7 @@ def test_extractive_cot_quotes_the_first_sentence_holding_an_answer() -> None:
 def test_skipping_sentences_before_the_bound_never_changes_the_quote() -> None:
     """sentence_end_bound only skips sentences that cannot hold an answer: on random texts with
     punctuation inside words, the quote found with the bound is the one found without it."""
-    from hybridft.text import iter_sentences
+    from hybridft.core.text import iter_sentences
 
     rng = random.Random(7)
     words = ["alpha", "beta", "U.S.", "e.g.", "don't", "gamma", "x-ray", "delta", "Beta!", "alpha,beta"]

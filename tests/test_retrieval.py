@@ -1,6 +1,6 @@
 import pytest
 
-from hybridft.retrieval import BM25Index, DenseIndex
+from hybridft.retrieval.rankers import BM25Index, DenseIndex
 
 TEXTS = [
     "The Seine flows through Paris.",
@@ -29,7 +29,7 @@ def test_dense_minilm_ranks_by_meaning() -> None:
 def test_top_k_is_the_best_k_in_order() -> None:
     import numpy as np
 
-    from hybridft.retrieval import top_k
+    from hybridft.retrieval.rankers import top_k
 
     scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]])
     assert top_k(scores, 2).tolist() == [[1, 3], [0, 1]]
@@ -39,7 +39,7 @@ def test_top_k_is_the_best_k_in_order() -> None:
 def test_top_k_by_dot_product_works_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from hybridft import retrieval
+    from hybridft.retrieval import rankers as retrieval
 
     documents = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
     queries = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import read_jsonl
 
-from hybridft.models import resolve_model
+from hybridft.core.models import resolve_model
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 

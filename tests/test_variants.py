@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from hybridft.variants import PERTURBATIONS, PREFIXES, drop_words, make_variants, prefix, shuffle_clauses, typos
+from hybridft.retrieval.variants import (
+    PERTURBATIONS,
+    PREFIXES,
+    drop_words,
+    make_variants,
+    prefix,
+    shuffle_clauses,
+    typos,
+)
 
 QUERIES = [
     "Which river flows through Paris?",

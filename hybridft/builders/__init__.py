@@ -1,4 +1,8 @@
-"""The data builders, one module per method, and the explicit table the CLI dispatches on."""
+"""The data builders, one module per method (``raft`` with ``raft_examples`` and ``raft_generated``,
+``rog``, ``invar``, ``mix``), what they share (``common``), and the table the CLI dispatches on.
+
+May import: ``hybridft.core``, ``hybridft.kg``, ``hybridft.retrieval``, ``hybridft.generators``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from hybridft.builders import invar, mix, raft, rog
 from hybridft.builders.common import BuildResult
-from hybridft.options import Option
+from hybridft.core.options import Option
 
 
 @dataclass(frozen=True)
@@ -17,7 +21,7 @@ class BuilderSpec:
     options: list[Option]
     build: Callable[[dict[str, Any]], BuildResult]
     check: Callable[[dict[str, Any]], list[str]]
-    # Record -> trainer row in a format; None: hybridft.render.render (RAFT and RoG records).
+    # Record -> trainer row in a format; None: hybridft.core.render.render (RAFT, RoG, Invar-RAG records).
     render: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
 
 
@@ -39,7 +43,6 @@ BUILDERS: dict[str, BuilderSpec] = {
         invar.OPTIONS,
         invar.build,
         invar.check,
-        invar.render,
     ),
     "mix": BuilderSpec(
         "the hybrid: seeded weighted sampling of built datasets into one train/eval pair",

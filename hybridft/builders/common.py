@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridft.options import Option
+from hybridft.core.options import Option
 
 FORMATS = ("messages", "prompt-completion")
 

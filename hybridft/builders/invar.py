@@ -16,7 +16,7 @@ returns for it, and the answer (``messages`` / ``prompt-completion``, mixable wi
      "docs": [{"id", "title", "text"}], "answer_in_docs": bool}
 
 Chunking, positives from ``doc_ids`` / answer search and hard-negative mining are RAFT's corpus
-machinery (:class:`hybridft.builders.raft.RaftBuilder`), with negatives in place of distractors.
+machinery (:class:`hybridft.builders.RaftBuilder`), with negatives in place of distractors.
 """
 
 from __future__ import annotations
@@ -31,16 +31,18 @@ import numpy as np
 
 from hybridft.builders import raft
 from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
-from hybridft.errors import UsageError
+from hybridft.builders.raft_examples import CANDIDATE_MARGIN, RaftBuilder
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option
+from hybridft.core.progress import log, track
+from hybridft.core.readers import QARow, read_documents, read_qa
+from hybridft.core.text import AnswerFinder, GoldAnswers
 from hybridft.generators import check_generator, generator_options
-from hybridft.io import QARow, read_documents, read_qa
-from hybridft.options import Option
-from hybridft.progress import log, track
-from hybridft.text import AnswerFinder, GoldAnswers
-from hybridft.variants import PERTURBATIONS, make_variants
+from hybridft.retrieval.chunking import CHUNKING_OPTIONS, Chunks, check_chunking, chunk_documents
+from hybridft.retrieval.variants import PERTURBATIONS, make_variants
 
 if TYPE_CHECKING:
-    from hybridft.retrieval import DenseIndex
+    from hybridft.retrieval.rankers import DenseIndex
 
 STAGES = ("retrieval", "generation")
 FORMATS = ("auto", "retrieval", "messages", "prompt-completion")
@@ -48,19 +50,19 @@ TEACHERS = ("minilm", "none")
 
 
 def _bm25(texts: list[str], config: dict[str, Any]) -> Any:
-    from hybridft.retrieval import BM25Index
+    from hybridft.retrieval.rankers import BM25Index
 
     return BM25Index(texts)
 
 
 def _dense(texts: list[str], config: dict[str, Any]) -> Any:
-    from hybridft.retrieval import DenseIndex
+    from hybridft.retrieval.rankers import DenseIndex
 
     return DenseIndex(texts, config["dense_model"])
 
 
 def _trained(texts: list[str], config: dict[str, Any]) -> Any:
-    from hybridft.retriever_index import open_index
+    from hybridft.retrieval.llm_index import open_index
 
     return open_index(config["retriever"], texts)
 
@@ -100,12 +102,7 @@ OPTIONS = [
         choices=("reword", *PERTURBATIONS),
     ),
     Option("n_variants", "int", 2, "query variants per row", minimum=0),
-    Option(
-        "teacher",
-        "str",
-        "minilm",
-        "teacher_scores from minilm (packaged all-MiniLM-L6-v2), a local sentence-transformers folder, or none",
-    ),
+    Option("teacher", "str", "minilm", "teacher_scores by minilm (packaged all-MiniLM-L6-v2), a local folder, or none"),
     Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
     Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),
     Option(
@@ -114,9 +111,7 @@ OPTIONS = [
         "bm25",
         "ranker of the generation stage: bm25, dense, or the run folder of `finetune --trainer invar-retriever`",
     ),
-    _RAFT["chunk_size"],
-    _RAFT["chunk_overlap"],
-    _RAFT["tokenizer"],
+    *CHUNKING_OPTIONS,
     _RAFT["dense_model"],
     *(o if o.name != "format" else _FORMAT for o in common_options()),
     *generator_options(),
@@ -126,7 +121,7 @@ OPTIONS = [
 def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key; also resolves ``format: auto`` from the stage (and an
     unset teacher to ``none``), so that ``--dry-run`` and the manifest show what is used."""
-    errors = raft.check_chunking(config)
+    errors = check_chunking(config)
     rewords = "reword" in config["variants"] and config["n_variants"] > 0 and config["stage"] == "retrieval"
     errors += check_generator(config, "variants=reword" if rewords else None)
     if config["n_variants"] > 0 and not config["variants"]:
@@ -155,7 +150,7 @@ def check(config: dict[str, Any]) -> list[str]:
 class RetrievalBuilder:
     """Positives, negatives and variants row by row; teacher scores for all rows at the end."""
 
-    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: raft.Chunks):
+    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: Chunks):
         self.config = config
         self.qa = qa
         self.chunks = chunks
@@ -165,7 +160,7 @@ class RetrievalBuilder:
             "dense_model": config["dense_model"],
             "seed": config["seed"],
         }
-        self.corpus = raft.RaftBuilder(corpus_config, qa, chunks)
+        self.corpus = RaftBuilder(corpus_config, qa, chunks)
         self.counts: Counter[str] = Counter()
         self.rewordings: dict[str, str | None] = {}  # query -> the generator's rewording (variants=reword)
         self.generated: dict[str, Any] = {}  # counts of the generator's items
@@ -193,7 +188,7 @@ class RetrievalBuilder:
             self.reword_queries()  # first: a wrong endpoint or model stops the build before any ranking
         strategy = config["negative_strategy"]
         most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.qa)
-        k = config["negatives"] + max(most_named, config["max_positives"]) + raft.CANDIDATE_MARGIN
+        k = config["negatives"] + max(most_named, config["max_positives"]) + CANDIDATE_MARGIN
         bm25_ranked, ranked = corpus.rankings(k, config["negatives"] > 0, "positives", "negatives")
         records = []
         for row in track(self.qa, "building Invar-RAG rows", total=len(self.qa)):
@@ -289,7 +284,7 @@ def teacher_scores(
     (normalised sentence embeddings), rounded to 4 decimals. Each distinct text is encoded once,
     in batches; the per-row work is one vectorised gather and dot product. ``encoded`` gives texts
     a dense index of the same model holds already, and the index: those are not encoded again."""
-    from hybridft.retrieval import encode_texts, load_sentence_model
+    from hybridft.retrieval.rankers import encode_texts, load_sentence_model
 
     log(f"loading the teacher ({teacher})")
     model = load_sentence_model(teacher)
@@ -323,7 +318,7 @@ def teacher_scores(
 # --- generation stage -------------------------------------------------------------------------
 
 
-def build_generation(config: dict[str, Any], qa: list[QARow], chunks: raft.Chunks) -> list[dict[str, Any]]:
+def build_generation(config: dict[str, Any], qa: list[QARow], chunks: Chunks) -> list[dict[str, Any]]:
     """Question + the top-k chunks the retriever ranks for it -> the first gold answer."""
     log(f"indexing {len(chunks)} chunks with {config['retriever']}")
     index = RETRIEVERS.get(config["retriever"], _trained)(chunks.texts, config)
@@ -356,7 +351,7 @@ def build(config: dict[str, Any]) -> BuildResult:
     """Build Invar-RAG records from ``config`` (resolved OPTIONS, after :func:`check`)."""
     qa = read_qa(config["qa"])
     documents, stats = read_documents(config["docs"])
-    chunks = raft.chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
+    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
     counts: dict[str, Any] = {"qa_rows": len(qa), "documents": len(documents), "chunks": len(chunks)}
     if config["stage"] == "generation":
         if len(chunks) < config["top_k"]:
@@ -396,31 +391,3 @@ def build(config: dict[str, Any]) -> BuildResult:
         if counts["skipped"][reason]:
             log(f"skipped {counts['skipped'][reason]} QA row(s): {reason.replace('_', ' ')}")
     return BuildResult(records, counts, [config["qa"], config["docs"]], builder.manifest)
-
-
-def generation_prompt(record: dict[str, Any]) -> str:
-    documents = "\n".join(f"<DOCUMENT>{doc['text']}</DOCUMENT>" for doc in record["docs"])
-    return (
-        "Answer the question from the retrieved documents. Reply with the answer only.\n\n"
-        f"{documents}\n\nQuestion: {record['query']}"
-    )
-
-
-def render(record: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """``retrieval`` rows for the invar-retriever trainer (texts only, ids stay in the record), or
-    generation rows in the SFT formats."""
-    if fmt == "retrieval":
-        return {
-            "id": record["id"],
-            "query": record["query"],
-            "variants": record["variants"],
-            "positives": [d["text"] for d in record["positives"]],
-            "negatives": [d["text"] for d in record["negatives"]],
-            "teacher_scores": record["teacher_scores"],
-        }
-    prompt, completion = generation_prompt(record), record["answers"][0]
-    if fmt == "messages":
-        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]}
-    if fmt == "prompt-completion":
-        return {"prompt": prompt, "completion": completion}
-    raise ValueError(f"unknown format {fmt!r}")

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from hybridft.builders.common import BuildResult
-from hybridft.errors import InputError, UsageError
-from hybridft.io import iter_rows
-from hybridft.options import Option
-from hybridft.progress import log
+from hybridft.core.errors import InputError, UsageError
+from hybridft.core.options import Option
+from hybridft.core.progress import log
+from hybridft.core.readers import iter_rows
 
 SPLITS = ("train", "eval")
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from hybridft.builders.raft import Chunks, RaftBuilder
+from hybridft.builders.raft_examples import RaftBuilder
+from hybridft.core.readers import QARow
+from hybridft.core.text import GoldAnswers, normalize_answer
 from hybridft.generators.run import Generator
 from hybridft.generators.tasks import question_key, write_cot_answers, write_questions
-from hybridft.io import QARow
-from hybridft.text import GoldAnswers, normalize_answer
+from hybridft.retrieval.chunking import Chunks
 
 
 class ChunkOracleBuilder(RaftBuilder):

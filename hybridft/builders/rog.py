@@ -22,14 +22,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hybridft.builders.common import BuildResult, common_options, split_of
-from hybridft.errors import UsageError
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option
+from hybridft.core.progress import log, track
+from hybridft.core.readers import KGQuestion
 from hybridft.generators import check_generator, generator_options
-from hybridft.io import KGQuestion
-from hybridft.kg import KG, read_kg, reasoning_paths, shortest_relation_paths
-from hybridft.kg_batch import GraphBatch, MalformedGraph, PackedGraph
-from hybridft.kg_rows import iter_questions_packed
-from hybridft.options import Option
-from hybridft.progress import log, track
+from hybridft.kg.batch import GraphBatch, MalformedGraph, PackedGraph
+from hybridft.kg.graph import KG, read_kg, reasoning_paths, shortest_relation_paths
+from hybridft.kg.rows import iter_questions_packed
 
 TASKS = ("plan", "reason", "explain")
 DEFAULT_TASKS = ("plan", "reason")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
-from hybridft.errors import UsageError
-from hybridft.progress import log
+from hybridft.core.errors import UsageError
+from hybridft.core.progress import log
 
 USAGE = """\
 usage: hybridft build-data KIND [--recipe FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -50,15 +50,15 @@ def _print_config(kind: str, config: dict[str, Any], as_json: bool) -> None:
 def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from hybridft.io import (
+    from hybridft.core.outputs import (
         atomic_output_dir,
         check_output_dir,
         input_hashes,
-        paused_gc,
         write_manifest,
         write_records_and_splits,
     )
-    from hybridft.render import render
+    from hybridft.core.readers import paused_gc
+    from hybridft.core.render import render
 
     check_output_dir(config["out"], config["overwrite"])
     fmt = config.get("format", "")  # mix has no --format: its rows keep their inputs' format
@@ -103,7 +103,7 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
 
 def _output_hashes(hasher: Any, folder: Path) -> dict[str, str]:
     """sha256 of the three output files, by name, computed side by side on ``hasher``'s threads."""
-    from hybridft.io import sha256_file
+    from hybridft.core.outputs import sha256_file
 
     names = ("eval.jsonl", "records.jsonl", "train.jsonl")
     digests = [hasher.submit(sha256_file, folder / name) for name in names]

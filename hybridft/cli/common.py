@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hybridft.errors import UsageError
-from hybridft.options import Option, load_recipe, parse_tokens, peek_recipe, resolve
-from hybridft.progress import console
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option, load_recipe, parse_tokens, peek_recipe, resolve
+from hybridft.core.progress import console
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from hybridft.cli import build_data
 from hybridft.cli.common import EXIT_OK, emit
-from hybridft.errors import UsageError
-from hybridft.progress import log
+from hybridft.core.errors import UsageError
+from hybridft.core.progress import log
 
 USAGE = """\
 usage: hybridft demo [--out DIR] [--max-steps N] [--json]
@@ -127,9 +127,9 @@ def _stage(number: int, title: str, kind: str, recipe: str | None, out: Path, *e
 
 
 def _finetune(data: Path, out: Path, steps: int) -> dict[str, Any]:
-    from hybridft.finetune import OPTIONS
-    from hybridft.options import resolve
-    from hybridft.sft import train
+    from hybridft.core.options import resolve
+    from hybridft.training.config import OPTIONS
+    from hybridft.training.sft import train
 
     log(f"[5/7] fine-tuning the tiny LLaMA on the mix ({steps} steps, CPU)")
     config = resolve(OPTIONS, {**TRAINING, "data": str(data), "out": str(out), "max_steps": steps}, {})
@@ -142,9 +142,9 @@ def _finetune(data: Path, out: Path, steps: int) -> dict[str, Any]:
 def _evaluate(
     number: int, title: str, data: Path, out: Path, adapter: Path | None, compare: dict[str, Any] | None
 ) -> dict[str, Any]:
+    from hybridft.core.options import resolve
     from hybridft.evaluation import EVALUATIONS
     from hybridft.evaluation.report import print_table, write_report
-    from hybridft.options import resolve
 
     log(f"[{number}/7] evaluating {title} on the RAFT questions")
     spec = EVALUATIONS["raft"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
-from hybridft.errors import UsageError
+from hybridft.core.errors import UsageError
 
 USAGE = """\
 usage: hybridft eval KIND [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -35,8 +35,8 @@ def main(tokens: list[str]) -> int:
         print(json.dumps({"command": "eval", "kind": kind, "options": config}, indent=2))
         return EXIT_OK
 
+    from hybridft.core.outputs import check_output_dir
     from hybridft.evaluation.report import print_table, read_report, write_report
-    from hybridft.io import check_output_dir
 
     check_output_dir(config["out"], config["overwrite"])
     other = read_report(config["compare"]) if config["compare"] else None

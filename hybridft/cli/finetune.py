@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hybridft.cli.common import EXIT_INTERRUPTED, EXIT_OK, emit, print_options
-from hybridft.errors import UsageError
-from hybridft.options import load_recipe, parse_tokens, peek_recipe, resolve
+from hybridft.core.errors import UsageError
+from hybridft.core.options import load_recipe, parse_tokens, peek_recipe, resolve
 
 USAGE = """\
 usage: hybridft finetune [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -30,20 +30,20 @@ Under `accelerate launch ... -m hybridft finetune ...` it trains on every proces
 def _trainer(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The train function of ``--trainer`` (each imports its heavy libraries itself)."""
     if name == "invar-retriever":
-        from hybridft import invar_retriever
+        from hybridft.training import invar_retriever
 
         return invar_retriever.train
     if name == "invar-generator":
-        from hybridft import invar_generator
+        from hybridft.training import invar_generator
 
         return invar_generator.train
-    from hybridft import sft
+    from hybridft.training import sft
 
     return sft.train
 
 
 def main(tokens: list[str]) -> int:
-    from hybridft.finetune import OPTIONS, check
+    from hybridft.training.config import OPTIONS, check
 
     if "--help" in tokens or "-h" in tokens:
         print(USAGE)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 from hybridft import __version__
@@ -35,36 +37,31 @@ def main(
     """hybridft command line."""
 
 
-@app.command("build-data", context_settings=PASSTHROUGH, add_help_option=False)
-def build_data(ctx: typer.Context) -> None:
-    """Build fine-tuning data: KIND is raft, rog, invar or mix (see `hybridft build-data KIND --help`)."""
-    from hybridft.cli import build_data as command
-
-    raise typer.Exit(run_guarded(command.main, ctx.args))
-
-
-@app.command("demo", context_settings=PASSTHROUGH, add_help_option=False)
-def demo(ctx: typer.Context) -> None:
-    """Run the pipeline on bundled sample data, on the CPU (see `hybridft demo --help`)."""
-    from hybridft.cli import demo as command
-
-    raise typer.Exit(run_guarded(command.main, ctx.args))
-
-
-@app.command("finetune", context_settings=PASSTHROUGH, add_help_option=False)
-def finetune(ctx: typer.Context) -> None:
-    """Fine-tune a LLaMA-family model with LoRA / QLoRA / full (see `hybridft finetune --help`)."""
-    from hybridft.cli import finetune as command
-
-    raise typer.Exit(run_guarded(command.main, ctx.args))
+# Command name -> (the module in hybridft.cli whose ``main(tokens)`` runs it, its line in --help).
+COMMANDS = {
+    "build-data": (
+        "build_data",
+        "Build fine-tuning data: KIND is raft, rog, invar or mix (see `hybridft build-data KIND --help`).",
+    ),
+    "demo": ("demo", "Run the pipeline on bundled sample data, on the CPU (see `hybridft demo --help`)."),
+    "finetune": (
+        "finetune",
+        "Fine-tune a LLaMA-family model with LoRA / QLoRA / full (see `hybridft finetune --help`).",
+    ),
+    "eval": ("eval", "Evaluate RAFT or RoG answers, or retrieval (see `hybridft eval KIND --help`)."),
+}
 
 
-@app.command("eval", context_settings=PASSTHROUGH, add_help_option=False)
-def evaluate(ctx: typer.Context) -> None:
-    """Evaluate RAFT or RoG answers, or retrieval (see `hybridft eval KIND --help`)."""
-    from hybridft.cli import eval as command
+def _add_command(name: str, module: str, summary: str) -> None:
+    def command(ctx: typer.Context) -> None:
+        main = importlib.import_module(f"hybridft.cli.{module}").main
+        raise typer.Exit(run_guarded(main, ctx.args))
 
-    raise typer.Exit(run_guarded(command.main, ctx.args))
+    app.command(name, help=summary, context_settings=PASSTHROUGH, add_help_option=False)(command)
+
+
+for _name, (_module, _summary) in COMMANDS.items():
+    _add_command(_name, _module, _summary)
 
 
 def run() -> None:

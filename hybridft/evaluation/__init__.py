@@ -1,4 +1,8 @@
-"""The evaluations, one module per kind, and the table the CLI dispatches on."""
+"""The evaluations, one module per kind (``raft``, ``rog``, ``retrieval``), their pure metrics
+(``metrics``), reports (``report``), and the table the CLI dispatches on.
+
+May import: ``hybridft.core``, ``hybridft.kg``, ``hybridft.retrieval``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hybridft.core.options import Option
 from hybridft.evaluation import raft, retrieval, rog
 from hybridft.evaluation.report import Report
-from hybridft.options import Option
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hybridft.errors import UsageError
-from hybridft.io import iter_rows
-from hybridft.options import Option
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option
+from hybridft.core.readers import iter_rows
+from hybridft.core.records import RECORDS
 
 
 def common_options() -> list[Option]:
@@ -37,22 +38,23 @@ def check_source(config: dict[str, Any]) -> list[str]:
 
 
 def load_records(config: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    """Records of ``kind`` from ``--data``/records.jsonl in the chosen split."""
+    """Records of ``kind`` from ``--data``/records.jsonl in the chosen split, each checked against
+    the kind's schema (:mod:`hybridft.core.records`)."""
     folder = Path(config["data"])
     path = folder / "records.jsonl" if folder.is_dir() else folder
     if not path.is_file():
         raise UsageError(f"data={folder}: no records.jsonl; give a folder written by `hybridft build-data {kind}`")
-    records = []
+    selected = []
     for where, row in iter_rows(path):
         if row.get("kind") != kind:
             raise UsageError(f"{where}: a {row.get('kind')!r} record; this evaluation reads `build-data {kind}` output")
         if config["split"] in ("all", row.get("split")):
-            records.append(row)
+            selected.append((where, row))
     if config["limit"]:
-        records = records[: config["limit"]]
-    if not records:
+        selected = selected[: config["limit"]]
+    if not selected:
         raise UsageError(f"{path}: no records in split {config['split']!r}")
-    return records
+    return RECORDS[kind].checked(selected)
 
 
 def read_predictions(path: str, known_ids: set[str], field: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hybridft.models import MARKERS
+from hybridft.core.models import MARKERS
 
 OPEN, CLOSE, SEP = MARKERS  # "<PATH>", "</PATH>", "<SEP>"
 

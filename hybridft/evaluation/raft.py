@@ -7,11 +7,11 @@ import random
 from collections import Counter
 from typing import Any
 
+from hybridft.core.options import Option
+from hybridft.core.render import raft_prompt
 from hybridft.evaluation.common import check_source, common_options, load_records, read_predictions
+from hybridft.evaluation.metrics import raft_scores
 from hybridft.evaluation.report import Report
-from hybridft.metrics import raft_scores
-from hybridft.options import Option
-from hybridft.render import raft_prompt
 
 METRICS = ["exact_match", "f1", "contains", "answer_format", "quote_precision"]
 
@@ -66,7 +66,7 @@ def evaluate(config: dict[str, Any]) -> Report:
     if config["predictions"]:
         predictions = read_predictions(config["predictions"], {r["id"] for r in records}, "prediction")
     else:
-        from hybridft.evaluation.generation import load_generator
+        from hybridft.core.generation import load_generator
 
         generator = load_generator(config["model"], config["adapter"])
     for k in ks:
@@ -80,9 +80,7 @@ def evaluate(config: dict[str, Any]) -> Report:
             else:
                 usable.append((record, documents))
         if generator is not None:
-            prompts = [
-                raft_prompt({"docs": [{"text": d} for d in docs], "question": r["question"]}) for r, docs in usable
-            ]
+            prompts = [prompt_for(record, documents) for record, documents in usable]
             outputs = [
                 o[0]
                 for o in generator.generate(

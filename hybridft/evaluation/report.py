@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridft.errors import UsageError
-from hybridft.io import atomic_output_dir, write_jsonl
-from hybridft.metrics import mean
-from hybridft.progress import console
+from hybridft.core.errors import UsageError
+from hybridft.core.outputs import atomic_output_dir, write_jsonl
+from hybridft.core.progress import console
+from hybridft.evaluation.metrics import mean
 
 
 @dataclass

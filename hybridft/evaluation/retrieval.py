@@ -11,7 +11,7 @@ indices per query, best first: corpus mode) and ``score(queries, candidates)`` (
 scores of its own candidate indices: candidate mode). :class:`EmbeddingRanker` gives both from an
 ``encode(texts, description)`` function returning normalised embeddings; ``minilm`` is one.
 ``adapter`` is the trained Invar-RAG retriever (``finetune --trainer invar-retriever``, named by
-``--retriever RUN_DIR``): :class:`hybridft.retriever_index.RetrieverIndex`, whose corpus index
+``--retriever RUN_DIR``): :class:`hybridft.retrieval.llm_index.RetrieverIndex`, whose corpus index
 is cached and resumable.
 """
 
@@ -26,13 +26,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hybridft.errors import InputError, UsageError
+from hybridft.core.errors import InputError, UsageError
+from hybridft.core.options import Option
+from hybridft.core.progress import log, track
+from hybridft.core.readers import iter_rows
+from hybridft.core.records import is_texts
 from hybridft.evaluation.common import common_options, load_records
+from hybridft.evaluation.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
 from hybridft.evaluation.report import Report
-from hybridft.io import iter_rows
-from hybridft.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
-from hybridft.options import Option
-from hybridft.progress import log, track
 
 
 class Ranker(Protocol):
@@ -46,7 +47,7 @@ class BM25Ranker:
     statistics come from that pool)."""
 
     def __init__(self, texts: list[str], config: dict[str, Any]):
-        from hybridft.retrieval import BM25Index
+        from hybridft.retrieval.rankers import BM25Index
 
         self._index = BM25Index(texts)
 
@@ -70,7 +71,7 @@ class EmbeddingRanker:
         self._documents = encode(texts, f"encoding documents ({name})")
 
     def search(self, queries: list[str], k: int) -> list[list[int]]:
-        from hybridft.retrieval import top_k_by_dot_product
+        from hybridft.retrieval.rankers import top_k_by_dot_product
 
         embedded = self._encode(queries, f"encoding queries ({self._name})")
         indices, _ = top_k_by_dot_product(embedded, self._documents, k)
@@ -82,7 +83,7 @@ class EmbeddingRanker:
 
 
 def _minilm(texts: list[str], config: dict[str, Any]) -> Ranker:
-    from hybridft.retrieval import encode_texts, load_sentence_model
+    from hybridft.retrieval.rankers import encode_texts, load_sentence_model
 
     model = load_sentence_model("minilm")
     return EmbeddingRanker(
@@ -91,7 +92,7 @@ def _minilm(texts: list[str], config: dict[str, Any]) -> Ranker:
 
 
 def _adapter(texts: list[str], config: dict[str, Any]) -> Ranker:
-    from hybridft.retriever_index import open_index
+    from hybridft.retrieval.llm_index import open_index
 
     index = open_index(config["retriever"], texts, config["batch_size"])
 
@@ -156,36 +157,8 @@ def metric_names(ks: list[int], invariance_k: int, invariance: bool) -> list[str
 # --- records and predictions ------------------------------------------------------------------
 
 
-def load_invar_records(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Retrieval-stage ``build-data invar`` records of the chosen split, their fields checked."""
-    records = load_records(config, "invar")
-    problems = []
-    for record in records:
-        where = f"{config['data']}: record {record.get('id')!r}"
-        if record.get("stage", "retrieval") != "retrieval":
-            raise UsageError(f"{where}: a {record['stage']}-stage record; eval retrieval needs retrieval-stage records")
-        if not isinstance(record.get("query"), str):
-            problems.append(f'{where}: missing string field "query"')
-        if not _string_list(record.get("variants", [])):
-            problems.append(f'{where}: "variants" must be a list of strings')
-        for key in ("positives", "negatives"):
-            documents = record.get(key)
-            if not isinstance(documents, list) or not all(
-                isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("text"), str)
-                for d in documents
-            ):
-                problems.append(f'{where}: "{key}" must be a list of {{"id", "text"}} documents')
-    if problems:
-        raise UsageError(*problems[:20])
-    return records
-
-
-def _string_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
 def _ranking_problem(ranking: Any, key: str) -> str | None:
-    if not _string_list(ranking):
+    if not is_texts(ranking):
         return f'"{key}" must be a list of document ids (strings)'
     repeated = next((doc for doc, n in Counter(ranking).items() if n > 1), None)
     return f'"{key}" lists document {repeated!r} twice' if repeated is not None else None
@@ -270,8 +243,8 @@ def rank_candidates(records: list[dict[str, Any]], config: dict[str, Any]) -> li
 def corpus_chunks(config: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(ids, texts) of ``--docs``, chunked with the chunk options in ``--data``/manifest.json when
     there is one (as ``build-data invar`` chunked them), else whole documents."""
-    from hybridft.builders.raft import chunk_documents
-    from hybridft.io import read_documents
+    from hybridft.core.readers import read_documents
+    from hybridft.retrieval.chunking import chunk_documents
 
     documents, stats = read_documents(config["docs"])
     for reason, n in stats.skipped.items():
@@ -322,7 +295,7 @@ def invariance_scores(ranking: list[str], variant_rankings: list[list[str]], k: 
 
 
 def evaluate(config: dict[str, Any]) -> Report:
-    records = load_invar_records(config)
+    records = load_records(config, "invar")
     ks = cutoffs(config)
     depth = max(*ks, config["invariance_k"])
     skipped: Counter[str] = Counter()

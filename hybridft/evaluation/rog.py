@@ -12,14 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hybridft.errors import UsageError
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option
+from hybridft.core.readers import KGQuestion, iter_kg_questions
+from hybridft.core.render import rog_plan, rog_reason
 from hybridft.evaluation.common import check_source, common_options, load_records, read_predictions
+from hybridft.evaluation.metrics import prediction_list, rog_scores
 from hybridft.evaluation.report import Report
-from hybridft.io import KGQuestion, iter_kg_questions
-from hybridft.kg import KG, read_kg, reasoning_paths
-from hybridft.metrics import prediction_list, rog_scores
-from hybridft.options import Option
-from hybridft.render import rog_plan, rog_reason
+from hybridft.kg.graph import KG, read_kg, reasoning_paths
 
 METRICS = ["hits@1", "hit", "f1", "precision", "recall", "path_validity"]
 PLAN = re.compile(r"<PATH>(.*?)</PATH>", re.DOTALL)
@@ -106,7 +106,7 @@ def _graph(question: KGQuestion, global_kg: KG | None) -> KG | None:
 
 
 def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], skipped: Counter[str]) -> Report:
-    from hybridft.evaluation.generation import load_generator
+    from hybridft.core.generation import load_generator
     from hybridft.evaluation.path_grammar import PathGrammar
 
     generator = load_generator(config["model"], config["adapter"])

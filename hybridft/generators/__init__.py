@@ -9,6 +9,8 @@ query rewordings for the builders (``--generator hf:PATH`` or ``openai:MODEL``).
 
 This module holds the options every builder that uses a generator declares, and their checks.
 It imports nothing heavy: ``build-data KIND --help`` loads it.
+
+May import: ``hybridft.core``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hybridft.options import Option
+from hybridft.core.options import Option
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -12,8 +12,8 @@ conversation as soon as its answer is there (so the caller can persist it at onc
   retries stops the build (exit 1) once the requests in flight are done: what finished is cached
   and a rerun resumes. The API key is read from the environment variable the user names and goes
   only into the request's Authorization header: never into a message, a log line or the cache.
-- :class:`HFBackend` runs a local transformers causal LM: chat template, left padding, batches
-  of similar length, greedy unless ``temperature`` > 0.
+- :class:`HFBackend` runs a local transformers causal LM through the batched loop of
+  :mod:`hybridft.core.generation`, greedy unless ``temperature`` > 0.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridft.errors import UsageError
-
-Messages = list[dict[str, str]]
+from hybridft.core.errors import UsageError
+from hybridft.core.generation import Messages
 
 # Backoff before retry n (0-based): min(MAX, BASE * 2**n), times a random factor in [0.5, 1].
 BACKOFF_BASE_S = 1.0
@@ -284,7 +283,7 @@ class HFBackend:
     kind = "hf"
 
     def __init__(self, path: str, *, batch_size: int, log: Callable[[str], None]):
-        from hybridft.models import resolve_model
+        from hybridft.core.models import resolve_model
 
         self.name = path
         self.path = resolve_model(path)
@@ -297,8 +296,10 @@ class HFBackend:
         """The model, and what would make the same name generate other text: for a local folder
         the size and modification time of its weight and config files (a model trained again in
         place is another model), and the dtype it runs in."""
+        from hybridft.core.models import inference_dtype
+
         local = Path(self.path)
-        identity: dict[str, Any] = {"backend": "hf", "model": self.path, "dtype": str(self._dtype()).split(".")[-1]}
+        identity: dict[str, Any] = {"backend": "hf", "model": self.path, "dtype": str(inference_dtype()).split(".")[-1]}
         if local.is_dir():
             identity["model"] = str(local.resolve())
             identity["files"] = {
@@ -308,75 +309,37 @@ class HFBackend:
             }
         return identity
 
-    @staticmethod
-    def _dtype() -> Any:
-        """bfloat16 on a GPU that has it, else float32."""
-        import torch
-
-        cuda = torch.cuda.is_available()
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-
     def describe(self) -> str:
         return f"hf:{self.name}"
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            import torch
-            from transformers import AutoModelForCausalLM
-
-            from hybridft.models import load_tokenizer
+            from hybridft.core.models import load_for_inference
 
             self.log(f"loading {self.describe()}")
-            tokenizer = load_tokenizer(self.path)
-            tokenizer.padding_side = "left"  # generation continues every row from its last token
-            try:
-                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self._dtype())
-            except OSError as exc:
-                raise UsageError(f"generator=hf:{self.name}: cannot load it ({exc})") from None
-            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # type: ignore[arg-type]
-            self._loaded = (model, tokenizer)
+            self._loaded = load_for_inference(self.path, what=f"generator=hf:{self.name}")
         return self._loaded
-
-    def _chat_text(self, tokenizer: Any, messages: Messages) -> str:
-        try:
-            return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        except Exception:  # noqa: BLE001 - some templates refuse a system turn: fold it into the user's
-            system, user = messages[0]["content"], messages[1]["content"]
-            folded = [{"role": "user", "content": f"{system}\n\n{user}"}]
-            return str(tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=True))
 
     def generate(self, items: list[Messages], params: GenerationParams, on_done: OnDone) -> None:
         if not items:
             return
-        import torch
+        from hybridft.core.generation import generate_batches
 
         model, tokenizer = self._load()
-        texts = [self._chat_text(tokenizer, m) for m in items]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths, little padding
-        sampling = params.temperature > 0
-        if sampling:
-            torch.manual_seed(params.seed)
-        stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            encoded = tokenizer(
-                [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(model.device)
-            with torch.no_grad():
-                output = model.generate(
-                    **encoded,
-                    max_new_tokens=params.max_new_tokens,
-                    do_sample=sampling,
-                    temperature=params.temperature if sampling else None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
+        batches = generate_batches(
+            model,
+            tokenizer,
+            items,
+            batch_size=self.batch_size,
+            max_new_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            seed=params.seed,
+        )
+        for batch in batches:
             self.stats.requests += 1
-            new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
-            prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
-            for row, index in enumerate(batch):
-                ids = new_tokens[row]
-                end = next((n for n, t in enumerate(ids) if t in stop_ids), len(ids))
-                text = tokenizer.decode(ids[:end], skip_special_tokens=True)
-                on_done(index, Completion(text, int(prompt_lengths[row]), end))
+            for item in batch:
+                ids = item.sequences[0]
+                on_done(
+                    item.index,
+                    Completion(tokenizer.decode(ids, skip_special_tokens=True), item.prompt_tokens, len(ids)),
+                )

@@ -24,7 +24,7 @@ from hybridft.generators.backends import Completion
 
 def default_path() -> Path:
     """``$HYBRIDFT_CACHE/generations.sqlite`` (default ``~/.cache/hybridft``)."""
-    from hybridft.models import cache_dir
+    from hybridft.core.models import cache_dir
 
     return cache_dir() / "generations.sqlite"
 

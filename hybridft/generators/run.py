@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from typing import Any
 
+from hybridft.core.progress import log, progress_bar
 from hybridft.generators.backends import (
     Completion,
     GenerationError,
@@ -17,7 +18,6 @@ from hybridft.generators.backends import (
 )
 from hybridft.generators.cache import GenerationCache, default_path, item_key
 from hybridft.generators.prompts import Prompt
-from hybridft.progress import log, progress_bar
 
 
 class Generator:

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hybridft.core.text import normalize_answer
 from hybridft.generators import prompts
-from hybridft.text import normalize_answer
 
 if TYPE_CHECKING:
     from hybridft.generators.run import Generator
@@ -249,8 +249,8 @@ def explain_records(
     """Fill the ``explanation`` of RoG's ``explain`` records; records without reasoning paths or
     whose explanation failed or was rejected are dropped (and counted). Returns the kept records,
     the counts and the manifest's ``generator`` section."""
+    from hybridft.core.render import reasoning_paths_text
     from hybridft.generators.run import Generator
-    from hybridft.render import reasoning_paths_text
 
     explain = [r for r in records if r["task"] == "explain" and r["reasoning_paths"]]
     items = [

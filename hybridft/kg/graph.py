@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridft.errors import InputError
+from hybridft.core.errors import InputError
 
 UNREACHED = np.int16(32767)
 # Reasoning-path enumeration stops here for one question (a hub can make it explode); the
@@ -293,22 +293,6 @@ def _triple(kg: KG, edge: int) -> Triple:
     return (kg.entity(kg.heads[edge]), kg.relation(kg.rels[edge]), kg.entity(kg.tails[edge]))
 
 
-def render_chain(chain: list[Triple] | list[list[str]], question_entities: list[str]) -> str:
-    """``e0 -> r1 -> e1 <- r2 <- e2``: a step against an edge is drawn with reversed arrows so
-    every fact reads true. The walk starts at the question entity the first triple touches."""
-    first_head, _, first_tail = chain[0]
-    current = first_tail if first_tail in question_entities and first_head not in question_entities else first_head
-    parts = [current]
-    for head, relation, tail in chain:
-        if head == current:
-            parts.append(f"-> {relation} -> {tail}")
-            current = tail
-        else:
-            parts.append(f"<- {relation} <- {head}")
-            current = head
-    return " ".join(parts)
-
-
 # --- global KG files ----------------------------------------------------------------------------
 
 
@@ -379,7 +363,7 @@ def _first_bad_tsv_line(path: Path) -> int:
 def _read_jsonl_triples(path: Path) -> KG:
     import orjson
 
-    from hybridft.io import numbered_lines
+    from hybridft.core.readers import numbered_lines
 
     triples = []
     with numbered_lines(path) as lines:

@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from hybridft.progress import console
+from hybridft.core.progress import console
 
 
 class JsonlLogCallback(TrainerCallback):

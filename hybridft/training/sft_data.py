@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridft.errors import UsageError
-from hybridft.io import iter_rows, sha256_file
-from hybridft.models import MARKERS
+from hybridft.core.errors import InputError, UsageError
+from hybridft.core.models import MARKERS
+from hybridft.core.outputs import sha256_file
+from hybridft.core.readers import iter_rows
+from hybridft.core.records import TRAINER_ROWS
 
 SFT_FORMATS = ("messages", "prompt-completion")
 
@@ -76,18 +78,11 @@ def load_sft_data(data_dir: str | Path) -> SFTData:
 
 
 def _as_pair(row: dict[str, Any], fmt: str, where: str) -> dict[str, Any]:
+    problem = TRAINER_ROWS[fmt].problem(row)
+    if problem:
+        raise InputError(f"{where}: {problem}")
     if fmt == "prompt-completion":
-        prompt, completion = row.get("prompt"), row.get("completion")
-        if not isinstance(prompt, str) or not isinstance(completion, str):
-            raise UsageError(f'{where}: expected string fields "prompt" and "completion"')
-        return {"prompt": prompt, "completion": completion}
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise UsageError(f'{where}: expected a non-empty list in "messages"')
-    for message in messages:
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
-            raise UsageError(f'{where}: every message needs "role" and a string "content"')
-    if messages[-1]["role"] != "assistant" or len(messages) < 2:
-        raise UsageError(f"{where}: the last message must be the assistant's answer, after at least one other turn")
+        return {"prompt": row["prompt"], "completion": row["completion"]}
+    messages = row["messages"]
     clean = [{"role": m["role"], "content": m["content"]} for m in messages]
     return {"prompt": clean[:-1], "completion": clean[-1:]}

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from hybridft.text import contains_any, normalize_answer
+from hybridft.core.text import contains_any, normalize_answer
 
 ANSWER_TAG = "<ANSWER>:"
 QUOTE = re.compile(r"##begin_quote##(.*?)##end_quote##", re.DOTALL)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridft.errors import UsageError
-from hybridft.progress import log, track
+from hybridft.core.errors import UsageError
+from hybridft.core.progress import log, track
 
 SETTINGS_FILE = "retriever.json"
 QUERY_PREFIX = "query: "
@@ -162,7 +161,7 @@ class Retriever:
 
 def index_folder(retriever: Retriever, texts: list[str]) -> Path:
     """``$HYBRIDFT_CACHE/index/KEY``, KEY a hash of the retriever's fingerprint and the texts."""
-    from hybridft.models import cache_dir
+    from hybridft.core.models import cache_dir
 
     digest = hashlib.sha256(retriever.fingerprint.encode())
     for text in texts:
@@ -175,7 +174,7 @@ def _fingerprint(folder: Path, settings: dict[str, Any]) -> str:
     for name in ("adapter_model.safetensors", "model.safetensors"):
         path = folder / name
         if path.is_file():
-            from hybridft.io import sha256_file
+            from hybridft.core.outputs import sha256_file
 
             digest.update(sha256_file(path).encode())
     for path in sorted(folder.glob("model-*.safetensors")):  # a sharded full fine-tune: name, size, time
@@ -187,10 +186,7 @@ def _fingerprint(folder: Path, settings: dict[str, Any]) -> str:
 def load_retriever(run_dir: str | Path) -> Retriever:
     """The retriever of a ``finetune --trainer invar-retriever`` run folder: its base model with the
     adapter (or the fully fine-tuned model), on CUDA when there is one."""
-    import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hybridft.models import detect_device, resolve_model
+    from hybridft.core.models import load_for_inference
 
     folder = Path(run_dir)
     settings_path = folder / SETTINGS_FILE
@@ -203,24 +199,10 @@ def load_retriever(run_dir: str | Path) -> Retriever:
         settings = json.loads(settings_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{settings_path}: not valid JSON ({exc})") from None
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    transformers.utils.logging.disable_progress_bar()
-    device = detect_device()
-    dtype = "bfloat16" if device.bf16 else "float16" if device.fp16 else "float32"
-    adapter = (folder / "adapter_config.json").is_file()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        weights = resolve_model(settings["model"]) if adapter else str(folder)
-        model: Any = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
-    except OSError as exc:
-        raise UsageError(f"retriever={folder}: cannot load it ({exc})") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, folder)
-    model = model.to("cuda" if device.kind == "cuda" else "cpu").eval()
+    if (folder / "adapter_config.json").is_file():
+        model, tokenizer = load_for_inference(settings["model"], adapter=folder, what=f"retriever={folder}")
+    else:  # a full fine-tune: the folder is the model
+        model, tokenizer = load_for_inference(str(folder), what=f"retriever={folder}")
     return Retriever(model, tokenizer, settings, _fingerprint(folder, settings), f"adapter {folder.name}")
 
 
@@ -241,7 +223,7 @@ class RetrieverIndex:
         self, queries: list[str], k: int, description: str = "retriever search"
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` document indices and their scores for each query, best first."""
-        from hybridft.retrieval import top_k_by_dot_product
+        from hybridft.retrieval.rankers import top_k_by_dot_product
 
         return top_k_by_dot_product(self.queries(queries, description), self.embeddings, k)
 

@@ -1,17 +1,46 @@
-"""Records -> trainer rows: ``messages``, ``prompt-completion`` (both as TRL's SFTTrainer takes
-them) and ``raft-hf`` (the columns of gorilla's RAFT script)."""
+"""Records -> trainer rows and prompts: ``messages``, ``prompt-completion`` (both as TRL's
+SFTTrainer takes them), ``raft-hf`` (the columns of gorilla's RAFT script) and ``retrieval`` (the
+invar-retriever trainer's rows). The evaluations render their prompts with the same functions, so
+a model is asked exactly as it was trained."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from hybridft.kg import render_chain
+
+def render_chain(chain: Sequence[Sequence[str]], question_entities: list[str]) -> str:
+    """``e0 -> r1 -> e1 <- r2 <- e2``: a step against an edge is drawn with reversed arrows so
+    every fact reads true. The walk starts at the question entity the first triple touches."""
+    first_head, _, first_tail = chain[0]
+    current = first_tail if first_tail in question_entities and first_head not in question_entities else first_head
+    parts = [current]
+    for head, relation, tail in chain:
+        if head == current:
+            parts.append(f"-> {relation} -> {tail}")
+            current = tail
+        else:
+            parts.append(f"<- {relation} <- {head}")
+            current = head
+    return " ".join(parts)
+
+
+def documents_block(docs: list[dict[str, Any]]) -> str:
+    """Every document as ``<DOCUMENT>text</DOCUMENT>``, one per line."""
+    return "\n".join(f"<DOCUMENT>{doc['text']}</DOCUMENT>" for doc in docs)
 
 
 def raft_prompt(record: dict[str, Any]) -> str:
-    """Every document as ``<DOCUMENT>text</DOCUMENT>``, then the question."""
-    documents = "\n".join(f"<DOCUMENT>{doc['text']}</DOCUMENT>" for doc in record["docs"])
-    return f"{documents}\n{record['question']}"
+    """The documents, then the question."""
+    return f"{documents_block(record['docs'])}\n{record['question']}"
+
+
+def invar_generation_prompt(record: dict[str, Any]) -> str:
+    """Invar-RAG's generation stage: the retrieved documents, then the question (``query``)."""
+    return (
+        "Answer the question from the retrieved documents. Reply with the answer only.\n\n"
+        f"{documents_block(record['docs'])}\n\nQuestion: {record['query']}"
+    )
 
 
 def raft_completion(record: dict[str, Any]) -> str:
@@ -57,12 +86,16 @@ def prompt_and_completion(record: dict[str, Any]) -> tuple[str, str]:
         return raft_prompt(record), raft_completion(record)
     if kind == "rog":
         return ROG_TASKS[record["task"]](record)
+    if kind == "invar":  # generation stage (retrieval-stage records render as ``retrieval`` rows)
+        return invar_generation_prompt(record), record["answers"][0]
     raise ValueError(f"no rendering for records of kind {kind!r}")
 
 
 def render(record: dict[str, Any], fmt: str) -> dict[str, Any]:
     if fmt == "raft-hf":
         return raft_hf_row(record)
+    if fmt == "retrieval":
+        return retrieval_row(record)
     prompt, completion = prompt_and_completion(record)
     if fmt == "messages":
         return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]}
@@ -83,4 +116,17 @@ def raft_hf_row(record: dict[str, Any]) -> dict[str, Any]:
         "oracle_context": "\n".join(oracle["text"] for oracle in record["oracles"]),
         "cot_answer": raft_completion(record),
         "instruction": raft_prompt(record),
+    }
+
+
+def retrieval_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A retrieval-stage Invar-RAG record for the invar-retriever trainer: texts only (the ids stay
+    in the record)."""
+    return {
+        "id": record["id"],
+        "query": record["query"],
+        "variants": record["variants"],
+        "positives": [d["text"] for d in record["positives"]],
+        "negatives": [d["text"] for d in record["negatives"]],
+        "teacher_scores": record["teacher_scores"],
     }

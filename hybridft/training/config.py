@@ -1,23 +1,19 @@
-"""``hybridft finetune``: TRL SFT, and the Invar-RAG retriever and generator trainers, with LoRA /
-QLoRA / full fine-tuning, resumable.
+"""The options of ``hybridft finetune`` (TRL SFT, and the Invar-RAG retriever and generator
+trainers, with LoRA / QLoRA / full fine-tuning) and the checks that involve more than one key.
 
 A run folder (``--out``) holds checkpoints, the final adapter (or model), ``run.json``,
-``log.jsonl`` and ``loss.png``. ``run.json`` is written first with ``"status": "running"``; a
-rerun with the same options continues from the newest checkpoint, a rerun with other options is
-refused unless ``--overwrite``.
+``log.jsonl`` and ``loss.png`` (see :mod:`hybridft.training.run_folder`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from hybridft import __version__
-from hybridft.errors import UsageError
-from hybridft.options import Option
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option
+from hybridft.training.run_folder import read_run
 
 TRAINERS = ("sft", "invar-retriever", "invar-generator")
 INVARIANCES = ("sym-kl", "vrex")
@@ -80,7 +76,6 @@ OPTIONS = [
 ]
 
 # Keys that may change between an interrupted run and its resumption.
-RESUME_FREE_KEYS = ("out", "overwrite", "resume", "save_merged", "report_to", "logging_steps")
 
 
 def check(config: dict[str, Any]) -> list[str]:
@@ -158,7 +153,7 @@ def retriever_run_errors(folder: str, model: str | None) -> list[str]:
             f"retriever={folder}: holds no retriever adapter (retriever.json + adapter_config.json); give the "
             "--out folder of a finished `finetune --trainer invar-retriever` run with method lora or qlora"
         ]
-    previous = _read_run(run) or {}
+    previous = read_run(run) or {}
     trained_from = (previous.get("config") or {}).get("model")
     if previous.get("status") != "complete":
         return [f"retriever={folder}: its run is not finished (status {previous.get('status')!r}); resume it first"]
@@ -169,7 +164,7 @@ def retriever_run_errors(folder: str, model: str | None) -> list[str]:
 
 def method_for(config: dict[str, Any], device_kind: str) -> str:
     """Resolve ``auto`` and refuse 4-bit where bitsandbytes cannot run it."""
-    from hybridft.models import four_bit_works
+    from hybridft.core.models import four_bit_works
 
     method = config["method"]
     if method == "auto":
@@ -181,101 +176,3 @@ def method_for(config: dict[str, Any], device_kind: str) -> str:
                 f"method=qlora: 4-bit layers do not work on this {device_kind} ({problem}); use method=lora"
             )
     return method
-
-
-# ---------------------------------------------------------------------------------------------
-# The run folder
-
-
-def prepare_out(config: dict[str, Any]) -> str | None:
-    """Make ``--out`` ready and return the checkpoint to resume from, if any.
-
-    Fresh or empty folder: start. Same options and a checkpoint: resume (unless resume=false).
-    Anything else in a non-empty folder needs --overwrite.
-    """
-    out = Path(config["out"])
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return None
-    if config["overwrite"]:
-        return "overwrite"
-    previous = _read_run(out)
-    if previous is None:
-        raise UsageError(f"--out {out}: folder is not empty and holds no hybridft run (use --overwrite to replace it)")
-    if previous.get("status") == "complete":
-        raise UsageError(f"--out {out}: holds a finished run (use --overwrite to train again, or another --out)")
-    changed = _changed_keys(previous.get("config", {}), config)
-    if changed:
-        raise UsageError(
-            f"--out {out}: holds an unfinished run with other options ({', '.join(changed)}); "
-            "rerun with the same options to resume it, or use --overwrite to start over"
-        )
-    checkpoint = newest_checkpoint(out)
-    if checkpoint is None or not config["resume"]:
-        return "overwrite" if checkpoint is None else _refuse_restart(out)
-    return str(checkpoint)
-
-
-def _refuse_restart(out: Path) -> str:
-    raise UsageError(f"--out {out}: holds checkpoints but resume=false (use --overwrite to start over)")
-
-
-def _read_run(out: Path) -> dict[str, Any] | None:
-    path = out / "run.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UsageError(f"{path}: not valid JSON; use --overwrite to start over") from None
-    return data if isinstance(data, dict) else None
-
-
-def _changed_keys(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    keys = sorted(set(previous) | set(config))
-    return [
-        f"{k}: {previous.get(k)!r} -> {config.get(k)!r}"
-        for k in keys
-        if k not in RESUME_FREE_KEYS and _jsonable(previous.get(k)) != _jsonable(config.get(k))
-    ]
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
-def newest_checkpoint(out: Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the largest complete N (one holding trainer_state.json)."""
-    candidates = []
-    for child in out.glob("checkpoint-*"):
-        step = child.name.removeprefix("checkpoint-")
-        if step.isdigit() and (child / "trainer_state.json").is_file():
-            candidates.append((int(step), child))
-    return max(candidates)[1] if candidates else None
-
-
-def write_run_json(out: Path, run: dict[str, Any]) -> None:
-    """Replace run.json atomically, so a crash never leaves half of it."""
-    temp = out / "run.json.tmp"
-    temp.write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temp, out / "run.json")
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
-    versions = {"hybridft": __version__}
-    for name in names:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def clear_out(out: Path) -> None:
-    if out.is_dir():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)

@@ -1,6 +1,6 @@
 """The ``invar-generator`` trainer (Invar-RAG's second stage): the base model carries the trained
 retriever adapter, frozen, and a second LoRA adapter trains on generation-stage rows (question +
-retrieved documents -> answer) with the answer-only SFT loss of :mod:`hybridft.sft`.
+retrieved documents -> answer) with the answer-only SFT loss of :mod:`hybridft.training.sft`.
 
 What the generator sees: PEFT runs one LoRA adapter at a time. The retriever adapter is loaded
 under the name ``retriever`` with ``is_trainable=False`` and the generator adapter (``default``) is
@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hybridft import models, sft
-from hybridft.io import sha256_file
+from hybridft.core import models
+from hybridft.core.outputs import sha256_file
+from hybridft.training import sft
+from hybridft.training.run_folder import write_run_json
 
 RETRIEVER_ADAPTER = "retriever"
 GENERATOR_ADAPTER = "default"  # saved at the top of the run folder, where PEFT loaders look
@@ -41,13 +43,7 @@ def with_frozen_retriever(retriever: Path, model: Any, config: dict[str, Any], a
     if config["gradient_checkpointing"]:
         model.enable_input_require_grads()
     peft_model = PeftModel.from_pretrained(model, str(retriever), adapter_name=RETRIEVER_ADAPTER, is_trainable=False)
-    lora = models.lora_config(
-        r=config["lora_r"],
-        alpha=config["lora_alpha"],
-        dropout=config["lora_dropout"],
-        target_modules=config["target_modules"],
-        trainable_tokens={"embed_tokens": added} if added else {},
-    )
+    lora = models.lora_config(config, {"embed_tokens": added} if added else None)
     peft_model.add_adapter(GENERATOR_ADAPTER, lora)
     peft_model.set_adapter(GENERATOR_ADAPTER)  # the only adapter in the forward pass; the rest frozen
     for name, parameter in peft_model.named_parameters():
@@ -63,8 +59,6 @@ def with_frozen_retriever(retriever: Path, model: Any, config: dict[str, Any], a
 def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run (or resume) one invar-generator run; return run.json's content."""
     from accelerate import PartialState
-
-    from hybridft import finetune
 
     retriever = Path(config["retriever"])
     before = adapter_hashes(retriever)
@@ -86,5 +80,5 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
         raise RuntimeError(f"retriever={retriever}: its adapter files changed during training")
     run["retriever"]["unchanged"] = True
     if run["status"] == "complete" and PartialState().is_main_process:
-        finetune.write_run_json(Path(config["out"]), run)
+        write_run_json(Path(config["out"]), run)
     return run

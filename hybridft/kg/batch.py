@@ -9,7 +9,7 @@ sweep over the union's edge list (a few whole-array numpy operations per hop, no
 Only the few edges on a shortest path to an answer reach Python, where their relation sequences
 are grown.
 
-The result equals :func:`hybridft.kg.shortest_relation_paths` on each graph alone (tested): every
+The result equals :func:`hybridft.kg.graph.shortest_relation_paths` on each graph alone (tested): every
 shortest path from a question entity to an answer entity, as its relation sequence, edges walked
 both ways unless ``directed``, parallel edges each giving their own sequence.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridft.kg import KG
+from hybridft.kg.graph import KG
 
 # Farther than any max_hops; distances are int16 and ``FAR + 1`` must not overflow.
 FAR = 16000
@@ -63,7 +63,7 @@ class PackedGraph:
     @classmethod
     def of_names(cls, names: Any, lookups: list[str]) -> PackedGraph:
         """Pack a graph given as an arrow array of its names, h, r, t, h, r, t, ... (a string or a
-        string_view array, as :mod:`hybridft.kg_rows` cuts them out of a line)."""
+        string_view array, as :mod:`hybridft.kg.rows` cuts them out of a line)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 

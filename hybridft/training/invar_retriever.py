@@ -2,7 +2,7 @@
 retriever, trained with LoRA (or QLoRA, or fully).
 
 A query or document is embedded by last-token pooling: ``query: ``/``passage: `` + text, EOS
-appended, the final hidden state at the EOS, L2-normalised (:mod:`hybridft.retriever_index`).
+appended, the final hidden state at the EOS, L2-normalised (:mod:`hybridft.retrieval.llm_index`).
 Per batch of ``retrieval`` rows the loss is::
 
     InfoNCE(query vs its positives, its hard negatives and every other row's documents)
@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybridft import finetune, losses, models, training_run
-from hybridft.errors import UsageError
-from hybridft.io import iter_rows, sha256_file
-from hybridft.progress import log
-from hybridft.retriever_index import (
+from hybridft.core import models
+from hybridft.core.errors import UsageError
+from hybridft.core.outputs import sha256_file
+from hybridft.core.progress import log
+from hybridft.core.readers import iter_rows
+from hybridft.core.records import RETRIEVAL_ROW
+from hybridft.retrieval.llm_index import (
     PASSAGE_PREFIX,
     QUERY_PREFIX,
     SETTINGS_FILE,
@@ -36,7 +38,11 @@ from hybridft.retriever_index import (
     pad,
     tokenize,
 )
-from hybridft.sft_data import read_manifest
+from hybridft.training import losses
+from hybridft.training import run as training_run
+from hybridft.training.config import method_for
+from hybridft.training.run_folder import write_run_json
+from hybridft.training.sft_data import read_manifest
 
 TERMS = ("info_nce", "alignment", "invariance")
 
@@ -58,23 +64,13 @@ def load_retrieval_data(data_dir: str | Path) -> RetrievalData:
     if fmt != "retrieval":
         raise UsageError(f"data={folder}: rows are in format {fmt!r}; trainer=invar-retriever reads retrieval rows")
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
-    problems: list[str] = []
-    for split, rows in splits.items():
+    for split in splits:
         path = folder / f"{split}.jsonl"
         if not path.is_file():
             if split == "train":
                 raise UsageError(f"data={folder}: no train.jsonl")
             continue
-        for where, row in iter_rows(path):
-            problem = _row_problem(row)
-            if problem:
-                problems.append(f"{where}: {problem}")
-                if len(problems) >= 20:
-                    raise UsageError(*problems, "(stopped after 20 problems)")
-            else:
-                rows.append(row)
-    if problems:
-        raise UsageError(*problems)
+        splits[split] = RETRIEVAL_ROW.checked(iter_rows(path))
     if not splits["train"]:
         raise UsageError(f"{folder / 'train.jsonl'}: no training rows")
     train = splits["train"]
@@ -85,29 +81,6 @@ def load_retrieval_data(data_dir: str | Path) -> RetrievalData:
         sum(r.get("teacher_scores") is not None for r in train),
         sum(bool(r.get("variants")) for r in train),
     )
-
-
-def _strings(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _row_problem(row: dict[str, Any]) -> str | None:
-    if not isinstance(row.get("query"), str):
-        return 'missing string field "query"'
-    if not _strings(row.get("positives")) or not row["positives"]:
-        return '"positives" must be a non-empty list of texts'
-    if not _strings(row.get("negatives", [])):
-        return '"negatives" must be a list of texts'
-    if not _strings(row.get("variants", [])):
-        return '"variants" must be a list of texts'
-    scores = row.get("teacher_scores")
-    if scores is not None:
-        count = len(row["positives"]) + len(row.get("negatives", []))
-        if not isinstance(scores, list) or not all(isinstance(s, (int, float)) for s in scores):
-            return '"teacher_scores" must be a list of numbers or null'
-        if len(scores) != count:
-            return f'"teacher_scores" has {len(scores)} values for {count} positives + negatives'
-    return None
 
 
 class RetrievalCollator:
@@ -259,13 +232,7 @@ def _trainer_class() -> Any:
 def _with_lora(model: Any, config: dict[str, Any]) -> Any:
     from peft import get_peft_model
 
-    lora = models.lora_config(
-        r=config["lora_r"],
-        alpha=config["lora_alpha"],
-        dropout=config["lora_dropout"],
-        target_modules=config["target_modules"],
-        trainable_tokens={},
-    )
+    lora = models.lora_config(config)
     if config["gradient_checkpointing"]:
         model.enable_input_require_grads()
     return get_peft_model(model, lora)
@@ -334,7 +301,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     start = training_run.start(config)
     transformers.set_seed(config["seed"])
     device = models.detect_device()
-    method = finetune.method_for(config, device.kind)
+    method = method_for(config, device.kind)
     tokenizer = models.load_tokenizer(start.model_path)
     model = models.load_for_training(
         start.model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
@@ -374,7 +341,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     if run["status"] == "complete":
         run["final"].update(_last_terms(trainer))
         if start.state.is_main_process:
-            finetune.write_run_json(start.out, run)
+            write_run_json(start.out, run)
     return run
 
 

@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hybridft import finetune, models, training_run
-from hybridft.errors import UsageError
-from hybridft.progress import log
-from hybridft.sft_data import load_sft_data
+from hybridft.core import models
+from hybridft.core.errors import UsageError
+from hybridft.core.progress import log
+from hybridft.training import run as training_run
+from hybridft.training.config import method_for
+from hybridft.training.sft_data import load_sft_data
 
 
 def train(
@@ -33,7 +35,7 @@ def train(
     start = training_run.start(config)
     transformers.set_seed(config["seed"])  # LoRA and marker rows are initialised before the Trainer seeds
     device = models.detect_device()
-    method = finetune.method_for(config, device.kind)
+    method = method_for(config, device.kind)
     data = load_sft_data(config["data"])
     tokenizer = models.load_tokenizer(start.model_path)
     model = models.load_for_training(
@@ -80,13 +82,7 @@ def _with_lora(model: Any, config: dict[str, Any], added: list[int]) -> Any:
     # LM head that reads lm_head.weight directly, bypassing any adapter on lm_head; the output rows
     # keep their initialisation (the mean of the marker's pieces), see docs/finetune.md.
     trainable_tokens = {"embed_tokens": added} if added else {}
-    lora = models.lora_config(
-        r=config["lora_r"],
-        alpha=config["lora_alpha"],
-        dropout=config["lora_dropout"],
-        target_modules=config["target_modules"],
-        trainable_tokens=trainable_tokens,
-    )
+    lora = models.lora_config(config, trainable_tokens)
     if config["gradient_checkpointing"]:
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, lora)
@@ -157,10 +153,10 @@ def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
 def save_merged(out: Path, model_path: str, method: str) -> Path:
     """Base model (full precision, not 4-bit) with the adapter merged in, in ``out/merged``."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     target = out / "merged"
-    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer = models.load_tokenizer(str(out))
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(out)
     else:

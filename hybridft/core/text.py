@@ -1,10 +1,10 @@
-"""Text helpers shared by builders and metrics: SQuAD normalisation, answer search, chunking."""
+"""Text helpers shared by builders and metrics: SQuAD normalisation, answer search, sentences."""
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ARTICLE_WORDS = frozenset(("a", "an", "the"))
@@ -14,7 +14,6 @@ _PUNCT_BYTES = string.punctuation.encode()
 # With deletechars=_PUNCT_BYTES, one bytes.translate pass through this table lowercases ASCII text
 # and drops its punctuation: faster than str.lower then str.translate.
 _ASCII_LOWER = bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode())
-_WORD = re.compile(r"\S+")
 # A sentence ends at [.!?] followed by whitespace. (Matching the mark itself, not a lookbehind,
 # lets the regex engine skip ahead to candidate marks: 3x faster on long texts.)
 _SENTENCE_BREAK = re.compile(r"[.!?]\s+")
@@ -127,48 +126,3 @@ def iter_sentences(text: str, skip_ending_before: int = 0) -> Iterator[str]:
         sentence = text[start:].strip()
         if sentence:
             yield sentence
-
-
-def word_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of whitespace-separated words."""
-    return [m.span() for m in _WORD.finditer(text)]
-
-
-SpanFn = Callable[[str], list[tuple[int, int]]]
-
-
-def chunk_text(text: str, size: int, overlap: int, spans: SpanFn = word_spans) -> list[str]:
-    """Split ``text`` into chunks of at most ``size`` tokens, consecutive chunks sharing
-    ``overlap`` tokens. ``spans`` gives token character spans (words by default, or a
-    tokenizer's offsets), and each chunk is the original text between its first and last token,
-    so formatting inside a chunk is kept.
-    """
-    # Fast path: a text of n characters holds at most (n + 1) // 2 whitespace-separated words.
-    if spans is word_spans and (len(text) + 1) // 2 <= size:
-        stripped = text.strip()
-        return [stripped] if stripped else []
-    token_spans = spans(text)
-    if len(token_spans) <= size:
-        stripped = text.strip()
-        return [stripped] if stripped else []
-    step = size - overlap
-    chunks = []
-    for start in range(0, len(token_spans), step):
-        window = token_spans[start : start + size]
-        chunks.append(text[window[0][0] : window[-1][1]])
-        if start + size >= len(token_spans):
-            break
-    return chunks
-
-
-def tokenizer_spans(name_or_path: str) -> SpanFn:
-    """Token spans from a Hugging Face tokenizer's offset mapping (imports transformers)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-
-    def spans(text: str) -> list[tuple[int, int]]:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [(a, b) for a, b in encoded["offset_mapping"] if b > a]
-
-    return spans

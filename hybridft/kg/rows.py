@@ -13,7 +13,7 @@ A parquet file's graph column is arrow already: each row's names are a slice of 
 
 Any line that does not fit that shape exactly (an escaped quote, other spacing, a triple of
 another length, a non-string name, invalid UTF-8, a duplicate ``graph`` key, ...) is parsed whole,
-as :func:`hybridft.io.iter_kg_questions` does, so errors name the same line in the same words.
+as :func:`hybridft.core.readers.iter_kg_questions` does, so errors name the same line in the same words.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any, TypeGuard
 import numpy as np
 import orjson
 
-from hybridft.errors import InputError
-from hybridft.io import KGQuestion, iter_kg_questions, kg_question, numbered_lines, parse_json_line
-from hybridft.kg_batch import PackedGraph
+from hybridft.core.errors import InputError
+from hybridft.core.readers import KGQuestion, iter_kg_questions, kg_question, numbered_lines, parse_json_line
+from hybridft.kg.batch import PackedGraph
 
 # Threads cutting and packing lines ahead of the caller, and how many rows they may be ahead:
 # enough to keep them busy while the caller searches a batch (~50 rows), little to hold.
@@ -63,7 +63,7 @@ _PAD = b"\0" * 16  # unaligned 8-byte reads past the last name stay inside the b
 def iter_questions_packed(source: str | Path) -> Iterator[tuple[KGQuestion, PackedGraph | None]]:
     """``(question, packed graph)`` per row, in input order. A graph cut out of its line comes
     packed, with ``question.graph`` None; otherwise the packed graph is None and the row is as
-    :func:`hybridft.io.iter_kg_questions` gives it (other file types, lines not cut).
+    :func:`hybridft.core.readers.iter_kg_questions` gives it (other file types, lines not cut).
 
     Lines are cut and packed up to ``_AHEAD`` rows ahead on worker threads (numpy and arrow
     release the GIL for most of it); rows are checked and yielded in order on the caller's thread.
@@ -135,7 +135,7 @@ def _question_of(
 
 def _iter_parquet(source: str | Path) -> Iterator[tuple[KGQuestion, PackedGraph | None]]:
     """Parquet rows: the graph column is arrow already, so each row's names are sliced out of it
-    (no Python string per name); the other columns are read as :mod:`hybridft.io` reads them."""
+    (no Python string per name); the other columns are read as :mod:`hybridft.core.readers` reads them."""
     import pyarrow.parquet as pq
 
     path = Path(source)

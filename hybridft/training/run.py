@@ -1,5 +1,5 @@
-"""What every ``finetune`` trainer shares around its ``Trainer``: the run folder (fresh, overwritten
-or resumed), the common TrainingArguments, the callbacks (log.jsonl, progress, Ctrl-C), run.json
+"""What every ``finetune`` trainer shares around its ``Trainer``: starting in the run folder (see
+``run_folder``), the common TrainingArguments, the callbacks (log.jsonl, progress, Ctrl-C), run.json
 before and after training, the final save and loss.png."""
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybridft import finetune, models
-from hybridft.progress import log
-from hybridft.training_callbacks import (
+from hybridft.core import models
+from hybridft.core.progress import log
+from hybridft.training.callbacks import (
     InterruptCallback,
     JsonlLogCallback,
     RichProgressCallback,
     plot_losses,
     truncate_log,
 )
+from hybridft.training.run_folder import clear_out, package_versions, prepare_out, write_run_json
 
 
 @dataclass
@@ -48,9 +49,9 @@ def start(config: dict[str, Any]) -> RunStart:
     # CPUs each see a one-process state (all 'main'), so they would clear --out together.
     state = PartialState(cpu=models.detect_device().kind == "cpu")
     out = Path(config["out"])
-    resume_from = finetune.prepare_out(config)
+    resume_from = prepare_out(config)
     if state.is_main_process and resume_from in (None, "overwrite"):
-        finetune.clear_out(out)
+        clear_out(out)
     state.wait_for_everyone()
     checkpoint = None if resume_from in (None, "overwrite") else resume_from
     return RunStart(model_path, state, out, checkpoint)
@@ -114,7 +115,7 @@ def new_run(run_start: RunStart, config: dict[str, Any], method: str, device: mo
         "method": method,
         "device": device.description,
         "processes": run_start.state.num_processes,
-        "versions": finetune.package_versions(),
+        "versions": package_versions(),
         "model_path": run_start.model_path if config["model"] != "tiny" else "tiny",
     }
 
@@ -126,7 +127,7 @@ def begin(run_start: RunStart, run: dict[str, Any], what: str) -> None:
         return
     if checkpoint:
         truncate_log(run_start.out / "log.jsonl", int(Path(checkpoint).name.removeprefix("checkpoint-")))
-    finetune.write_run_json(run_start.out, run)
+    write_run_json(run_start.out, run)
     log(f"{'resuming from ' + Path(checkpoint).name if checkpoint else 'training'}: {what}")
 
 
@@ -147,7 +148,7 @@ def finish(
     if interrupt.interrupted:
         run["status"] = "interrupted"
         if state.is_main_process:
-            finetune.write_run_json(out, run)
+            write_run_json(out, run)
         return run
 
     final = {"train_loss": result.training_loss}
@@ -160,7 +161,7 @@ def finish(
         if after_save is not None:
             after_save()
         plot_losses(out / "log.jsonl", out / "loss.png")
-        finetune.write_run_json(out, run)
+        write_run_json(out, run)
     return run
 
 

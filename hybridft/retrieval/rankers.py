@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hybridft.progress import track
+from hybridft.core.progress import track
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -1,5 +1,6 @@
-"""Loading LLaMA-family models for training: the ``tiny`` model, chat templates, marker tokens,
-LoRA / QLoRA / full fine-tuning on CUDA or CPU.
+"""Loading LLaMA-family models: the ``tiny`` model, the tokenizer set-up (pad token, chat
+template), marker tokens, the LoRA config, LoRA / QLoRA / full fine-tuning on CUDA or CPU, and a
+model with its adapter for inference (evaluation, the ``hf:`` generator, the LLM retriever).
 
 Heavy libraries (torch, transformers, peft, bitsandbytes) are imported inside the functions, so
 importing this module costs nothing until a model is really needed.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridft.errors import UsageError
+from hybridft.core.errors import UsageError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -72,9 +73,12 @@ def detect_device() -> Device:
 
 def _tiny_corpus() -> list[str]:
     """Text the tiny tokenizer learns its merges from: the bundled sample data, in a fixed order."""
-    root = Path(__file__).parent / "data_recipes" / "samples"
+    package = Path(__file__).parents[1]  # hybridft/
+    root = package / "data_recipes" / "samples"
     if not root.is_dir():  # running from a source checkout
-        root = Path(__file__).parent.parent / "data_recipes" / "samples"
+        root = package.parent / "data_recipes" / "samples"
+    if not root.is_dir():  # an empty corpus would silently make another tokenizer
+        raise FileNotFoundError(f"the bundled samples are missing (looked in {root})")
     texts = [p.read_text(encoding="utf-8") for p in sorted(root.rglob("*")) if p.is_file()]
     return texts + [" ".join(MARKERS), "<ANSWER>: ##begin_quote## ##end_quote## <DOCUMENT> </DOCUMENT>"]
 
@@ -281,19 +285,58 @@ def disable_cpu_4bit_repacking(model: PreTrainedModel) -> int:
     return changed
 
 
-def lora_config(
-    *, r: int, alpha: int, dropout: float, target_modules: list[str], trainable_tokens: dict[str, list[int]]
-) -> Any:
-    """A causal-LM LoRA config; ``trainable_tokens`` maps embedding modules (``embed_tokens``) to
-    the token ids (added markers) whose rows train with the adapter."""
+def lora_config(config: dict[str, Any], trainable_tokens: dict[str, list[int]] | None = None) -> Any:
+    """The causal-LM LoRA config of a finetune ``config`` (its ``lora_r``, ``lora_alpha``,
+    ``lora_dropout`` and ``target_modules``); ``trainable_tokens`` maps embedding modules
+    (``embed_tokens``) to the token ids (added markers) whose rows train with the adapter."""
     from peft import LoraConfig
 
+    target_modules = config["target_modules"]
     targets: str | list[str] = "all-linear" if target_modules == ["all-linear"] else target_modules
     return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
+        r=config["lora_r"],
+        lora_alpha=config["lora_alpha"],
+        lora_dropout=config["lora_dropout"],
         target_modules=targets,
         task_type="CAUSAL_LM",
         trainable_token_indices=trainable_tokens or None,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading for inference
+
+
+def inference_dtype() -> Any:
+    """bfloat16 on a GPU that has it, float16 on another GPU, float32 on the CPU."""
+    import torch
+
+    device = detect_device()
+    return torch.bfloat16 if device.bf16 else torch.float16 if device.fp16 else torch.float32
+
+
+def load_for_inference(
+    weights: str, *, adapter: Path | None = None, tokenizer_from: str | Path | None = None, what: str
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    """``weights`` (a folder, hub id or ``tiny``) in eval mode on the GPU if there is one, with the
+    PEFT ``adapter`` folder attached (any marker tokens its run added re-created first), and the
+    tokenizer of ``tokenizer_from`` (default: the adapter's folder, else the weights'). ``what``
+    names the option and value in errors (``model=NAME``: ``model=NAME: cannot load it (...)``)."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    transformers.utils.logging.disable_progress_bar()
+    base_path = resolve_model(weights)
+    try:
+        tokenizer = load_tokenizer(str(tokenizer_from or adapter or base_path))
+        model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=inference_dtype())
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot load it ({exc})") from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        readd_marker_tokens(model, base_path, tokenizer)
+        model = PeftModel.from_pretrained(model, adapter)
+    model = model.to("cuda" if detect_device().kind == "cuda" else "cpu").eval()
+    return model, tokenizer

@@ -1,0 +1,7 @@
+"""The core every other package stands on: errors and exit codes, progress on stderr, option
+schemas, text normalisation, the record schemas, readers and atomic writers, rendering records as
+prompts, and loading models (the tiny model, tokenizers, LoRA, batched generation).
+
+May import: nothing else of hybridft (only ``hybridft.__version__``). Heavy libraries (torch,
+transformers, peft) are imported inside the functions that need them.
+"""

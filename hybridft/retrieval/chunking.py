@@ -1,0 +1,148 @@
+"""Cutting documents into chunks: what every ranker, builder and eval indexes.
+
+A chunk is at most ``chunk_size`` tokens (words, or a tokenizer's tokens), consecutive chunks of a
+document share ``chunk_overlap`` tokens, and a chunk keeps its document's id when the document fits
+in one chunk, else ``id#0``, ``id#1``, ...
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybridft.core.options import Option
+from hybridft.core.readers import Documents
+
+_WORD = re.compile(r"\S+")
+
+CHUNKING_OPTIONS = [
+    Option("chunk_size", "int", 512, "chunk length in tokens (words when --tokenizer is unset)", minimum=1),
+    Option("chunk_overlap", "int", 0, "tokens shared by consecutive chunks", minimum=0),
+    Option("tokenizer", "str", None, "Hugging Face tokenizer (name or local path) that measures chunks"),
+]
+
+
+def check_chunking(config: dict[str, Any]) -> list[str]:
+    if config["chunk_overlap"] >= config["chunk_size"]:
+        return [f"chunk_overlap={config['chunk_overlap']}: must be below chunk_size={config['chunk_size']}"]
+    return []
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of whitespace-separated words."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+SpanFn = Callable[[str], list[tuple[int, int]]]
+
+
+def chunk_text(text: str, size: int, overlap: int, spans: SpanFn = word_spans) -> list[str]:
+    """Split ``text`` into chunks of at most ``size`` tokens, consecutive chunks sharing
+    ``overlap`` tokens. ``spans`` gives token character spans (words by default, or a
+    tokenizer's offsets), and each chunk is the original text between its first and last token,
+    so formatting inside a chunk is kept.
+    """
+    # Fast path: a text of n characters holds at most (n + 1) // 2 whitespace-separated words.
+    if spans is word_spans and (len(text) + 1) // 2 <= size:
+        stripped = text.strip()
+        return [stripped] if stripped else []
+    token_spans = spans(text)
+    if len(token_spans) <= size:
+        stripped = text.strip()
+        return [stripped] if stripped else []
+    step = size - overlap
+    chunks = []
+    for start in range(0, len(token_spans), step):
+        window = token_spans[start : start + size]
+        chunks.append(text[window[0][0] : window[-1][1]])
+        if start + size >= len(token_spans):
+            break
+    return chunks
+
+
+def tokenizer_spans(name_or_path: str) -> SpanFn:
+    """Token spans from a Hugging Face tokenizer's offset mapping (imports transformers)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(a, b) for a, b in encoded["offset_mapping"] if b > a]
+
+    return spans
+
+
+@dataclass(slots=True)
+class Chunk:
+    id: str
+    doc_id: str
+    title: str
+    text: str
+
+
+@dataclass
+class Chunks:
+    """The corpus cut into chunks, one list per field: corpora have 100,000s of chunks and only a
+    few per example are ever looked at as :class:`Chunk` objects."""
+
+    ids: list[str]
+    doc_ids: list[str]
+    titles: list[str]
+    texts: list[str]
+    # A document's chunks are contiguous: the index of its first one (an int per document is cheaper
+    # to build than a range per document, for the few documents that questions name).
+    first_of_doc: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> Chunk:
+        return Chunk(self.ids[index], self.doc_ids[index], self.titles[index], self.texts[index])
+
+    def of_doc(self, doc_id: str) -> range:
+        """The indices of a document's chunks (KeyError for a document without chunks)."""
+        start = end = self.first_of_doc[doc_id]
+        while end < len(self.doc_ids) and self.doc_ids[end] == doc_id:
+            end += 1
+        return range(start, end)
+
+    def record_doc(self, index: int) -> dict[str, Any]:
+        """A distractor as it appears in a record's ``docs``."""
+        return {"id": self.ids[index], "title": self.titles[index], "text": self.texts[index], "is_oracle": False}
+
+
+def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: str | None) -> Chunks:
+    """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
+    spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
+    # A text of c characters holds at most (c + 1) // 2 words: when chunks are counted in words and
+    # no text is longer than 2 * size characters, every document is one chunk (the common case of
+    # a corpus cut into passages already), and the columns are the documents' own.
+    if spans is word_spans and max(map(len, documents.texts), default=0) <= 2 * size:
+        stripped = list(map(str.strip, documents.texts))  # never empty: documents hold more than whitespace
+        first_chunks = dict(zip(documents.ids, range(len(documents)), strict=True))
+        return Chunks(documents.ids, documents.ids, documents.titles, stripped, first_chunks)
+    ids: list[str] = []
+    doc_ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    first_of_doc: dict[str, int] = {}
+    for doc in documents:
+        pieces = chunk_text(doc.text, size, overlap, spans)
+        if not pieces:
+            continue
+        first_of_doc[doc.id] = len(ids)
+        if len(pieces) == 1:
+            ids.append(doc.id)
+            doc_ids.append(doc.id)
+            titles.append(doc.title)
+            texts.append(pieces[0])
+        else:
+            for number, piece in enumerate(pieces):
+                ids.append(f"{doc.id}#{number}")
+                doc_ids.append(doc.id)
+                titles.append(doc.title)
+                texts.append(piece)
+    return Chunks(ids, doc_ids, titles, texts, first_of_doc)

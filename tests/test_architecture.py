@@ -1,0 +1,120 @@
+"""The package layout is a one-way flow: the CLI on top, then builders / training / evaluation,
+then kg / retrieval / generators, then core. Every import is checked, including those inside
+functions, because a lazy import that runs upward is still a dependency that runs upward."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import hybridft
+
+ROOT = Path(hybridft.__file__).parent
+
+# What each package may import (besides itself); each package's __init__ docstring says the same.
+ALLOWED = {
+    "core": set(),
+    "kg": {"core"},
+    "retrieval": {"core"},
+    "generators": {"core"},
+    "builders": {"core", "kg", "retrieval", "generators"},
+    "training": {"core", "retrieval"},
+    "evaluation": {"core", "kg", "retrieval"},
+    "cli": {"core", "kg", "retrieval", "generators", "builders", "training", "evaluation"},
+}
+TOP_LEVEL = {"__init__", "__main__", "data_recipes"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(ROOT.rglob("*.py")) if "data_recipes" not in p.parts}
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The hybridft modules ``path`` imports anywhere in its body. ``from P import name`` counts
+    as an import of P.name when that is a module, else of P."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("hybridft"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hybridft"):
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in known else node.module)
+    return found
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports_of(path, known) - {name} for name, path in mods.items()}
+
+
+def test_every_package_declares_what_it_may_import():
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "data_recipes"}
+    assert packages == set(ALLOWED)
+    for package in packages:
+        docstring = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+        assert "May import:" in docstring, f"hybridft/{package}/__init__.py: say what the package may import"
+
+
+def test_no_module_sits_at_the_top_beside_the_packages():
+    loose = {p.stem for p in ROOT.glob("*.py")} - TOP_LEVEL
+    assert not loose, f"modules outside a package: {sorted(loose)}"
+
+
+def test_imports_only_run_down_the_layers():
+    wrong = []
+    for module, targets in graph().items():
+        source = package_of(module)
+        if source in TOP_LEVEL:
+            continue
+        for target in targets:
+            destination = package_of(target)
+            if destination not in (source, "__init__") and destination not in ALLOWED[source]:
+                wrong.append(f"{module} imports {target} ({source} may import {sorted(ALLOWED[source]) or 'nothing'})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycle():
+    edges = graph()
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(cycles)
+
+
+@pytest.mark.parametrize("limit", [500])
+def test_modules_stay_small_or_say_why(limit):
+    long = []
+    for name, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        if lines > limit and "Why this module is long:" not in text[:3000]:
+            long.append(f"{name}: {lines} lines")
+    assert not long, "split these modules or say at their top why not:\n" + "\n".join(long)
