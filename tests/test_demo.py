@@ -15,7 +15,7 @@ def test_demo_stages_and_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "demo"
     assert run_guarded(demo.main, ["--out", str(out), "--max-steps", "2", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary) == {"command", "out", "train_loss", "base", "tuned", "delta"}
+    assert set(summary) == {"command", "out", "train_loss", "questions", "base", "tuned", "delta"}
     for folder in ("raft", "rog", "invar", "mix"):
         assert (out / "data" / folder / "train.jsonl").is_file(), folder
     mix = json.loads((out / "data" / "mix" / "manifest.json").read_text())
@@ -23,7 +23,12 @@ def test_demo_stages_and_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     run = json.loads((out / "run" / "run.json").read_text())
     assert run["status"] == "complete" and run["steps"] == 2
     tuned = json.loads((out / "eval" / "tuned" / "report.json").read_text())
-    assert tuned["count"] == 31 and "delta" in tuned["compare"]
+    raft_records = [json.loads(line) for line in (out / "data" / "raft" / "records.jsonl").read_text().splitlines()]
+    held_out = {r["source_id"] for r in raft_records if r["split"] == "eval"}
+    assert tuned["kind"] == "rag" and tuned["count"] == len(held_out) > 0 and "delta" in tuned["compare"]
+    examples = [json.loads(line) for line in (out / "eval" / "tuned" / "examples.jsonl").read_text().splitlines()]
+    assert {e["id"] for e in examples} == held_out  # only questions the model was not trained on
+    assert (out / "index" / "manifest.json").is_file()
     assert json.loads((out / "demo.json").read_text()) == summary
     # a second demo replaces the first; a folder that is not a demo's is never touched
     assert run_guarded(demo.main, ["--out", str(out), "--max-steps", "1"]) == 0

@@ -35,10 +35,11 @@ from hybridft.builders.raft_examples import CANDIDATE_MARGIN, RaftBuilder
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.progress import log, track
-from hybridft.core.readers import QARow, read_documents, read_qa
+from hybridft.core.readers import QARow, read_qa
 from hybridft.core.text import AnswerFinder, GoldAnswers
 from hybridft.generators import check_generator, generator_options
-from hybridft.retrieval.chunking import CHUNKING_OPTIONS, Chunks, check_chunking, chunk_documents
+from hybridft.retrieval.chunking import CHUNKING_OPTIONS, check_chunking
+from hybridft.retrieval.index import INDEX_OPTION, Corpus, load_corpus
 from hybridft.retrieval.variants import PERTURBATIONS, make_variants
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ _FORMAT = Option(
 OPTIONS = [
     replace(_RAFT["qa"], required=True, required_unless=None, help="QA set: .jsonl/.jsonl.gz/.parquet rows or hf:NAME"),
     _RAFT["docs"],
+    INDEX_OPTION,
     Option("stage", "str", "retrieval", "retriever rows, or question + retrieved documents -> answer", choices=STAGES),
     Option("negatives", "int", 7, "hard negatives per query (retrieval stage)", minimum=0),
     Option("negative_strategy", "str", "bm25", "how negatives are chosen", choices=("bm25", "random", "dense")),
@@ -150,17 +152,17 @@ def check(config: dict[str, Any]) -> list[str]:
 class RetrievalBuilder:
     """Positives, negatives and variants row by row; teacher scores for all rows at the end."""
 
-    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: Chunks):
+    def __init__(self, config: dict[str, Any], qa: list[QARow], corpus: Corpus):
         self.config = config
         self.qa = qa
-        self.chunks = chunks
+        self.chunks = corpus.chunks
         corpus_config = {
             "distractor_strategy": config["negative_strategy"],
             "exclude_answer_from_distractors": True,  # negatives never hold a gold answer
             "dense_model": config["dense_model"],
             "seed": config["seed"],
         }
-        self.corpus = RaftBuilder(corpus_config, qa, chunks)
+        self.corpus = RaftBuilder(corpus_config, qa, corpus)
         self.counts: Counter[str] = Counter()
         self.rewordings: dict[str, str | None] = {}  # query -> the generator's rewording (variants=reword)
         self.generated: dict[str, Any] = {}  # counts of the generator's items
@@ -318,10 +320,14 @@ def teacher_scores(
 # --- generation stage -------------------------------------------------------------------------
 
 
-def build_generation(config: dict[str, Any], qa: list[QARow], chunks: Chunks) -> list[dict[str, Any]]:
+def build_generation(config: dict[str, Any], qa: list[QARow], corpus: Corpus) -> list[dict[str, Any]]:
     """Question + the top-k chunks the retriever ranks for it -> the first gold answer."""
-    log(f"indexing {len(chunks)} chunks with {config['retriever']}")
-    index = RETRIEVERS.get(config["retriever"], _trained)(chunks.texts, config)
+    chunks = corpus.chunks
+    retriever = config["dense_model"] if config["retriever"] == "dense" else config["retriever"]
+    index = corpus.saved_ranker(retriever)
+    if index is None:
+        log(f"indexing {len(chunks)} chunks with {config['retriever']}")
+        index = RETRIEVERS.get(config["retriever"], _trained)(chunks.texts, config)
     found, _ = index.search([r.question for r in qa], config["top_k"], f"{config['retriever']} retrieval")
     finder = AnswerFinder(chunks.texts)
     records = []
@@ -350,19 +356,19 @@ def build_generation(config: dict[str, Any], qa: list[QARow], chunks: Chunks) ->
 def build(config: dict[str, Any]) -> BuildResult:
     """Build Invar-RAG records from ``config`` (resolved OPTIONS, after :func:`check`)."""
     qa = read_qa(config["qa"])
-    documents, stats = read_documents(config["docs"])
-    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
-    counts: dict[str, Any] = {"qa_rows": len(qa), "documents": len(documents), "chunks": len(chunks)}
+    corpus = load_corpus(config)
+    chunks = corpus.chunks
+    counts: dict[str, Any] = {"qa_rows": len(qa), "documents": corpus.documents, "chunks": len(chunks)}
     if config["stage"] == "generation":
         if len(chunks) < config["top_k"]:
             raise UsageError(
                 f"--docs {config['docs']}: {len(chunks)} chunk(s), fewer than top_k={config['top_k']}: "
                 "add documents or lower --top-k"
             )
-        records = build_generation(config, qa, chunks)
+        records = build_generation(config, qa, corpus)
         in_docs = sum(r["answer_in_docs"] for r in records)
         counts.update(examples=len(records), answer_in_docs=in_docs, answer_not_in_docs=len(records) - in_docs)
-        counts["skipped"] = dict(stats.skipped)
+        counts["skipped"] = dict(corpus.skipped)
         return BuildResult(records, counts, [config["qa"], config["docs"]])
 
     if len(chunks) < config["negatives"] + 1:
@@ -370,7 +376,7 @@ def build(config: dict[str, Any]) -> BuildResult:
             f"--docs {config['docs']}: {len(chunks)} chunk(s), but every row needs {config['negatives'] + 1} "
             f"(negatives={config['negatives']} + 1 positive): add documents or lower --negatives"
         )
-    builder = RetrievalBuilder(config, qa, chunks)
+    builder = RetrievalBuilder(config, qa, corpus)
     records = builder.build()
     c = builder.counts
     counts.update(
@@ -384,7 +390,7 @@ def build(config: dict[str, Any]) -> BuildResult:
         skipped={
             "no_positive": c["skipped_no_positive"],
             "not_enough_negatives": c["skipped_not_enough_negatives"],
-            **stats.skipped,
+            **corpus.skipped,
         },
     )
     for reason in ("no_positive", "not_enough_negatives"):

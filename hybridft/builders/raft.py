@@ -20,9 +20,10 @@ from hybridft.builders.common import BuildResult, common_options
 from hybridft.builders.raft_examples import RaftBuilder
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
-from hybridft.core.readers import QARow, ReadStats, read_documents, read_qa
+from hybridft.core.readers import QARow, read_qa
 from hybridft.generators import check_generator, generator_options
-from hybridft.retrieval.chunking import CHUNKING_OPTIONS, Chunks, check_chunking, chunk_documents
+from hybridft.retrieval.chunking import CHUNKING_OPTIONS, check_chunking
+from hybridft.retrieval.index import INDEX_OPTION, Corpus, load_corpus
 
 OPTIONS = [
     Option(
@@ -33,6 +34,7 @@ OPTIONS = [
         required_unless="generator",
     ),
     Option("docs", "path", None, "documents: a folder, a .txt/.md file or .jsonl rows", required=True),
+    INDEX_OPTION,
     Option("distractors", "int", 4, "distractor documents per example", minimum=0),
     Option("oracle_p", "float", 0.8, "share of examples that keep their oracle documents", minimum=0, maximum=1),
     Option(
@@ -75,8 +77,8 @@ def build(config: dict[str, Any]) -> BuildResult:
     (no example waits in memory for the others); the counts are complete once it is exhausted.
     """
     qa = read_qa(config["qa"]) if config["qa"] else []
-    documents, stats = read_documents(config["docs"])
-    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
+    corpus = load_corpus(config)
+    chunks = corpus.chunks
     needed = config["distractors"] + 1
     if len(chunks) < needed:
         raise UsageError(
@@ -84,28 +86,29 @@ def build(config: dict[str, Any]) -> BuildResult:
             f"(distractors={config['distractors']} + 1 oracle): add documents or lower --distractors"
         )
     inputs = [path for path in (config["qa"], config["docs"]) if path]
-    sizes = {"documents": len(documents), "chunks": len(chunks)}
+    sizes = {"documents": corpus.documents, "chunks": len(chunks)}
     if not config["qa"] or config["cot"] == "generator":  # see raft_generated
-        return _build_with_generator(config, qa, chunks, inputs, sizes, stats)
-    builder = RaftBuilder(config, qa, chunks)
+        return _build_with_generator(config, qa, corpus, inputs, sizes)
+    builder = RaftBuilder(config, qa, corpus)
     builder.check_doc_ids()
     result = BuildResult([], {}, inputs)
-    result.records = _counted(builder, result, {"qa_rows": len(qa), **sizes}, stats)
+    result.records = _counted(builder, result, {"qa_rows": len(qa), **sizes}, corpus.skipped)
     return result
 
 
 def _counted(
-    builder: RaftBuilder, result: BuildResult, sizes: dict[str, int], stats: ReadStats
+    builder: RaftBuilder, result: BuildResult, sizes: dict[str, int], unread: dict[str, int]
 ) -> Iterator[dict[str, Any]]:
     """The builder's examples, then the counts in ``result``."""
     n_examples = 0
     for record in builder.examples():
         n_examples += 1
         yield record
-    result.counts.update(_counts(builder, sizes, n_examples, stats))
+    result.counts.update(_counts(builder, sizes, n_examples, unread))
 
 
-def _counts(builder: RaftBuilder, sizes: dict[str, int], n_examples: int, stats: ReadStats) -> dict[str, Any]:
+def _counts(builder: RaftBuilder, sizes: dict[str, int], n_examples: int, unread: dict[str, int]) -> dict[str, Any]:
+    """``unread``: documents the reader skipped, by reason."""
     return {
         **sizes,
         "examples": n_examples,
@@ -115,7 +118,7 @@ def _counts(builder: RaftBuilder, sizes: dict[str, int], n_examples: int, stats:
         "skipped": {
             "no_oracle": builder.counts["skipped_no_oracle"],
             "not_enough_distractors": builder.counts["skipped_not_enough_distractors"],
-            **stats.skipped,
+            **unread,
         },
     }
 
@@ -123,10 +126,9 @@ def _counts(builder: RaftBuilder, sizes: dict[str, int], n_examples: int, stats:
 def _build_with_generator(
     config: dict[str, Any],
     qa: list[QARow],
-    chunks: Chunks,
+    corpus: Corpus,
     inputs: list[str],
     sizes: dict[str, int],
-    stats: ReadStats,
 ) -> BuildResult:
     """Questions and/or CoT answers written by the generator: every record is kept until the
     generator has answered for all of them."""
@@ -135,16 +137,16 @@ def _build_with_generator(
     builder: RaftBuilder
     with RaftGenerator(config) as generator:
         if not config["qa"]:
-            qa, builder = generator.questions(chunks)
+            qa, builder = generator.questions(corpus)
             if not qa:
                 raise UsageError(f"the generator wrote no usable question: {generator.counts}")
         else:
-            builder = RaftBuilder(config, qa, chunks)
+            builder = RaftBuilder(config, qa, corpus)
         builder.check_doc_ids()
         records = list(builder.examples())
         if config["cot"] == "generator":
             generator.fill_cot(records)
-    counts = _counts(builder, {"qa_rows": len(qa), **sizes}, len(records), stats)
+    counts = _counts(builder, {"qa_rows": len(qa), **sizes}, len(records), corpus.skipped)
     counts["generated"] = generator.counts
     counts["skipped"].update(generator.skipped)
     return BuildResult(records, counts, inputs, {"generator": generator.manifest()})

@@ -18,7 +18,8 @@ from hybridft.core.errors import UsageError
 from hybridft.core.progress import log, track
 from hybridft.core.readers import QARow
 from hybridft.core.text import AnswerFinder, GoldAnswers, iter_sentences, normalize_answer
-from hybridft.retrieval.chunking import Chunk, Chunks
+from hybridft.retrieval.chunking import Chunk
+from hybridft.retrieval.index import Corpus
 
 # Hard negatives are taken from this many top-ranked chunks before a full ranking is needed.
 CANDIDATE_MARGIN = 16
@@ -53,10 +54,11 @@ COT_WRITERS: dict[str, Callable[[str, list[Chunk], GoldAnswers], str | None]] = 
 class RaftBuilder:
     """Holds the corpus, its index and the options while examples are built row by row."""
 
-    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: Chunks):
+    def __init__(self, config: dict[str, Any], qa: list[QARow], corpus: Corpus):
         self.config = config
         self.qa = qa
-        self.chunks = chunks
+        self.corpus = corpus  # its saved --index, if any, ranks instead of a new index
+        chunks = self.chunks = corpus.chunks
         self.finder = AnswerFinder(chunks.texts)
         self.counts: Counter[str] = Counter()
         self._bm25: Any = None
@@ -68,8 +70,10 @@ class RaftBuilder:
         if self._bm25 is None:
             from hybridft.retrieval.rankers import BM25Index
 
-            log(f"indexing {len(self.chunks)} chunks with bm25")
-            self._bm25 = BM25Index(self.chunks.texts)
+            self._bm25 = self.corpus.saved_ranker("bm25")
+            if self._bm25 is None:
+                log(f"indexing {len(self.chunks)} chunks with bm25")
+                self._bm25 = BM25Index(self.chunks.texts)
         return self._bm25
 
     def ranker(self) -> Any:
@@ -78,8 +82,10 @@ class RaftBuilder:
             if self.config["distractor_strategy"] == "dense":
                 from hybridft.retrieval.rankers import DenseIndex
 
-                log(f"embedding {len(self.chunks)} chunks with {self.config['dense_model']}")
-                self._ranker = DenseIndex(self.chunks.texts, self.config["dense_model"])
+                self._ranker = self.corpus.saved_ranker(self.config["dense_model"])
+                if self._ranker is None:
+                    log(f"embedding {len(self.chunks)} chunks with {self.config['dense_model']}")
+                    self._ranker = DenseIndex(self.chunks.texts, self.config["dense_model"])
             else:
                 self._ranker = self.bm25()
         return self._ranker

@@ -23,15 +23,15 @@ from hybridft.core.readers import QARow
 from hybridft.core.text import GoldAnswers, normalize_answer
 from hybridft.generators.run import Generator
 from hybridft.generators.tasks import question_key, write_cot_answers, write_questions
-from hybridft.retrieval.chunking import Chunks
+from hybridft.retrieval.index import Corpus
 
 
 class ChunkOracleBuilder(RaftBuilder):
     """Rows written from a chunk: that chunk is the oracle (not the document's first chunk that
     holds the answer, which is what ``doc_ids`` means for a QA set)."""
 
-    def __init__(self, config: dict[str, Any], qa: list[QARow], chunks: Chunks, oracle_of: dict[str, int]):
-        super().__init__(config, qa, chunks)
+    def __init__(self, config: dict[str, Any], qa: list[QARow], corpus: Corpus, oracle_of: dict[str, int]):
+        super().__init__(config, qa, corpus)
         self.oracle_of = oracle_of
 
     def check_doc_ids(self) -> None:
@@ -60,8 +60,9 @@ class RaftGenerator:
     def manifest(self) -> dict[str, Any]:
         return self.gen.manifest()
 
-    def questions(self, chunks: Chunks) -> tuple[list[QARow], ChunkOracleBuilder]:
+    def questions(self, corpus: Corpus) -> tuple[list[QARow], ChunkOracleBuilder]:
         """QA rows written from every chunk, each answered from its chunk, and their builder."""
+        chunks = corpus.chunks
         per_chunk, question_counts = write_questions(self.gen, chunks.texts, self.config["questions_per_chunk"])
         candidates: list[tuple[str, str, int]] = []  # (row id, question, chunk index)
         seen: set[str] = set()
@@ -88,7 +89,7 @@ class RaftGenerator:
             rows.append(QARow(row_id, question, [final], [doc_id], None, where))
             oracle_of[row_id] = index
             self.cot_of[row_id] = cot
-        return rows, ChunkOracleBuilder(self.config, rows, chunks, oracle_of)
+        return rows, ChunkOracleBuilder(self.config, rows, corpus, oracle_of)
 
     def fill_cot(self, records: list[dict[str, Any]]) -> None:
         """``cot: generator``: each record's answer from the generator (rows written above keep the

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
+from hybridft.cli.common import EXIT_OK, emit, parse_kind_command, print_resolved
 from hybridft.core.errors import UsageError
 from hybridft.core.progress import log
 
@@ -33,18 +33,9 @@ def main(tokens: list[str]) -> int:
         return EXIT_OK
     as_json = bool(command.control.get("json"))
     if command.control.get("dry_run"):
-        _print_config(command.kind, command.config, as_json)
+        print_resolved("build-data", command.kind, command.config, as_json)
         return EXIT_OK
     return _run(command.kind, command.spec, command.config, as_json)
-
-
-def _print_config(kind: str, config: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"command": "build-data", "kind": kind, "options": config}, indent=2))
-        return
-    import yaml
-
-    print(yaml.safe_dump({"kind": kind, **config}, sort_keys=False, allow_unicode=True), end="")
 
 
 def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:

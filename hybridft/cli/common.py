@@ -115,21 +115,80 @@ def parse_kind_command(tokens: list[str], table: Mapping[str, Any], *, name: str
         print(usage.format(kinds=kinds))
         print_options(f"{name} {kind}: {spec.summary}", spec.options)
         return None
-    command = parse_tokens(rest, spec.options)
-    if command.positional:
-        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
+    config, control = parse_command(
+        rest, spec.options, spec.check, recipe=recipe, recipe_path=recipe_path, recipe_dir=recipe_dir
+    )
+    return KindCommand(kind, spec, config, control)
+
+
+def parse_command(
+    tokens: list[str],
+    options: list[Option],
+    check: Callable[[dict[str, Any]], list[str]],
+    *,
+    recipe: dict[str, Any] | None = None,
+    recipe_path: str | None = None,
+    recipe_dir: Any = None,
+    positional: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Options from the recipe (read here unless given) and the command line, resolved and checked
+    before any work: (config, control flags such as --json). ``positional`` names the option that a
+    single bare argument fills (``ask``'s QUESTION); otherwise a bare argument is an error."""
+    if recipe is None:
+        recipe_path = peek_recipe(tokens)
+        recipe, recipe_dir = load_recipe(recipe_path) if recipe_path else ({}, None)
+    command = parse_tokens(tokens, options)
+    values = dict(command.values)
+    bare = list(command.positional)
+    if positional is not None and len(bare) == 1 and positional not in values:
+        values[positional] = bare.pop()
+    if bare:
+        raise UsageError(f"unexpected argument(s): {' '.join(bare)}")
     config = resolve(
-        spec.options,
+        options,
         recipe,
-        command.values,
+        values,
         recipe_name=recipe_path or "recipe",
         recipe_dir=recipe_dir,
         errors=command.errors,
     )
-    errors = spec.check(config)
+    errors = check(config)
     if errors:
         raise UsageError(*errors)
-    return KindCommand(kind, spec, config, command.control)
+    return config, command.control
+
+
+def options_command(
+    tokens: list[str],
+    options: list[Option],
+    check: Callable[[dict[str, Any]], list[str]],
+    *,
+    name: str,
+    usage: str,
+    positional: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A command without KIND: ``--help`` prints the usage and the options, ``--dry-run`` the
+    resolved options (both return None: nothing to run); otherwise (config, control flags)."""
+    if "--help" in tokens or "-h" in tokens:
+        print(usage)
+        print_options(f"{name} options", options)
+        return None
+    config, control = parse_command(tokens, options, check, positional=positional)
+    if control.get("dry_run"):
+        print_resolved(name, None, config, bool(control.get("json")))
+        return None
+    return config, control
+
+
+def print_resolved(command: str, kind: str | None, config: dict[str, Any], as_json: bool) -> None:
+    """What ``--dry-run`` prints: the resolved options, as YAML (a recipe that would run the
+    same), or as one JSON document with ``--json``."""
+    if as_json:
+        print(json.dumps({"command": command, **({"kind": kind} if kind else {}), "options": config}, indent=2))
+        return
+    import yaml
+
+    print(yaml.safe_dump({**({"kind": kind} if kind else {}), **config}, sort_keys=False, allow_unicode=True), end="")
 
 
 def _kind(kind: str | None, recipe: dict[str, Any], recipe_path: str | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hybridft.cli.common import EXIT_OK, emit, parse_kind_command
+from hybridft.cli.common import EXIT_OK, emit, parse_kind_command, print_resolved
 from hybridft.core.errors import UsageError
 
 USAGE = """\
@@ -12,7 +12,7 @@ usage: hybridft eval KIND [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
 
 Evaluate on a build-data folder. KIND: {kinds}.
 Score a predictions file (--predictions), or run a model (raft, rog: --model and/or --adapter RUN_DIR;
-retrieval: --ranker).
+retrieval: --ranker; rag: --qa QA|BUILD_DIR --index INDEX_DIR and --model and/or --adapter RUN_DIR).
 Writes DIR/report.json, DIR/examples.jsonl and charts; a table goes to stderr.
 
   --config, --recipe FILE   YAML config (relative paths start at its folder)
@@ -32,7 +32,7 @@ def main(tokens: list[str]) -> int:
     kind, spec, config = command.kind, command.spec, command.config
     as_json = bool(command.control.get("json"))
     if command.control.get("dry_run"):
-        print(json.dumps({"command": "eval", "kind": kind, "options": config}, indent=2))
+        print_resolved("eval", kind, config, as_json)
         return EXIT_OK
 
     from hybridft.core.outputs import check_output_dir

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from hybridft.cli.common import EXIT_INTERRUPTED, EXIT_OK, emit, print_options
-from hybridft.core.errors import UsageError
-from hybridft.core.options import load_recipe, parse_tokens, peek_recipe, resolve
+from hybridft.cli.common import EXIT_INTERRUPTED, EXIT_OK, emit, options_command
 
 USAGE = """\
 usage: hybridft finetune [--config FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -45,39 +42,11 @@ def _trainer(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 def main(tokens: list[str]) -> int:
     from hybridft.training.config import OPTIONS, check
 
-    if "--help" in tokens or "-h" in tokens:
-        print(USAGE)
-        print_options("finetune options", OPTIONS)
+    parsed = options_command(tokens, OPTIONS, check, name="finetune", usage=USAGE)
+    if parsed is None:
         return EXIT_OK
-    recipe_path = peek_recipe(tokens)
-    recipe: dict[str, Any] = {}
-    recipe_dir = None
-    if recipe_path:
-        recipe, recipe_dir = load_recipe(recipe_path)
-    command = parse_tokens(tokens, OPTIONS)
-    if command.positional:
-        raise UsageError(f"unexpected argument(s): {' '.join(command.positional)}")
-    config = resolve(
-        OPTIONS,
-        recipe,
-        command.values,
-        recipe_name=recipe_path or "config",
-        recipe_dir=recipe_dir,
-        errors=command.errors,
-    )
-    errors = check(config)
-    if errors:
-        raise UsageError(*errors)
-    as_json = bool(command.control.get("json"))
-    if command.control.get("dry_run"):
-        if as_json:
-            print(json.dumps({"command": "finetune", "options": config}, indent=2))
-        else:
-            import yaml
-
-            print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
-        return EXIT_OK
-
+    config, control = parsed
+    as_json = bool(control.get("json"))
     run = _trainer(config["trainer"])(config)
     from accelerate import PartialState
 

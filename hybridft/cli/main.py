@@ -48,7 +48,9 @@ COMMANDS = {
         "finetune",
         "Fine-tune a LLaMA-family model with LoRA / QLoRA / full (see `hybridft finetune --help`).",
     ),
-    "eval": ("eval", "Evaluate RAFT or RoG answers, or retrieval (see `hybridft eval KIND --help`)."),
+    "eval": ("eval", "Evaluate RAFT, RoG, retrieval or the whole RAG system (see `hybridft eval KIND --help`)."),
+    "index": ("index", "Chunk and index a corpus once, for every command that ranks it (see `hybridft index --help`)."),
+    "ask": ("ask", "Answer questions from an index with a (tuned) model (see `hybridft ask --help`)."),
 }
 
 

@@ -2,6 +2,6 @@
 schemas, text normalisation, the record schemas, readers and atomic writers, rendering records as
 prompts, and loading models (the tiny model, tokenizers, LoRA, batched generation).
 
-May import: nothing else of hybridft (only ``hybridft.__version__``). Heavy libraries (torch,
+May import: no other package of hybridft (only the version, from the top ``__init__``). Heavy libraries (torch,
 transformers, peft) are imported inside the functions that need them.
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from hybridft.core.errors import InputError
+from hybridft.core.errors import InputError, UsageError
 
 DOCUMENT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
@@ -89,6 +89,20 @@ def paused_gc() -> Iterator[None]:
 
 
 # --- rows -----------------------------------------------------------------------------------
+
+
+def read_json_object(path: Path, missing: str, invalid: str) -> dict[str, Any]:
+    """A JSON file that holds an object (a manifest, run.json, a report). ``missing``: the error
+    when there is no such file; ``invalid``: the start of the error when it is not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(missing) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{invalid} ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{invalid} (expected a JSON object)")
+    return data
 
 
 def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""The evaluations, one module per kind (``raft``, ``rog``, ``retrieval``), their pure metrics
+"""The evaluations, one module per kind (``raft``, ``rog``, ``retrieval``, ``rag``), their pure metrics
 (``metrics``), reports (``report``), and the table the CLI dispatches on.
 
 May import: ``hybridft.core``, ``hybridft.kg``, ``hybridft.retrieval``.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridft.core.options import Option
-from hybridft.evaluation import raft, retrieval, rog
+from hybridft.evaluation import raft, rag, retrieval, rog
 from hybridft.evaluation.report import Report
 
 
@@ -41,5 +41,11 @@ EVALUATIONS: dict[str, EvaluationSpec] = {
         retrieval.OPTIONS,
         retrieval.evaluate,
         retrieval.check,
+    ),
+    "rag": EvaluationSpec(
+        "the RAG system: retrieved chunks -> the model's answers (exact match, F1, ...), answer recall@k, hit@k",
+        rag.OPTIONS,
+        rag.evaluate,
+        rag.check,
     ),
 }

@@ -2,7 +2,8 @@
 another report, and charts.
 
 ``report.json`` = ``{"kind", "count", "metrics": {name: value}, "skipped": {reason: n}}`` (plus
-``by_distractors`` for a RAFT robustness curve); values are fractions in [0, 1].
+``by_distractors`` for a RAFT robustness curve, ``by_k`` for ``eval rag``); values are fractions
+in [0, 1].
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from hybridft.core.errors import UsageError
 from hybridft.core.outputs import atomic_output_dir, write_jsonl
 from hybridft.core.progress import console
+from hybridft.core.readers import read_json_object
 from hybridft.evaluation.metrics import mean
 
 
@@ -25,16 +27,20 @@ class Report:
     metric_names: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. by_distractors, settings
+    # The examples the headline metrics average (default: all); eval rag: those at its largest k.
+    summary: list[dict[str, Any]] | None = None
+    extra_metrics: dict[str, float | None] = field(default_factory=dict)  # e.g. answer_recall@5
 
     def metrics(self, examples: list[dict[str, Any]] | None = None) -> dict[str, float | None]:
-        rows = self.examples if examples is None else examples
+        rows = (self.examples if self.summary is None else self.summary) if examples is None else examples
         return {name: _round(mean([r["scores"].get(name) for r in rows])) for name in self.metric_names}
 
     def as_json(self) -> dict[str, Any]:
+        rows = self.examples if self.summary is None else self.summary
         return {
             "kind": self.kind,
-            "count": len(self.examples),
-            "metrics": self.metrics(),
+            "count": len(rows),
+            "metrics": {**self.metrics(), **self.extra_metrics},
             "skipped": dict(sorted(self.skipped.items())),
             **self.extra,
         }
@@ -46,13 +52,8 @@ def _round(value: float | None) -> float | None:
 
 def read_report(path: str | Path) -> dict[str, Any]:
     file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--compare {file}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--compare {file}: not a report.json ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+    data = read_json_object(file, f"--compare {file}: no such file", f"--compare {file}: not a report.json")
+    if not isinstance(data.get("metrics"), dict):
         raise UsageError(f"--compare {file}: not a report.json (no metrics)")
     return data
 
@@ -96,11 +97,11 @@ def print_table(content: dict[str, Any]) -> None:
             row += [_show(content["compare"]["other"].get(name)), _signed(delta.get(name))]
         table.add_row(*row)
     console.print(table)
-    curve = content.get("by_distractors")
+    curve, axis = _curve(content)
     if curve:
         names = list(next(iter(curve.values())))
-        by_k = Table(title="by test-time distractors", title_justify="left")
-        by_k.add_column("distractors", justify="right")
+        by_k = Table(title=f"by {axis}", title_justify="left")
+        by_k.add_column("k", justify="right")
         for name in names:
             by_k.add_column(name, justify="right")
         for k, metrics in curve.items():
@@ -119,10 +120,20 @@ def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.4f}"
 
 
+def _curve(content: dict[str, Any]) -> tuple[Any, str]:
+    """The report's metrics against a number (RAFT: test-time distractors; RAG: retrieved chunks)."""
+    if content.get("by_distractors"):
+        return content["by_distractors"], "test-time distractors"
+    if content.get("by_k"):
+        return content["by_k"], "retrieved chunks (k)"
+    return None, ""
+
+
 def draw_charts(folder: Path, content: dict[str, Any], other: dict[str, Any] | None) -> list[str]:
-    """``robustness.png`` (metrics against test-time distractors) and ``compare.png`` (this run's
-    metrics beside the other report's). Returns the file names drawn."""
-    curve = content.get("by_distractors")
+    """``robustness.png`` (RAFT: metrics against test-time distractors), ``by_k.png`` (RAG: metrics
+    against retrieved chunks) and ``compare.png`` (this run's metrics beside the other report's).
+    Returns the file names drawn."""
+    curve, axis = _curve(content)
     if not curve and other is None:
         return []
     import matplotlib
@@ -134,27 +145,28 @@ def draw_charts(folder: Path, content: dict[str, Any], other: dict[str, Any] | N
     if curve:
         figure, axes = plt.subplots(figsize=(6, 4))
         ks = [int(k) for k in curve]
-        for name in ("exact_match", "f1", "contains"):
+        for name in ("exact_match", "f1", "contains", "answer_recall"):
             values = [curve[str(k)].get(name) for k in ks]
             if all(v is not None for v in values):
                 axes.plot(ks, values, marker="o", label=name)
-        other_curve = (other or {}).get("by_distractors") or {}
+        other_curve = (_curve(other)[0] if other else None) or {}
         if other_curve:
             shared = [k for k in ks if str(k) in other_curve]
             values = [other_curve[str(k)].get("exact_match") for k in shared]
             if shared and all(v is not None for v in values):
                 axes.plot(shared, values, marker="x", linestyle="--", label="exact_match (other)")
-        axes.set_xlabel("distractor documents at test time")
+        axes.set_xlabel(axis)
         axes.set_ylabel("score")
         axes.set_ylim(0, 1.02)
         axes.set_xticks(ks)
         axes.grid(alpha=0.3)
         axes.legend()
-        axes.set_title("RAFT robustness to distractors")
+        name = "robustness.png" if content.get("by_distractors") else "by_k.png"
+        axes.set_title("RAFT robustness to distractors" if name == "robustness.png" else "RAG accuracy against k")
         figure.tight_layout()
-        figure.savefig(folder / "robustness.png", dpi=100)
+        figure.savefig(folder / name, dpi=100)
         plt.close(figure)
-        drawn.append("robustness.png")
+        drawn.append(name)
     if other is not None:
         names = [n for n, v in content["metrics"].items() if v is not None and other["metrics"].get(n) is not None]
         if names:

@@ -34,6 +34,8 @@ from hybridft.core.records import is_texts
 from hybridft.evaluation.common import common_options, load_records
 from hybridft.evaluation.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
 from hybridft.evaluation.report import Report
+from hybridft.retrieval.chunking import Chunks
+from hybridft.retrieval.index import INDEX_OPTION, Corpus
 
 
 class Ranker(Protocol):
@@ -120,6 +122,7 @@ OPTIONS = [
     Option("ranker", "str", None, "rank with this model instead of scoring --predictions", choices=tuple(RANKERS)),
     Option("k", "list", ["1", "5", "20"], "cut-offs of hit@k, recall@k, ndcg@k"),
     Option("docs", "path", None, "rank this whole corpus (default: each record's positives + negatives)"),
+    INDEX_OPTION,
     Option("invariance_k", "int", 5, "cut-off of invariance_overlap@k between a query and its variants", minimum=1),
     Option("seed", "int", 0, "order of each record's candidates before ranking (breaks ties)", minimum=0),
     Option("retriever", "path", None, "run folder of `finetune --trainer invar-retriever` (--ranker adapter)"),
@@ -138,6 +141,8 @@ def check(config: dict[str, Any]) -> list[str]:
         errors.append("--ranker adapter and --retriever RUN_DIR (an invar-retriever run) go together")
     if config["docs"] and not config["ranker"]:
         errors.append("--docs is the corpus a --ranker ranks; a predictions file brings its own rankings")
+    if config["index"] and not config["docs"]:
+        errors.append("--index is a saved index over --docs: give --docs too (the corpus it was built from)")
     if not config["k"] or not all(value.isdigit() and int(value) > 0 for value in config["k"]):
         errors.append(f"k={','.join(config['k'])}: expected whole numbers of at least 1, like 1,5,20")
     return errors
@@ -240,15 +245,13 @@ def rank_candidates(records: list[dict[str, Any]], config: dict[str, Any]) -> li
     return _per_record(records, rankings)
 
 
-def corpus_chunks(config: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(ids, texts) of ``--docs``, chunked with the chunk options in ``--data``/manifest.json when
-    there is one (as ``build-data invar`` chunked them), else whole documents."""
+def corpus_chunks(config: dict[str, Any]) -> Corpus:
+    """``--docs`` (or the saved ``--index`` over it), chunked with the chunk options in
+    ``--data``/manifest.json when there is one (as ``build-data invar`` chunked them), else whole
+    documents."""
     from hybridft.core.readers import read_documents
-    from hybridft.retrieval.chunking import chunk_documents
+    from hybridft.retrieval.index import load_corpus, open_saved
 
-    documents, stats = read_documents(config["docs"])
-    for reason, n in stats.skipped.items():
-        log(f"--docs: skipped {n} ({reason.replace('_', ' ')})")
     manifest = Path(config["data"]) / "manifest.json"
     options: dict[str, Any] = {}
     if manifest.is_file():
@@ -256,19 +259,34 @@ def corpus_chunks(config: dict[str, Any]) -> tuple[list[str], list[str]]:
             options = json.loads(manifest.read_text(encoding="utf-8")).get("options") or {}
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
             raise InputError(f"{manifest}: not a build-data manifest ({exc})") from None
-    if not options.get("chunk_size"):
-        return documents.ids, documents.texts
-    chunks = chunk_documents(
-        documents, options["chunk_size"], options.get("chunk_overlap") or 0, options.get("tokenizer")
-    )
-    return chunks.ids, chunks.texts
+    if options.get("chunk_size"):
+        chunking = {"chunk_size": options["chunk_size"], "chunk_overlap": options.get("chunk_overlap") or 0}
+        corpus = load_corpus({**config, "tokenizer": options.get("tokenizer"), **chunking})
+    elif config["index"]:  # records of whole documents: the index's chunks are taken as they are
+        saved = open_saved(config["index"], docs=config["docs"])
+        corpus = Corpus(saved.chunks, saved.manifest["counts"]["documents"], {}, saved)
+    else:
+        documents, stats = read_documents(config["docs"])
+        whole = Chunks(documents.ids, documents.ids, documents.titles, documents.texts)
+        corpus = Corpus(whole, len(documents), dict(stats.skipped))
+    for reason, n in corpus.skipped.items():
+        log(f"--docs: skipped {n} ({reason.replace('_', ' ')})")
+    return corpus
 
 
 def rank_corpus(
-    records: list[dict[str, Any]], config: dict[str, Any], ids: list[str], texts: list[str], depth: int
+    records: list[dict[str, Any]], config: dict[str, Any], corpus: Corpus, depth: int
 ) -> list[list[list[str]]]:
-    """Per record: the top ``depth`` corpus ids of its query, then of each variant."""
+    """Per record: the top ``depth`` corpus ids of its query, then of each variant (with the saved
+    ``--index`` when it was built by this ranker)."""
     queries = [query for record in records for query in [record["query"], *record.get("variants", [])]]
+    ids, texts = corpus.chunks.ids, corpus.chunks.texts
+    name = {"bm25": "bm25", "minilm": "minilm", "adapter": config["retriever"]}[config["ranker"]]
+    saved = corpus.saved_ranker(name)
+    if saved is not None:
+        log(f"ranking {len(texts)} corpus text(s) for {len(queries)} quer(ies) with the saved index")
+        found, _ = saved.search(queries, min(depth, len(texts)))
+        return _per_record(records, [[ids[int(i)] for i in row] for row in found])
     log(f"ranking {len(texts)} corpus text(s) for {len(queries)} quer(ies) with {config['ranker']}")
     ranker = RANKERS[config["ranker"]](texts, config)
     rankings = [[ids[i] for i in row] for row in ranker.search(queries, depth)]
@@ -302,8 +320,8 @@ def evaluate(config: dict[str, Any]) -> Report:
     usable = [record for record in records if record["positives"]]
     skipped["no_positive"] = len(records) - len(usable)
     if config["docs"]:
-        ids, texts = corpus_chunks(config)
-        known = set(ids)
+        corpus = corpus_chunks(config)
+        known = set(corpus.chunks.ids)
         scored = [r for r in usable if all(p["id"] in known for p in r["positives"])]
         skipped["positive_not_in_docs"] = len(usable) - len(scored)
         if usable and not scored:
@@ -312,7 +330,7 @@ def evaluate(config: dict[str, Any]) -> Report:
                 f"`build-data invar` was built from (positive ids look like {usable[0]['positives'][0]['id']!r})"
             )
         usable = scored
-        rankings = rank_corpus(usable, config, ids, texts, depth) if usable else []
+        rankings = rank_corpus(usable, config, corpus, depth) if usable else []
         ranked = "docs"
     elif config["ranker"]:
         rankings = rank_candidates(usable, config) if usable else []

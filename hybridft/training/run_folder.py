@@ -15,6 +15,7 @@ from typing import Any
 
 from hybridft import __version__
 from hybridft.core.errors import UsageError
+from hybridft.core.readers import read_json_object
 
 RESUME_FREE_KEYS = ("out", "overwrite", "resume", "save_merged", "report_to", "logging_steps")
 
@@ -57,11 +58,7 @@ def read_run(out: Path) -> dict[str, Any] | None:
     path = out / "run.json"
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UsageError(f"{path}: not valid JSON; use --overwrite to start over") from None
-    return data if isinstance(data, dict) else None
+    return read_json_object(path, f"{path}: no such file", f"{path}: not valid JSON; use --overwrite to start over")
 
 
 def _changed_keys(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:

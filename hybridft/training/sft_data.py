@@ -15,7 +15,7 @@ from typing import Any
 from hybridft.core.errors import InputError, UsageError
 from hybridft.core.models import MARKERS
 from hybridft.core.outputs import sha256_file
-from hybridft.core.readers import iter_rows
+from hybridft.core.readers import iter_rows, read_json_object
 from hybridft.core.records import TRAINER_ROWS
 
 SFT_FORMATS = ("messages", "prompt-completion")
@@ -35,15 +35,8 @@ class SFTData:
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "manifest.json"
-    if not path.is_file():
-        raise UsageError(f"data={data_dir}: no manifest.json; give a folder written by `hybridft build-data`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise UsageError(f"{path}: expected a JSON object")
-    return manifest
+    missing = f"data={data_dir}: no manifest.json; give a folder written by `hybridft build-data`"
+    return read_json_object(path, missing, f"{path}: not valid JSON")
 
 
 def load_sft_data(data_dir: str | Path) -> SFTData:

@@ -1,0 +1,297 @@
+"""A saved retrieval index (``hybridft index``): a corpus cut into chunks and ranked by bm25, a
+sentence-transformers model or a trained Invar-RAG retriever, built once and opened by every
+command that ranks documents (``--index INDEX_DIR``) instead of being rebuilt.
+
+``INDEX_DIR`` holds ``chunks.jsonl`` (``{"id", "doc_id", "title", "text"}`` per chunk, in index
+order), the index in its library's own format (``bm25/``: bm25s's save, opened memory-mapped;
+``embeddings.npy``: normalised float32 rows, opened memory-mapped) and ``manifest.json`` (the
+corpus's sha256, the chunking, the retriever's identity and, for a trained retriever, the sha256
+of its adapter). It is written to a temporary sibling and renamed at the end; dense encoding is
+cached shard by shard (``$HYBRIDFT_CACHE/index``), so a rerun after Ctrl-C continues where the
+interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridft import __version__
+from hybridft.core.errors import UsageError
+from hybridft.core.options import Option
+from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_jsonl
+from hybridft.core.progress import log
+from hybridft.core.readers import iter_rows, read_documents, read_json_object
+from hybridft.retrieval.chunking import CHUNKING_OPTIONS, Chunks, check_chunking, chunk_documents
+
+MANIFEST = "manifest.json"
+CHUNKS = "chunks.jsonl"
+EMBEDDINGS = "embeddings.npy"
+BM25_FOLDER = "bm25"
+CHUNKING_KEYS = ("chunk_size", "chunk_overlap", "tokenizer")
+
+OPTIONS = [
+    Option("docs", "path", None, "documents: a folder, a .txt/.md file or .jsonl rows", required=True),
+    Option(
+        "retriever",
+        "str",
+        "bm25",
+        "bm25, minilm (packaged all-MiniLM-L6-v2), a sentence-transformers folder, or the run folder of "
+        "`finetune --trainer invar-retriever`",
+    ),
+    *CHUNKING_OPTIONS,
+    Option("batch_size", "int", 64, "texts per forward pass when encoding (dense retrievers)", minimum=1),
+    Option("out", "outpath", None, "the index folder", required=True),
+    Option("overwrite", "bool", False, "replace a non-empty --out"),
+]
+
+
+# The option every command that ranks a corpus declares beside --docs.
+INDEX_OPTION = Option(
+    "index",
+    "path",
+    None,
+    "a folder written by `hybridft index` over --docs with the same chunking: loaded instead of rebuilt",
+)
+
+
+def check(config: dict[str, Any]) -> list[str]:
+    return check_chunking(config)
+
+
+@dataclass
+class SavedIndex:
+    """A corpus's chunks and the ranker over them: ``ranker.search(queries, k)`` returns the chunk
+    indices and scores of the top ``k``, best first."""
+
+    chunks: Chunks
+    ranker: Any
+    manifest: dict[str, Any]
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.ranker.search(queries, min(k, len(self.chunks)))
+
+
+def retriever_kind(name: str) -> str:
+    """``bm25``, ``llm`` (the run folder of an invar-retriever) or ``dense`` (minilm or a
+    sentence-transformers folder); anything else is an exit-2 error."""
+    if name == "bm25":
+        return "bm25"
+    if name == "minilm":
+        return "dense"
+    from hybridft.retrieval.llm_index import SETTINGS_FILE
+
+    folder = Path(name)
+    if (folder / SETTINGS_FILE).is_file():
+        return "llm"
+    if (folder / "modules.json").is_file() or (folder / "config_sentence_transformers.json").is_file():
+        return "dense"
+    raise UsageError(
+        f"retriever={name}: expected bm25, minilm, a sentence-transformers folder, or the --out folder of "
+        f"`hybridft finetune --trainer invar-retriever` (a folder holding {SETTINGS_FILE})"
+    )
+
+
+def retriever_identity(name: str) -> dict[str, Any]:
+    """What ranks: the same identity means the same rankings for the same chunks."""
+    kind = retriever_kind(name)
+    if kind == "bm25":
+        return {"kind": "bm25", "method": "lucene", "k1": 1.5, "b": 0.75, "stopwords": "english"}
+    if kind == "dense":
+        return {"kind": "dense", "model": name if name == "minilm" else str(Path(name).resolve())}
+    folder = Path(name)
+    adapter = folder / "adapter_model.safetensors"
+    weights = adapter if adapter.is_file() else folder / "model.safetensors"
+    return {
+        "kind": "llm",
+        "run": str(folder.resolve()),
+        "adapter_sha256": sha256_file(weights) if weights.is_file() else None,
+        "settings": json.loads((folder / "retriever.json").read_text(encoding="utf-8")),
+    }
+
+
+def make_ranker(name: str, texts: list[str], batch_size: int, cached: bool = False) -> Any:
+    """A fresh ranker over ``texts``; ``cached``: dense encodings kept in cached shards, so an
+    interrupted build resumes (a trained retriever's always are)."""
+    from hybridft.retrieval.rankers import BM25Index, DenseIndex
+
+    kind = retriever_kind(name)
+    if kind == "bm25":
+        return BM25Index(texts)
+    if kind == "dense":
+        return DenseIndex(texts, name, batch_size, cached=cached)
+    from hybridft.retrieval.llm_index import open_index
+
+    return open_index(name, texts, batch_size)
+
+
+def build(config: dict[str, Any]) -> dict[str, Any]:
+    """Write ``config["out"]``; return its manifest."""
+    documents, stats = read_documents(config["docs"])
+    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
+    if not len(chunks):
+        raise UsageError(f"--docs {config['docs']}: no text to index")
+    identity = retriever_identity(config["retriever"])  # before the long work: a bad run folder fails now
+    log(f"indexing {len(chunks)} chunks of {len(documents)} documents with {config['retriever']}")
+    ranker = make_ranker(config["retriever"], chunks.texts, config["batch_size"], cached=True)
+    with atomic_output_dir(config["out"], config["overwrite"]) as temp:
+        write_jsonl(temp / CHUNKS, _chunk_rows(chunks))
+        if identity["kind"] == "bm25":
+            ranker.save(temp / BM25_FOLDER)
+        else:
+            np.save(temp / EMBEDDINGS, ranker.embeddings_of_all())
+        manifest = {
+            "hybridft_version": __version__,
+            "kind": "index",
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "retriever": identity,
+            "corpus": {"path": str(config["docs"]), "sha256": input_hashes(config["docs"])},
+            "chunking": {key: config[key] for key in CHUNKING_KEYS},
+            "counts": {"documents": len(documents), "chunks": len(chunks), "skipped": dict(stats.skipped)},
+        }
+        (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _chunk_rows(chunks: Chunks) -> Any:
+    for i in range(len(chunks)):
+        yield {"id": chunks.ids[i], "doc_id": chunks.doc_ids[i], "title": chunks.titles[i], "text": chunks.texts[i]}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise UsageError(f"--index {folder}: no such folder; build one with `hybridft index --docs ... --out {folder}`")
+    manifest = read_json_object(
+        path, f"--index {folder}: no {MANIFEST}; not a folder written by `hybridft index`", f"{path}: not valid JSON"
+    )
+    if manifest.get("kind") != "index" or "retriever" not in manifest:
+        raise UsageError(f"--index {folder}: {MANIFEST} is not an index manifest (written by `hybridft index`)")
+    return manifest
+
+
+def mismatches(manifest: dict[str, Any], docs: str | None, chunking: dict[str, Any] | None) -> list[str]:
+    """How the index differs from the ``docs`` and ``chunking`` a command was given (empty: it fits)."""
+    problems = []
+    if docs is not None and not str(docs).startswith("hf:"):
+        saved = sorted(manifest["corpus"]["sha256"].values())
+        given = sorted(input_hashes(docs).values())
+        if saved != given:
+            problems.append(
+                f"--docs {docs}: not the corpus the index was built from ({manifest['corpus']['path']}; "
+                f"{len(given)} file(s) here, {len(saved)} there, contents differ)"
+            )
+    for key, value in (chunking or {}).items():
+        if key in manifest["chunking"] and manifest["chunking"][key] != value:
+            problems.append(f"{key}={value}: the index was chunked with {key}={manifest['chunking'][key]}")
+    return problems
+
+
+def open_saved(
+    folder: str | Path,
+    *,
+    docs: str | None = None,
+    chunking: dict[str, Any] | None = None,
+    retriever: str | None = None,
+    batch_size: int = 64,
+) -> SavedIndex:
+    """Open ``folder`` without rebuilding anything; exit-2 errors when it does not match the
+    ``docs``, ``chunking`` or ``retriever`` the command was given."""
+    from hybridft.retrieval.rankers import BM25Index, DenseIndex
+
+    path = Path(folder)
+    manifest = read_manifest(path)
+    problems = mismatches(manifest, docs, chunking)
+    identity = manifest["retriever"]
+    if retriever is not None and retriever_identity(retriever) != identity:
+        problems.append(f"retriever={retriever}: the index was built with {_describe(identity)}")
+    if problems:
+        raise UsageError(*(f"--index {path}: {p}" for p in problems))
+    chunks = read_chunks(path / CHUNKS)
+    if identity["kind"] == "bm25":
+        ranker: Any = BM25Index.load(path / BM25_FOLDER, len(chunks))
+    else:
+        embeddings = np.load(path / EMBEDDINGS, mmap_mode="r")
+        if len(embeddings) != len(chunks):
+            raise UsageError(f"--index {path}: {len(embeddings)} embeddings for {len(chunks)} chunks; rebuild it")
+        if identity["kind"] == "dense":
+            ranker = DenseIndex.from_embeddings(embeddings, identity["model"], batch_size)
+        else:
+            from hybridft.retrieval.llm_index import RetrieverIndex, load_retriever
+
+            ranker = RetrieverIndex(load_retriever(identity["run"]), embeddings, batch_size)
+    return SavedIndex(chunks, ranker, manifest)
+
+
+def _describe(identity: dict[str, Any]) -> str:
+    if identity["kind"] == "bm25":
+        return "bm25"
+    return identity.get("model") or identity.get("run") or identity["kind"]
+
+
+def read_chunks(path: Path) -> Chunks:
+    ids: list[str] = []
+    doc_ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    first_of_doc: dict[str, int] = {}
+    for where, row in iter_rows(path):
+        if not all(isinstance(row.get(key), str) for key in ("id", "doc_id", "title", "text")):
+            raise UsageError(f'{where}: expected string fields "id", "doc_id", "title", "text"; rebuild the index')
+        first_of_doc.setdefault(row["doc_id"], len(ids))
+        ids.append(row["id"])
+        doc_ids.append(row["doc_id"])
+        titles.append(row["title"])
+        texts.append(row["text"])
+    return Chunks(ids, doc_ids, titles, texts, first_of_doc)
+
+
+def corpus_index(
+    index: str | None, docs: str | None, retriever: str, chunking: dict[str, Any], batch_size: int = 64
+) -> SavedIndex:
+    """``--index`` opened (checked against ``--docs`` and the chunking when given), or an index
+    built in memory from ``--docs`` (nothing saved)."""
+    if index:
+        return open_saved(index, docs=docs, chunking=chunking if docs else None, batch_size=batch_size)
+    if not docs:
+        raise UsageError("give --index INDEX_DIR, or --docs (and --retriever) to index the corpus now")
+    documents, _ = read_documents(docs)
+    chunks = chunk_documents(documents, chunking["chunk_size"], chunking["chunk_overlap"], chunking["tokenizer"])
+    log(f"indexing {len(chunks)} chunks with {retriever}")
+    identity = retriever_identity(retriever)
+    manifest = {"kind": "index", "retriever": identity, "chunking": chunking, "counts": {"chunks": len(chunks)}}
+    return SavedIndex(chunks, make_ranker(retriever, chunks.texts, batch_size), manifest)
+
+
+@dataclass
+class Corpus:
+    """``--docs`` as chunks: from a saved ``--index`` (checked against ``--docs`` and the chunking)
+    or cut now."""
+
+    chunks: Chunks
+    documents: int
+    skipped: dict[str, int]
+    saved: SavedIndex | None = None
+
+    def saved_ranker(self, retriever: str) -> Any:
+        """The saved index's ranker when it is ``retriever`` (bm25, a dense model, a trained run),
+        else None (the caller builds that ranker)."""
+        if self.saved is None or retriever_identity(retriever) != self.saved.manifest["retriever"]:
+            return None
+        return self.saved.ranker
+
+
+def load_corpus(config: dict[str, Any]) -> Corpus:
+    chunking = {key: config[key] for key in CHUNKING_KEYS}
+    if config.get("index"):
+        saved = open_saved(config["index"], docs=config["docs"], chunking=chunking)
+        counts = saved.manifest["counts"]
+        return Corpus(saved.chunks, counts["documents"], dict(counts.get("skipped") or {}), saved)
+    documents, stats = read_documents(config["docs"])
+    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
+    return Corpus(chunks, len(documents), dict(stats.skipped))

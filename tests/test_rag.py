@@ -1,0 +1,203 @@
+"""The RAG system: `hybridft index`, `eval rag` and `ask` — rankings known by hand, a saved index
+that ranks as a fresh one, refusals of mismatched or foreign input, and metrics recomputed here."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import read_jsonl, write_jsonl
+
+from hybridft.cli import ask as ask_cli
+from hybridft.cli import eval as eval_cli
+from hybridft.cli import index as index_cli
+from hybridft.cli.common import run_guarded
+from hybridft.core.text import normalize_answer
+from hybridft.evaluation.metrics import raft_scores
+from hybridft.retrieval.index import corpus_index, open_saved
+
+FIVE = [
+    {"id": "d1", "title": "Apples", "text": "Apples grow on trees in orchards."},
+    {"id": "d2", "title": "Bananas", "text": "Bananas grow in tropical climates."},
+    {"id": "d3", "title": "Orchard", "text": "The orchard keeps apples and pears."},
+    {"id": "d4", "title": "Rivers", "text": "Rivers flow into the sea."},
+    {"id": "d5", "title": "Sea", "text": "The sea is salty."},
+]
+QUESTIONS = [
+    {"id": "q1", "question": "Which orchard keeps apples?", "answers": ["orchard"], "doc_ids": ["d3"]},
+    {"id": "q2", "question": "Is the sea salty?", "answers": ["salty"], "doc_ids": ["d5"]},
+    {"id": "q3", "question": "Where do bananas grow?", "answers": ["tropical climates"]},
+]
+CHUNKING = {"chunk_size": 64, "chunk_overlap": 0, "tokenizer": None}
+
+
+def run(command: Any, capsys: pytest.CaptureFixture[str], *tokens: Any) -> tuple[int, str, str]:
+    code = run_guarded(command.main, [str(t) for t in tokens])
+    captured = capsys.readouterr()
+    return code, captured.out, " ".join(captured.err.split())
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "docs": write_jsonl(tmp_path / "docs.jsonl", FIVE),
+        "qa": write_jsonl(tmp_path / "qa.jsonl", QUESTIONS),
+        "tmp": tmp_path,
+    }
+
+
+def ids_of(index: Any, questions: list[str], k: int) -> list[list[str]]:
+    found, _ = index.search(questions, k)
+    return [[index.chunks.ids[i] for i in row] for row in found]
+
+
+def test_bm25_top_k_is_known_by_hand(corpus: dict[str, Path]) -> None:
+    index = corpus_index(None, str(corpus["docs"]), "bm25", CHUNKING)
+    # "apples" + "orchard": d3 holds both, d1 "apples" only ("orchards" is another word); the rest neither.
+    # "sea" + "salty": d5 holds both, d4 "sea" only.
+    assert ids_of(index, ["apples orchard", "salty sea"], 2) == [["d3", "d1"], ["d5", "d4"]]
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "minilm"])
+def test_a_saved_index_ranks_as_a_fresh_one(corpus, capsys, retriever: str) -> None:
+    out = corpus["tmp"] / "index"
+    code, _, err = run(index_cli, capsys, "--docs", corpus["docs"], "--retriever", retriever, "--out", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["chunks.jsonl", "manifest.json", "bm25" if retriever == "bm25" else "embeddings.npy"]
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["retriever"]["kind"] == ("bm25" if retriever == "bm25" else "dense")
+    assert manifest["counts"]["chunks"] == 5 and manifest["chunking"]["chunk_size"] == 512
+    saved = open_saved(out, docs=str(corpus["docs"]))
+    fresh = corpus_index(None, str(corpus["docs"]), retriever, {**CHUNKING, "chunk_size": 512})
+    queries = ["apples orchard", "salty sea", "tropical bananas", "trees"]
+    saved_ids, saved_scores = saved.search(queries, 5)
+    fresh_ids, fresh_scores = fresh.search(queries, 5)
+    assert np.array_equal(saved_ids, fresh_ids)
+    assert np.allclose(saved_scores, fresh_scores, atol=1e-5)
+
+
+def test_an_index_that_does_not_match_is_refused(corpus, capsys) -> None:
+    out = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--chunk-size", "64", "--out", out)[0] == 0
+    other = write_jsonl(corpus["tmp"] / "other.jsonl", FIVE[:4])
+    common = ["rag", "--qa", corpus["qa"], "--index", out, "--model", "tiny"]
+    code, _, err = run(eval_cli, capsys, *common, "--docs", other, "--chunk-size", "64", "--out", corpus["tmp"] / "r")
+    assert code == 2 and f"--docs {other}: not the corpus the index was built from" in err
+    code, _, err = run(eval_cli, capsys, *common, "--docs", corpus["docs"], "--out", corpus["tmp"] / "r")
+    assert code == 2 and "chunk_size=512: the index was chunked with chunk_size=64" in err
+    assert not (corpus["tmp"] / "r").exists()
+
+
+def test_bad_input_is_exit_2_and_writes_nothing(corpus, capsys) -> None:
+    tmp = corpus["tmp"]
+    foreign = tmp / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not an index")
+    bad_qa = tmp / "bad.jsonl"
+    bad_qa.write_text(json.dumps(QUESTIONS[0]) + "\n{not json\n")
+    index = tmp / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    cases = [
+        (
+            eval_cli,
+            ["rag", "--qa", corpus["qa"], "--index", tmp / "missing", "--model", "tiny"],
+            "no such file or folder",
+        ),
+        (eval_cli, ["rag", "--qa", corpus["qa"], "--index", foreign, "--model", "tiny"], "no manifest.json"),
+        (eval_cli, ["rag", "--qa", bad_qa, "--index", index, "--model", "tiny"], "bad.jsonl:2"),
+        (index_cli, ["--docs", corpus["docs"], "--retriever", foreign], f"retriever={foreign}: expected bm25"),
+        (ask_cli, ["what?", "--index", foreign, "--model", "tiny"], "no manifest.json"),
+    ]
+    for command, tokens, message in cases:
+        out = tmp / "out"
+        extra = ["--out", out] if command is not ask_cli else []
+        code, stdout, err = run(command, capsys, *tokens, *extra)
+        assert code == 2, (tokens, err)
+        assert message in err, (message, err)
+        assert not out.exists()
+
+
+def test_eval_rag_metrics_are_those_computed_here(corpus, capsys) -> None:
+    out = corpus["tmp"] / "report"
+    index = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    tokens = ["rag", "--qa", corpus["qa"], "--index", index, "--model", "tiny", "--k", "1,2,9"]
+    code, stdout, err = run(eval_cli, capsys, *tokens, "--max-new-tokens", "8", "--out", out, "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["skipped"] == {"k_above_chunks": 1}  # 9 > 5 chunks: evaluated at 5 and counted
+    assert list(report["by_k"]) == ["1", "2", "5"]
+    examples = read_jsonl(out / "examples.jsonl")
+    assert len(examples) == 3 * len(QUESTIONS)
+    texts = {doc["id"]: doc["text"] for doc in FIVE}
+    relevant = {q["id"]: set(q.get("doc_ids", [])) for q in QUESTIONS}
+    for k in (1, 2, 5):
+        rows = [e for e in examples if e["k"] == k]
+        assert [len(e["retrieved"]) for e in rows] == [k] * len(QUESTIONS)
+        recall, hits, exact = [], [], []
+        for row in rows:
+            retrieved = [texts[c["id"]] for c in row["retrieved"]]
+            gold = [normalize_answer(a) for a in row["answers"]]
+            recall.append(any(f" {g} " in f" {normalize_answer(t)} " for t in retrieved for g in gold))
+            if relevant[row["id"]]:
+                hits.append(any(c["id"] in relevant[row["id"]] for c in row["retrieved"]))
+            exact.append(raft_scores(row["output"], row["answers"], retrieved)["exact_match"])
+        assert report["by_k"][str(k)]["answer_recall"] == pytest.approx(sum(recall) / len(recall))
+        assert report["by_k"][str(k)]["hit"] == pytest.approx(sum(hits) / len(hits))
+        assert report["by_k"][str(k)]["exact_match"] == pytest.approx(sum(exact) / len(exact))
+        assert report["metrics"][f"answer_recall@{k}"] == report["by_k"][str(k)]["answer_recall"]
+    # Known by hand at k=1: q1 finds d3 (holds "orchard"), q2 finds d5 ("salty"), q3 finds d2.
+    first = {e["id"]: e["retrieved"][0]["id"] for e in examples if e["k"] == 1}
+    assert first == {"q1": "d3", "q2": "d5", "q3": "d2"}
+    assert report["by_k"]["1"]["answer_recall"] == 1.0 and report["by_k"]["1"]["hit"] == 1.0
+    assert (out / "by_k.png").is_file()
+
+
+def test_ask_json_rows_have_the_documented_fields(corpus, capsys, monkeypatch) -> None:
+    index = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    code, stdout, err = run(ask_cli, capsys, "Is the sea salty?", "--index", index, "--model", "tiny", "--k", "2")
+    assert code == 0, err
+    one = json.loads(run(ask_cli, capsys, "Is the sea salty?", "--index", index, "--model", "tiny", "--json")[1])
+    assert set(one) == {"question", "answer", "chunks"} and isinstance(one["answer"], str)
+    assert [set(c) for c in one["chunks"]] == [{"id", "title", "score"}] * 5
+    assert one["chunks"][0] == {"id": "d5", "title": "Sea", "score": one["chunks"][0]["score"]}
+    monkeypatch.setattr("sys.stdin", io.StringIO("Is the sea salty?\n\nWhere do bananas grow?\n"))
+    code, stdout, err = run(ask_cli, capsys, "--index", index, "--model", "tiny", "--k", "1")
+    assert code == 0, err
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert [row["question"] for row in lines] == ["Is the sea salty?", "Where do bananas grow?"]
+    assert [[c["id"] for c in row["chunks"]] for row in lines] == [["d5"], ["d2"]]
+
+
+def test_an_interrupted_index_leaves_nothing_and_the_rerun_continues(corpus, capsys, monkeypatch) -> None:
+    from hybridft.retrieval import rankers
+
+    monkeypatch.setattr(rankers, "SHARD_TEXTS", 2)  # 5 chunks: 3 shards
+    encode = rankers.encode_texts
+    calls = []
+
+    def interrupted(model, texts, batch_size=64, description=None):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encode(model, texts, batch_size, description)
+
+    monkeypatch.setattr(rankers, "encode_texts", interrupted)
+    out = corpus["tmp"] / "index"
+    tokens = ["--docs", corpus["docs"], "--retriever", "minilm", "--out", out]
+    assert run(index_cli, capsys, *tokens)[0] == 130
+    assert not out.exists() and not list(corpus["tmp"].glob(".index*"))
+    code, _, err = run(index_cli, capsys, *tokens)
+    assert code == 0, err
+    assert "1 of 3 shard(s) already" in err
+    assert calls == [2, 2, 2, 1]  # the first shard was not encoded again
+    monkeypatch.setattr(rankers, "encode_texts", encode)
+    fresh = corpus_index(None, str(corpus["docs"]), "minilm", {**CHUNKING, "chunk_size": 512})
+    assert np.array_equal(open_saved(out).search(["salty sea"], 5)[0], fresh.search(["salty sea"], 5)[0])
