@@ -41,9 +41,11 @@ def test_demo_stages_and_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.slow
-def test_full_demo_tuned_model_beats_the_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_demo_on_held_out_questions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On questions it never saw, the tiny model learns RAFT's answer format, not the answers
+    (measured: exact match 0.00 -> 0.00, answer format 0.00 -> 0.67; docs/performance.md)."""
     assert run_guarded(demo.main, ["--out", str(tmp_path / "demo"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["base"]["exact_match"] == 0.0
-    assert summary["tuned"]["exact_match"] >= 0.3
+    assert summary["base"]["answer_format"] == 0.0
     assert summary["tuned"]["answer_format"] >= 0.5
+    assert summary["base"]["answer_recall@3"] == summary["tuned"]["answer_recall@3"] == 1.0  # same retrieval

@@ -360,3 +360,110 @@ def test_retriever_resume_continues_the_loss_curve(synthetic: Path, tmp_path: Pa
         return [r["info_nce"] for r in read_jsonl(folder / "log.jsonl") if "loss" in r]
 
     assert losses(out) == pytest.approx(losses(tmp_path / "straight"), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def generator_run(generation_data: Path, runs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An invar-generator trained (briefly) over the invariant retriever."""
+    from hybridft.training.invar_generator import train
+
+    out = tmp_path_factory.mktemp("generator") / "gen"
+    config = config_for(
+        generation_data, out, trainer="invar-generator", retriever=str(runs["root"] / "invariant"), max_steps=2
+    )
+    config["max_length"] = 1024
+    assert train(config)["status"] == "complete"
+    return out
+
+
+def test_invar_rag_runs_on_one_backbone(
+    runs: dict[str, Any], generator_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retriever and generator share the base model's weights: each base tensor once, the active
+    adapter switched; retrieval and generation equal those of two separately loaded models."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hybridft.cli import ask as ask_cli
+    from hybridft.cli import eval as eval_cli
+    from hybridft.cli import index as index_cli
+    from hybridft.core.generation import load_generator
+    from hybridft.core.models import resolve_model
+    from hybridft.retrieval.llm_index import load_retriever
+    from hybridft.retrieval.pipeline import load_invar_pair
+
+    retriever_run = runs["root"] / "invariant"
+    chat, shared = load_invar_pair(str(retriever_run), str(generator_run), None)
+    assert chat.model is shared.model
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny"))
+    base_tensors = {name for name, _ in base.named_parameters()}
+    shared_base = [n for n, _ in chat.model.named_parameters() if "lora_" not in n]
+    assert len(shared_base) == len(base_tensors)  # the base weights are held once
+    adapters = {n.split("lora_A.")[1].split(".")[0] for n, _ in chat.model.named_parameters() if "lora_A." in n}
+    assert adapters == {"retriever", "generator"}
+
+    texts = [d["text"] for d in CORPUS]
+    alone = load_retriever(retriever_run)
+    assert np.allclose(shared.encode(texts, "passage"), alone.encode(texts, "passage"), atol=1e-5)
+    questions = [q["question"] for q in QA]
+    separate = load_generator(None, str(generator_run))
+    kwargs = {"batch_size": 4, "max_new_tokens": 6}
+    assert chat.generate(questions, **kwargs) == separate.generate(questions, **kwargs)
+    with torch.no_grad():  # retrieval again after generation: the switch goes both ways
+        assert np.allclose(shared.encode(texts[:3], "query"), alone.encode(texts[:3], "query"), atol=1e-5)
+
+    docs, qa = write_jsonl(tmp_path / "docs.jsonl", CORPUS), write_jsonl(tmp_path / "qa.jsonl", QA)
+    index = tmp_path / "index"
+    tokens = ["--docs", docs, "--retriever", retriever_run, "--out", index]
+    assert run_guarded(index_cli.main, [str(t) for t in tokens]) == 0
+    capsys.readouterr()
+    tokens = ["rag", "--qa", qa, "--index", index, "--adapter", generator_run, "--k", "1,2", "--max-new-tokens", "6"]
+    assert run_guarded(eval_cli.main, [str(t) for t in [*tokens, "--out", tmp_path / "report", "--json"]]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prompt"] == "invar" and str(retriever_run) in report["model"] and report["count"] == len(QA)
+    tokens = ["Where is the Seine?", "--index", index, "--adapter", generator_run, "--retriever", retriever_run]
+    assert run_guarded(ask_cli.main, [*map(str, tokens), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"question", "answer", "chunks"}
+
+
+def test_generator_refuses_documents_ranked_by_another_retriever(
+    runs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs, qa = write_jsonl(tmp_path / "docs.jsonl", CORPUS), write_jsonl(tmp_path / "qa.jsonl", QA)
+    data = tmp_path / "bm25-data"
+    tokens = ["invar", "--qa", qa, "--docs", docs, "--stage", "generation", "--top-k", "2", "--out", data]
+    assert run_guarded(build_data.main, [str(t) for t in tokens]) == 0
+    retriever = runs["root"] / "invariant"
+    tokens = ["--model", "tiny", "--data", data, "--trainer", "invar-generator", "--retriever", retriever]
+    code = run_guarded(finetune_cli.main, [str(t) for t in [*tokens, "--out", tmp_path / "run"]])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "its documents were ranked by bm25, not by retriever=" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_context_size_variant_cuts_every_document_and_joins_the_invariance_term(
+    synthetic: Path, tmp_path: Path
+) -> None:
+    from hybridft.core.models import load_tokenizer, resolve_model
+    from hybridft.training.invar_retriever import RetrievalCollator, train
+
+    tokenizer = load_tokenizer(resolve_model("tiny"))
+    rows = [
+        {"query": "Where is the apple?", "positives": ["The apple is kept in the cellar of the old house."]},
+        {"query": "Where is the tiger?", "positives": ["The tiger sleeps."], "negatives": ["A long river runs."]},
+    ]
+    batch = RetrievalCollator(tokenizer, 64, context_window=0.5)(rows)
+    full, cut = batch["doc_mask"].sum(dim=1), batch["cut_doc_mask"].sum(dim=1)
+    assert ((cut - 1) == ((full - 1) // 2).clamp(min=1)).all()  # half the tokens, then EOS
+    for ids, length in zip(batch["cut_doc_ids"], cut, strict=True):
+        assert ids[int(length) - 1] == tokenizer.eos_token_id
+    assert "cut_doc_ids" not in RetrievalCollator(tokenizer, 64)(rows)
+
+    no_variants = tmp_path / "no-variants"
+    rows = [{**r, "variants": []} for r in read_jsonl(synthetic / "train.jsonl")]
+    write_jsonl(no_variants / "train.jsonl", rows)
+    (no_variants / "manifest.json").write_text((synthetic / "manifest.json").read_text())
+    run = train(config_for(no_variants, tmp_path / "run", max_steps=2, context_window=0.5))
+    logged = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "loss" in r]
+    assert run["status"] == "complete" and all(r["invariance"] > 0 for r in logged)

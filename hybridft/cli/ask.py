@@ -13,12 +13,14 @@ from hybridft.core.options import Option
 from hybridft.retrieval.pipeline import PROMPTS
 
 USAGE = """\
-usage: hybridft ask [QUESTION] --index INDEX_DIR [--adapter RUN] [--model M] [--k 5] [--json]
+usage: hybridft ask [QUESTION] --index INDEX_DIR [--adapter RUN] [--retriever RUN_DIR] [--model M] [--k 5] [--json]
 
 Answer QUESTION from the top-k chunks of INDEX_DIR (written by `hybridft index`), prompted as the
 adapter was trained. Prints the answer and the chunks it was given (id, title, score).
 Without QUESTION, reads one question per line from stdin and writes one JSON line per answer
 ({"question", "answer", "chunks": [{"id", "title", "score"}]}), loading the model once.
+An invar-generator adapter and the invar-retriever it was trained over (the run INDEX_DIR was built
+with) share one copy of the base model.
 
   --json     print the answer as one JSON document
   --debug    show tracebacks
@@ -29,6 +31,7 @@ OPTIONS = [
     Option("index", "path", None, "a folder written by `hybridft index`", required=True),
     Option("model", "str", None, "base model (hub id, folder, or tiny); default: the adapter's base"),
     Option("adapter", "path", None, "a finetune run folder (its PEFT adapter); none: the base model"),
+    Option("retriever", "path", None, "the invar-retriever run INDEX_DIR was built with (checked against it)"),
     Option("k", "int", 5, "chunks given to the model", minimum=1),
     Option("prompt", "str", "auto", "auto: as the adapter was trained (invar-generator or RAFT)", choices=PROMPTS),
     Option("batch_size", "int", 8, "questions generated together (stdin)", minimum=1),
@@ -47,19 +50,27 @@ def main(tokens: list[str]) -> int:
     if parsed is None:
         return EXIT_OK
     config, control = parsed
-    from hybridft.core.generation import load_generator
-    from hybridft.retrieval.index import open_saved
-    from hybridft.retrieval.pipeline import answer, chunk_rows, prompt_style, retrieve
+    from pathlib import Path
 
-    index = open_saved(config["index"])
+    from hybridft.retrieval.index import checked_manifest
+    from hybridft.retrieval.pipeline import answer, chunk_rows, load_system, prompt_style, retrieve
+
+    checked_manifest(Path(config["index"]), retriever=config["retriever"])  # before any model loads
     if config["question"] is not None:
         questions = [config["question"]]
     else:
         questions = [line.strip() for line in sys.stdin if line.strip()]
     if not questions or not all(questions):
         raise UsageError("no question: give QUESTION, or one question per line on stdin")
+    model, index = load_system(
+        index=config["index"],
+        docs=None,
+        retriever=config["retriever"] or "bm25",
+        chunking={},
+        model=config["model"],
+        adapter=config["adapter"],
+    )
     k = min(config["k"], len(index.chunks))
-    model = load_generator(config["model"], config["adapter"])
     retrieved = retrieve(index, questions, k)
     style = prompt_style(config["prompt"], config["adapter"])
     answers = answer(

@@ -122,6 +122,7 @@ class ChatModel:
     model: Any
     tokenizer: Any
     name: str  # what report.json records as the model
+    adapter: str | None = None  # the PEFT adapter to make active first (a backbone shared with a retriever)
 
     def generate(
         self, user_messages: Sequence[str], description: str = "generating", **options: Any
@@ -129,6 +130,8 @@ class ChatModel:
         """The outputs for each message (``num_return_sequences`` of them, default one); ``options``
         are those of :func:`generate_batches` (``batch_size``, ``max_new_tokens``, ``num_beams``,
         ``constraints``, ...)."""
+        if self.adapter is not None:
+            self.model.set_adapter(self.adapter)
         outputs: list[list[str]] = [[] for _ in user_messages]
         conversations = [[{"role": "user", "content": text}] for text in user_messages]
         for batch in generate_batches(self.model, self.tokenizer, conversations, description=description, **options):

@@ -316,10 +316,16 @@ def inference_dtype() -> Any:
 
 
 def load_for_inference(
-    weights: str, *, adapter: Path | None = None, tokenizer_from: str | Path | None = None, what: str
+    weights: str,
+    *,
+    adapter: Path | None = None,
+    adapter_name: str = "default",
+    tokenizer_from: str | Path | None = None,
+    what: str,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """``weights`` (a folder, hub id or ``tiny``) in eval mode on the GPU if there is one, with the
-    PEFT ``adapter`` folder attached (any marker tokens its run added re-created first), and the
+    PEFT ``adapter`` folder attached as ``adapter_name`` (any marker tokens its run added re-created
+    first), and the
     tokenizer of ``tokenizer_from`` (default: the adapter's folder, else the weights'). ``what``
     names the option and value in errors (``model=NAME``: ``model=NAME: cannot load it (...)``)."""
     import transformers
@@ -337,6 +343,6 @@ def load_for_inference(
         from peft import PeftModel
 
         readd_marker_tokens(model, base_path, tokenizer)
-        model = PeftModel.from_pretrained(model, adapter)
+        model = PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name)
     model = model.to("cuda" if detect_device().kind == "cuda" else "cpu").eval()
     return model, tokenizer

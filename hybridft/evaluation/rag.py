@@ -112,19 +112,23 @@ def _build_questions(folder: Path, split: str) -> list[Question]:
 
 
 def evaluate(config: dict[str, Any]) -> Report:
-    from hybridft.core.generation import load_generator
-    from hybridft.retrieval.index import corpus_index
-    from hybridft.retrieval.pipeline import answer, chunk_rows, prompt_style, retrieve
+    from hybridft.retrieval.pipeline import answer, chunk_rows, load_system, prompt_style, retrieve
 
     ks = parse_ks(config["k"])
     questions = load_questions(config)
     chunking = {key: config[key] for key in ("chunk_size", "chunk_overlap", "tokenizer")}
-    index = corpus_index(config["index"], config["docs"], config["retriever"], chunking)
+    model, index = load_system(
+        index=config["index"],
+        docs=config["docs"],
+        retriever=config["retriever"],
+        chunking=chunking,
+        model=config["model"],
+        adapter=config["adapter"],
+    )
     skipped: Counter[str] = Counter()
     if ks[-1] > len(index.chunks):
         skipped["k_above_chunks"] = sum(k > len(index.chunks) for k in ks)
         ks = sorted({min(k, len(index.chunks)) for k in ks})
-    model = load_generator(config["model"], config["adapter"])
     style = prompt_style(config["prompt"], config["adapter"])
     texts = [q.question for q in questions]
     retrieved = retrieve(index, texts, ks[-1])

@@ -27,6 +27,7 @@ from hybridft.core.options import Option
 from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_jsonl
 from hybridft.core.progress import log
 from hybridft.core.readers import iter_rows, read_documents, read_json_object
+from hybridft.core.records import CHUNK_ROW
 from hybridft.retrieval.chunking import CHUNKING_OPTIONS, Chunks, check_chunking, chunk_documents
 
 MANIFEST = "manifest.json"
@@ -192,19 +193,11 @@ def mismatches(manifest: dict[str, Any], docs: str | None, chunking: dict[str, A
     return problems
 
 
-def open_saved(
-    folder: str | Path,
-    *,
-    docs: str | None = None,
-    chunking: dict[str, Any] | None = None,
-    retriever: str | None = None,
-    batch_size: int = 64,
-) -> SavedIndex:
-    """Open ``folder`` without rebuilding anything; exit-2 errors when it does not match the
-    ``docs``, ``chunking`` or ``retriever`` the command was given."""
-    from hybridft.retrieval.rankers import BM25Index, DenseIndex
-
-    path = Path(folder)
+def checked_manifest(
+    path: Path, *, docs: str | None = None, chunking: dict[str, Any] | None = None, retriever: str | None = None
+) -> dict[str, Any]:
+    """The index's manifest; exit 2 naming every difference from the ``docs``, ``chunking`` and
+    ``retriever`` a command was given."""
     manifest = read_manifest(path)
     problems = mismatches(manifest, docs, chunking)
     identity = manifest["retriever"]
@@ -212,6 +205,26 @@ def open_saved(
         problems.append(f"retriever={retriever}: the index was built with {_describe(identity)}")
     if problems:
         raise UsageError(*(f"--index {path}: {p}" for p in problems))
+    return manifest
+
+
+def open_saved(
+    folder: str | Path,
+    *,
+    docs: str | None = None,
+    chunking: dict[str, Any] | None = None,
+    retriever: str | None = None,
+    batch_size: int = 64,
+    llm: Any = None,
+) -> SavedIndex:
+    """Open ``folder`` without rebuilding anything; exit-2 errors when it does not match the
+    ``docs``, ``chunking`` or ``retriever`` the command was given. ``llm``: the trained retriever
+    already loaded (on a backbone shared with the generator), used instead of loading it again."""
+    from hybridft.retrieval.rankers import BM25Index, DenseIndex
+
+    path = Path(folder)
+    manifest = checked_manifest(path, docs=docs, chunking=chunking, retriever=retriever)
+    identity = manifest["retriever"]
     chunks = read_chunks(path / CHUNKS)
     if identity["kind"] == "bm25":
         ranker: Any = BM25Index.load(path / BM25_FOLDER, len(chunks))
@@ -224,7 +237,7 @@ def open_saved(
         else:
             from hybridft.retrieval.llm_index import RetrieverIndex, load_retriever
 
-            ranker = RetrieverIndex(load_retriever(identity["run"]), embeddings, batch_size)
+            ranker = RetrieverIndex(llm or load_retriever(identity["run"]), embeddings, batch_size)
     return SavedIndex(chunks, ranker, manifest)
 
 
@@ -240,9 +253,7 @@ def read_chunks(path: Path) -> Chunks:
     titles: list[str] = []
     texts: list[str] = []
     first_of_doc: dict[str, int] = {}
-    for where, row in iter_rows(path):
-        if not all(isinstance(row.get(key), str) for key in ("id", "doc_id", "title", "text")):
-            raise UsageError(f'{where}: expected string fields "id", "doc_id", "title", "text"; rebuild the index')
+    for row in CHUNK_ROW.checked(iter_rows(path)):
         first_of_doc.setdefault(row["doc_id"], len(ids))
         ids.append(row["id"])
         doc_ids.append(row["doc_id"])
@@ -252,12 +263,17 @@ def read_chunks(path: Path) -> Chunks:
 
 
 def corpus_index(
-    index: str | None, docs: str | None, retriever: str, chunking: dict[str, Any], batch_size: int = 64
+    index: str | None,
+    docs: str | None,
+    retriever: str,
+    chunking: dict[str, Any],
+    batch_size: int = 64,
+    llm: Any = None,
 ) -> SavedIndex:
     """``--index`` opened (checked against ``--docs`` and the chunking when given), or an index
-    built in memory from ``--docs`` (nothing saved)."""
+    built in memory from ``--docs`` (nothing saved). ``llm``: a trained retriever already loaded."""
     if index:
-        return open_saved(index, docs=docs, chunking=chunking if docs else None, batch_size=batch_size)
+        return open_saved(index, docs=docs, chunking=chunking if docs else None, batch_size=batch_size, llm=llm)
     if not docs:
         raise UsageError("give --index INDEX_DIR, or --docs (and --retriever) to index the corpus now")
     documents, _ = read_documents(docs)
@@ -265,6 +281,11 @@ def corpus_index(
     log(f"indexing {len(chunks)} chunks with {retriever}")
     identity = retriever_identity(retriever)
     manifest = {"kind": "index", "retriever": identity, "chunking": chunking, "counts": {"chunks": len(chunks)}}
+    if llm is not None:
+        from hybridft.retrieval.llm_index import RetrieverIndex
+
+        embeddings = llm.index(chunks.texts, batch_size, None, f"indexing {len(chunks)} chunks ({llm.name})")
+        return SavedIndex(chunks, RetrieverIndex(llm, embeddings, batch_size), manifest)
     return SavedIndex(chunks, make_ranker(retriever, chunks.texts, batch_size), manifest)
 
 

@@ -46,6 +46,8 @@ def encoder_settings(model: str, max_length: int) -> dict[str, Any]:
 def tokenize(tokenizer: Any, texts: list[str], prefix: str, max_length: int) -> tuple[list[list[int]], int]:
     """Token ids of ``prefix + text`` cut to ``max_length - 1`` and ending in EOS; also the
     number of texts that were cut."""
+    if not texts:  # a batch without query variants (tokenizers refuse an empty batch)
+        return [], 0
     eos = tokenizer.eos_token_id
     encoded = tokenizer([prefix + text for text in texts], add_special_tokens=True)["input_ids"]
     rows, cut = [], 0
@@ -108,12 +110,15 @@ class Retriever:
     settings: dict[str, Any]
     fingerprint: str  # changes when the weights or the settings change
     name: str
+    adapter: str | None = None  # the PEFT adapter to make active first (a backbone shared with a generator)
 
     def encode(self, texts: list[str], role: str, batch_size: int = 32, description: str | None = None) -> np.ndarray:
         """Normalised float32 embeddings of ``texts`` (``role``: ``query`` or ``passage``), in
         their order; batches of similar length, under a progress bar when ``description`` is given."""
         import torch
 
+        if self.adapter is not None:
+            self.model.set_adapter(self.adapter)
         prefix = self.settings["query_prefix"] if role == "query" else self.settings["passage_prefix"]
         rows, _ = tokenize(self.tokenizer, texts, prefix, self.settings["max_length"])
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
@@ -150,7 +155,8 @@ class Retriever:
         )
 
 
-def _fingerprint(folder: Path, settings: dict[str, Any]) -> str:
+def fingerprint(folder: Path, settings: dict[str, Any]) -> str:
+    """Changes when the run's weights or its embedding settings change (the cache key of its indexes)."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name in ("adapter_model.safetensors", "model.safetensors"):
         path = folder / name
@@ -180,7 +186,7 @@ def load_retriever(run_dir: str | Path) -> Retriever:
         model, tokenizer = load_for_inference(settings["model"], adapter=folder, what=f"retriever={folder}")
     else:  # a full fine-tune: the folder is the model
         model, tokenizer = load_for_inference(str(folder), what=f"retriever={folder}")
-    return Retriever(model, tokenizer, settings, _fingerprint(folder, settings), f"adapter {folder.name}")
+    return Retriever(model, tokenizer, settings, fingerprint(folder, settings), f"adapter {folder.name}")
 
 
 class RetrieverIndex:

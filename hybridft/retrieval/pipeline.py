@@ -1,6 +1,10 @@
 """The RAG system at use time: a saved index ranks the corpus for each question, the top-k chunks
 are rendered as the model's training rows were (the RAFT prompt, or the Invar-RAG generation
 prompt), and the model answers them in batches. ``eval rag`` scores it; ``ask`` prints it.
+
+Invar-RAG runs on one backbone, as the paper means it: an invar-generator adapter and the
+invar-retriever it was trained over are attached to one copy of the base model, and the active
+adapter switches between retrieval (the retriever) and generation (the generator).
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import numpy as np
 
 from hybridft.core.errors import UsageError
 from hybridft.core.generation import ChatModel
+from hybridft.core.readers import read_json_object
 from hybridft.core.render import invar_generation_prompt, raft_prompt
-from hybridft.retrieval.index import SavedIndex
+from hybridft.retrieval.index import SavedIndex, corpus_index, read_manifest, retriever_kind
 
 PROMPTS = ("auto", "raft", "invar")
+RETRIEVER_ADAPTER, GENERATOR_ADAPTER = "retriever", "generator"
 
 
 @dataclass
@@ -48,6 +54,75 @@ def render_prompt(style: str, question: str, chunk_texts: list[str]) -> str:
     if style == "invar":
         return invar_generation_prompt({"docs": docs, "query": question})
     return raft_prompt({"docs": docs, "question": question})
+
+
+def trained_over(adapter: str | None) -> str | None:
+    """The retriever run an invar-generator run was trained over (None for any other run)."""
+    if not adapter or not (Path(adapter) / "run.json").is_file():
+        return None
+    run = read_json_object(Path(adapter) / "run.json", "", f"{adapter}/run.json: not valid JSON")
+    if (run.get("config") or {}).get("trainer") != "invar-generator":
+        return None
+    found = (run.get("retriever") or {}).get("dir")
+    return found if isinstance(found, str) else None
+
+
+def load_invar_pair(retriever_run: str, generator_run: str, model: str | None) -> tuple[ChatModel, Any]:
+    """The base model loaded once with the retriever adapter and the generator adapter trained over
+    it: (the generator as a ChatModel, the retriever), each making its adapter active before use."""
+    from hybridft.core.models import load_for_inference
+    from hybridft.retrieval.llm_index import SETTINGS_FILE, Retriever, fingerprint
+
+    retriever_dir, generator_dir = Path(retriever_run), Path(generator_run)
+    over = trained_over(generator_run)
+    if over is None or Path(over).resolve() != retriever_dir.resolve():
+        raise UsageError(
+            f"adapter={generator_run}: trained over retriever {over}, not {retriever_run}; one backbone serves an "
+            "invar-generator with the invar-retriever it was trained over"
+        )
+    settings_path = retriever_dir / SETTINGS_FILE
+    settings = read_json_object(settings_path, f"retriever={retriever_run}: no {SETTINGS_FILE}", f"{settings_path}")
+    base = model or settings["model"]
+    network, tokenizer = load_for_inference(
+        base,
+        adapter=retriever_dir,
+        adapter_name=RETRIEVER_ADAPTER,
+        tokenizer_from=generator_dir,
+        what=f"retriever={retriever_run}",
+    )
+    network.load_adapter(str(generator_dir), adapter_name=GENERATOR_ADAPTER)
+    network.eval()
+    name = f"adapter {retriever_dir.name}"
+    retriever = Retriever(network, tokenizer, settings, fingerprint(retriever_dir, settings), name, RETRIEVER_ADAPTER)
+    chat = ChatModel(network, tokenizer, f"{base} + {retriever_run} + {generator_run}", GENERATOR_ADAPTER)
+    return chat, retriever
+
+
+def load_system(
+    *,
+    index: str | None,
+    docs: str | None,
+    retriever: str,
+    chunking: dict[str, Any],
+    model: str | None,
+    adapter: str | None,
+) -> tuple[ChatModel, SavedIndex]:
+    """The model and the index a RAG command runs. When the adapter is an invar-generator and the
+    retriever (``--retriever RUN_DIR``, or the run the ``--index`` was built with) is the one it
+    was trained over, both share one base model; otherwise each loads what it needs."""
+    from hybridft.core.generation import load_generator
+
+    run = None
+    if index:
+        identity = read_manifest(Path(index))["retriever"]
+        run = identity.get("run") if identity.get("kind") == "llm" else None
+    elif retriever_kind(retriever) == "llm":
+        run = retriever
+    over = trained_over(adapter)
+    if run is not None and adapter is not None and over is not None and Path(over).resolve() == Path(run).resolve():
+        chat, llm = load_invar_pair(run, adapter, model)
+        return chat, corpus_index(index, docs, retriever, chunking, llm=llm)
+    return load_generator(model, adapter), corpus_index(index, docs, retriever, chunking)
 
 
 def retrieve(index: SavedIndex, questions: list[str], k: int) -> list[Retrieved]:

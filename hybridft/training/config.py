@@ -65,6 +65,16 @@ OPTIONS = [
         "invariance_weight", "float", 1.0, "weight of the query-variant invariance term (invar-retriever)", minimum=0
     ),
     Option(
+        "context_window",
+        "float",
+        0.0,
+        "context-size variant: each document also cut to this share of its tokens as one more version in "
+        "the invariance term (invar-retriever; 0: query variants only)",
+        minimum=0,
+        maximum=1,
+        below_maximum=True,
+    ),
+    Option(
         "invariance",
         "str",
         "sym-kl",
@@ -123,6 +133,7 @@ def _trainer_errors(config: dict[str, Any]) -> list[str]:
             errors.append("trainer=invar-generator needs --retriever RUN_DIR (a finished invar-retriever run)")
         else:
             errors.extend(retriever_run_errors(config["retriever"], config.get("model")))
+            errors.extend(ranked_by_errors(config.get("data"), config["retriever"]))
         if config.get("method") == "full":
             errors.append("method=full: invar-generator trains a second adapter beside the retriever's; use lora")
     elif config.get("retriever"):
@@ -143,6 +154,26 @@ def data_format(data: str | None) -> str | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return None
     return fmt if isinstance(fmt, str) else None
+
+
+def ranked_by_errors(data: str | None, retriever: str) -> list[str]:
+    """Invar-RAG trains the generator on documents its own retriever ranked: generation rows
+    ranked by another retriever (bm25, dense, another run) are refused."""
+    if not data:
+        return []
+    try:
+        options = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8")).get("options") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return []  # the data's own checks say what is wrong with it
+    ranked_by = options.get("retriever")
+    if options.get("stage") != "generation" or not isinstance(ranked_by, str):
+        return []
+    if Path(ranked_by).resolve() != Path(retriever).resolve():
+        return [
+            f"data={data}: its documents were ranked by {ranked_by}, not by retriever={retriever}; rebuild them "
+            f"with `hybridft build-data invar --stage generation --retriever {retriever}`"
+        ]
+    return []
 
 
 def retriever_run_errors(folder: str, model: str | None) -> list[str]:

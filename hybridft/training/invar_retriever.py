@@ -91,14 +91,24 @@ class RetrievalCollator:
     positives then negatives as indices into those documents (the order of ``teacher_scores``).
     """
 
-    def __init__(self, tokenizer: Any, max_length: int, use_variants: bool = True):
+    def __init__(self, tokenizer: Any, max_length: int, use_variants: bool = True, context_window: float = 0.0):
+        """``context_window`` > 0 adds Invar-RAG's context-size variant: every document also cut to
+        that share of its tokens (``cut_doc_ids``), scored by the query as one more version."""
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.use_variants = use_variants
+        self.context_window = context_window
 
     def _tokens(self, texts: list[str], prefix: str) -> tuple[Any, Any]:
         rows, _ = tokenize(self.tokenizer, texts, prefix, self.max_length)
         return pad(rows, self.tokenizer.pad_token_id)
+
+    def _cut(self, texts: list[str]) -> tuple[Any, Any]:
+        """The documents in a smaller window: the first ``context_window`` share of each one's
+        tokens (at least one), then EOS, as the pooling expects."""
+        rows, _ = tokenize(self.tokenizer, texts, PASSAGE_PREFIX, self.max_length)
+        cut = [[*row[: max(1, int((len(row) - 1) * self.context_window))], row[-1]] for row in rows]
+        return pad(cut, self.tokenizer.pad_token_id)
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -137,7 +147,11 @@ class RetrievalCollator:
         query_ids, query_mask = self._tokens([row["query"] for row in rows], QUERY_PREFIX)
         variant_ids, variant_mask = self._tokens(variants, QUERY_PREFIX)
         doc_ids, doc_mask = self._tokens(texts, PASSAGE_PREFIX)
+        cut: dict[str, Any] = {}
+        if self.context_window > 0:
+            cut["cut_doc_ids"], cut["cut_doc_mask"] = self._cut(texts)
         return {
+            **cut,
             "query_ids": query_ids,
             "query_mask": query_mask,
             "variant_ids": variant_ids[: len(variants)],
@@ -173,17 +187,23 @@ def retriever_losses(
         own, inputs["teacher"], inputs["teacher_mask"], temperature, config["teacher_temperature"]
     )
     loss = terms["info_nce"] + config["align_weight"] * terms["alignment"]
-    if inputs["present"].shape[1] > 1:
+    if inputs["present"].shape[1] > 1 or "cut_doc_ids" in inputs:
         # Without weight the term is only watched: no gradient through the variants.
         with torch.set_grad_enabled(torch.is_grad_enabled() and config["invariance_weight"] > 0):
             variants = embed(model, inputs["variant_ids"], inputs["variant_mask"])
             versions = torch.cat([queries, variants.to(queries.dtype)]) if len(variants) else queries
             version_scores = (versions @ documents.T)[inputs["version"]]  # [B, V, N]
             index = inputs["candidates"].unsqueeze(1).expand(-1, version_scores.shape[1], -1)
+            candidate_scores, present = version_scores.gather(2, index), inputs["present"]
+            if "cut_doc_ids" in inputs:  # the context-size variant: the query against the cut documents
+                cut = embed(model, inputs["cut_doc_ids"], inputs["cut_doc_mask"]).to(queries.dtype)
+                cut_scores = (queries @ cut.T).gather(1, inputs["candidates"]).unsqueeze(1)
+                candidate_scores = torch.cat([candidate_scores, cut_scores], dim=1)
+                present = torch.cat([present, present[:, :1]], dim=1)
             terms["invariance"] = losses.invariance(
                 config["invariance"],
-                version_scores.gather(2, index),
-                inputs["present"],
+                candidate_scores,
+                present,
                 inputs["candidate_mask"],
                 inputs["candidate_positive"],
                 temperature,
@@ -266,7 +286,7 @@ def build_trainer(
         args=args,
         train_dataset=data.train,
         eval_dataset=data.eval or None,
-        data_collator=RetrievalCollator(tokenizer, config["max_length"]),
+        data_collator=RetrievalCollator(tokenizer, config["max_length"], context_window=config["context_window"]),
         processing_class=tokenizer,
         callbacks=[*callbacks.values(), *extra_callbacks],
         loss_config={
