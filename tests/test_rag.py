@@ -201,3 +201,43 @@ def test_an_interrupted_index_leaves_nothing_and_the_rerun_continues(corpus, cap
     monkeypatch.setattr(rankers, "encode_texts", encode)
     fresh = corpus_index(None, str(corpus["docs"]), "minilm", {**CHUNKING, "chunk_size": 512})
     assert np.array_equal(open_saved(out).search(["salty sea"], 5)[0], fresh.search(["salty sea"], 5)[0])
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("raft", ["--distractors", "2"]),
+        ("invar", ["--negatives", "2", "--teacher", "none"]),
+        ("invar", ["--stage", "generation", "--top-k", "2"]),
+    ],
+)
+def test_builds_with_a_saved_index_write_the_same_bytes(corpus, capsys, cli, kind: str, extra: list[str]) -> None:
+    index = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--chunk-size", "64", "--out", index)[0] == 0
+    common = [kind, "--qa", corpus["qa"], "--docs", corpus["docs"], "--chunk-size", "64", *extra]
+    code, _, err = cli(*common, "--out", corpus["tmp"] / "fresh")
+    assert code == 0, err
+    code, _, err = cli(*common, "--index", index, "--out", corpus["tmp"] / "saved")
+    assert code == 0, err
+    assert "indexing" not in err  # the saved bm25 index ranked; nothing was indexed again
+    for name in ("records.jsonl", "train.jsonl", "eval.jsonl"):
+        assert (corpus["tmp"] / "fresh" / name).read_bytes() == (corpus["tmp"] / "saved" / name).read_bytes()
+    code, _, err = cli(*common, "--index", index, "--chunk-size", "32", "--out", corpus["tmp"] / "other")
+    assert code == 2 and "chunk_size=32: the index was chunked with chunk_size=64" in err
+    assert not (corpus["tmp"] / "other").exists()
+
+
+def test_eval_retrieval_ranks_the_corpus_with_a_saved_index(corpus, capsys, cli) -> None:
+    data = corpus["tmp"] / "data"
+    tokens = ["invar", "--qa", corpus["qa"], "--docs", corpus["docs"], "--negatives", "2", "--teacher", "none"]
+    assert cli(*tokens, "--eval-fraction", "0", "--out", data)[0] == 0
+    index = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    reports = {}
+    for name, extra in (("fresh", []), ("saved", ["--index", index])):
+        out = corpus["tmp"] / name
+        tokens = ["retrieval", "--data", data, "--split", "all", "--ranker", "bm25", "--docs", corpus["docs"]]
+        code, stdout, err = run(eval_cli, capsys, *tokens, *extra, "--out", out, "--json")
+        assert code == 0, err
+        reports[name] = (json.loads(stdout)["metrics"], read_jsonl(out / "examples.jsonl"))
+    assert reports["fresh"] == reports["saved"]
