@@ -131,7 +131,9 @@ def backbone_runs(work: Path, hidden: int, layers: int) -> tuple[Path, Path, Pat
 
 
 def child(side: str, retriever: str, generator: str, index: str) -> None:
-    """Load the system one way, answer 4 questions, print the peak RSS in MiB."""
+    """Load the system one way, answer 4 questions; print the resident memory then and the peak
+    (MiB), and the bytes of the distinct parameter tensors held."""
+    import gc
     import resource
 
     from hybridft.core.generation import load_generator
@@ -148,7 +150,13 @@ def child(side: str, retriever: str, generator: str, index: str) -> None:
     questions = [row.question for row in read_qa(SAMPLES / "qa.jsonl")[:4]]
     found = retrieve(saved, questions, 3)
     answer(chat, saved, questions, found, 3, "invar", batch_size=4, max_new_tokens=8)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    gc.collect()
+    resident = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS"))
+    models = {id(chat.model): chat.model, id(saved.ranker.retriever.model): saved.ranker.retriever.model}
+    tensors = {id(p): p for model in models.values() for p in model.parameters()}
+    held = sum(p.numel() * p.element_size() for p in tensors.values()) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{int(resident.split()[1]) / 1024} {peak} {held}")
 
 
 def one_backbone_against_two(work: Path, hidden: int, layers: int) -> None:
@@ -156,7 +164,7 @@ def one_backbone_against_two(work: Path, hidden: int, layers: int) -> None:
 
     retriever, generator, index = backbone_runs(work, hidden, layers)
     weights = sum(p.stat().st_size for p in (work / "base").glob("*.safetensors")) / 2**20
-    peak = {}
+    now, peak, held = {}, {}, {}
     for side in ("shared", "separate"):
         done = subprocess.run(
             [sys.executable, __file__, "--child", side, str(retriever), str(generator), str(index)],
@@ -164,11 +172,15 @@ def one_backbone_against_two(work: Path, hidden: int, layers: int) -> None:
             text=True,
             check=True,
         )
-        peak[side] = float(done.stdout.strip().splitlines()[-1])
+        now[side], peak[side], held[side] = map(float, done.stdout.strip().splitlines()[-1].split())
+    print(f"3. Invar-RAG, base model of {weights:.0f} MiB (hidden {hidden}, {layers} layers), after 4 questions:")
+    for side, name in (("shared", "one backbone"), ("separate", "two models")):
+        print(
+            f"  {name:13s} parameters {held[side]:6.0f} MiB, resident {now[side]:6.0f} MiB, peak {peak[side]:6.0f} MiB"
+        )
     print(
-        f"3. Invar-RAG, base model of {weights:.0f} MiB (hidden {hidden}, {layers} layers): peak RSS one backbone "
-        f"{peak['shared']:.0f} MiB, two models {peak['separate']:.0f} MiB: "
-        f"{peak['separate'] - peak['shared']:.0f} MiB saved ({peak['shared'] / peak['separate']:.2f}x)"
+        f"  one backbone / two models: parameters {held['shared'] / held['separate']:.2f}x, "
+        f"resident {now['shared'] / now['separate']:.2f}x"
     )
 
 

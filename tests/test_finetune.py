@@ -136,7 +136,7 @@ def test_adapter_reloads_generates_and_merges(trained: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hybridft.core.models import resolve_model
-    from hybridft.training.sft import save_merged
+    from hybridft.training.export import save_merged
 
     out = trained["out"]
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -150,7 +150,7 @@ def test_adapter_reloads_generates_and_merges(trained: dict[str, Any]) -> None:
     generated = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert generated.shape[1] == prompt["input_ids"].shape[1] + 5
 
-    merged_dir = save_merged(out, resolve_model("tiny"), "lora")
+    merged_dir = save_merged(out, json.loads((out / "run.json").read_text()))
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     with torch.no_grad():
         expected = model(**prompt).logits

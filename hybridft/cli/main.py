@@ -51,6 +51,7 @@ COMMANDS = {
     "eval": ("eval", "Evaluate RAFT, RoG, retrieval or the whole RAG system (see `hybridft eval KIND --help`)."),
     "index": ("index", "Chunk and index a corpus once, for every command that ranks it (see `hybridft index --help`)."),
     "ask": ("ask", "Answer questions from an index with a (tuned) model (see `hybridft ask --help`)."),
+    "export": ("export", "Turn a finished run into a model folder a server loads (see `hybridft export --help`)."),
 }
 
 

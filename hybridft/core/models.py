@@ -322,12 +322,16 @@ def load_for_inference(
     adapter_name: str = "default",
     tokenizer_from: str | Path | None = None,
     what: str,
+    dtype: Any = None,
+    on_device: bool = True,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """``weights`` (a folder, hub id or ``tiny``) in eval mode on the GPU if there is one, with the
     PEFT ``adapter`` folder attached as ``adapter_name`` (any marker tokens its run added re-created
     first), and the
     tokenizer of ``tokenizer_from`` (default: the adapter's folder, else the weights'). ``what``
-    names the option and value in errors (``model=NAME``: ``model=NAME: cannot load it (...)``)."""
+    names the option and value in errors (``model=NAME``: ``model=NAME: cannot load it (...)``).
+    ``dtype``: default :func:`inference_dtype`; ``on_device=False`` keeps the model on the CPU
+    (export writes it out)."""
     import transformers
     from transformers import AutoModelForCausalLM
 
@@ -336,7 +340,7 @@ def load_for_inference(
     base_path = resolve_model(weights)
     try:
         tokenizer = load_tokenizer(str(tokenizer_from or adapter or base_path))
-        model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=inference_dtype())
+        model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype or inference_dtype())
     except OSError as exc:
         raise UsageError(f"{what}: cannot load it ({exc})") from None
     if adapter is not None:
@@ -344,5 +348,6 @@ def load_for_inference(
 
         readd_marker_tokens(model, base_path, tokenizer)
         model = PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name)
-    model = model.to("cuda" if detect_device().kind == "cuda" else "cpu").eval()
-    return model, tokenizer
+    if on_device:
+        model = model.to("cuda" if detect_device().kind == "cuda" else "cpu")
+    return model.eval(), tokenizer

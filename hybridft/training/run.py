@@ -20,6 +20,7 @@ from hybridft.training.callbacks import (
     plot_losses,
     truncate_log,
 )
+from hybridft.training.model_card import write_model_card
 from hybridft.training.run_folder import clear_out, package_versions, prepare_out, write_run_json
 
 
@@ -162,6 +163,7 @@ def finish(
             after_save()
         plot_losses(out / "log.jsonl", out / "loss.png")
         write_run_json(out, run)
+        write_model_card(out, out, run)
     return run
 
 

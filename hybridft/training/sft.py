@@ -70,7 +70,9 @@ def train(
 
     def merge() -> None:
         if config["save_merged"]:
-            save_merged(start.out, start.model_path, method)
+            from hybridft.training.export import save_merged
+
+            save_merged(start.out, run)
 
     return training_run.finish(trainer, start, run, callbacks["interrupt"], after_save=merge)
 
@@ -148,22 +150,3 @@ def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
     if not len(trainer.train_dataset):
         raise UsageError(f"max_length={max_length}: every train row is longer; raise max_length")
     return skipped
-
-
-def save_merged(out: Path, model_path: str, method: str) -> Path:
-    """Base model (full precision, not 4-bit) with the adapter merged in, in ``out/merged``."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    target = out / "merged"
-    tokenizer = models.load_tokenizer(str(out))
-    if method == "full":
-        model = AutoModelForCausalLM.from_pretrained(out)
-    else:
-        base = AutoModelForCausalLM.from_pretrained(model_path)
-        models.readd_marker_tokens(base, model_path, tokenizer)
-        model = PeftModel.from_pretrained(base, out).merge_and_unload()
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    log(f"saved the merged model to {target}")
-    return target
