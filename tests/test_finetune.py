@@ -489,3 +489,87 @@ def test_full_fine_tuning_saves_a_whole_model(raft_data: Path, tmp_path: Path) -
     assert len(changed) == len(capture.before)  # every weight trains
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(out)
+
+
+def test_trainer_args_reach_the_trainer_and_typos_name_the_field(
+    raft_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import TrainerCallback
+
+    from hybridft.training.sft import train
+
+    class Args(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.args = args
+
+    seen = Args()
+    template = tmp_path / "template.jinja"
+    template.write_text(
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    config = config_for(
+        raft_data,
+        tmp_path / "run",
+        max_steps=1,
+        trainer_args={"weight_decay": "0.1", "optim": "adamw_torch"},
+        chat_template=str(template),
+    )
+    run = train(config, extra_callbacks=[seen])
+    assert run["status"] == "complete"
+    assert seen.args.weight_decay == 0.1 and seen.args.optim == "adamw_torch"
+    assert run["config"]["trainer_args"] == {"weight_decay": "0.1", "optim": "adamw_torch"}
+    assert (tmp_path / "run" / "chat_template.jinja").read_text() == template.read_text()
+
+    out = tmp_path / "typo"
+    tokens = ["--model", "tiny", "--data", raft_data, "--out", out, "--trainer-arg", "wieght_decay=0.1"]
+    code, _, err = run_cli(capsys, *tokens, "--trainer-arg", "max_grad_norm=big", "--dry-run")
+    assert code == 2
+    assert "wieght_decay is not a field of SFTConfig; did you mean weight_decay" in err
+    assert "max_grad_norm" in err and "big" in err
+    assert not out.exists()
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("{% for m in messages %}")
+    code, _, err = run_cli(capsys, "--model", "tiny", "--data", raft_data, "--out", out, "--chat-template", bad)
+    assert code == 2 and f"chat_template={bad}" in err and not out.exists()
+
+
+def test_trl_format_datasets_train_and_bad_ones_are_refused_by_dry_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hybridft.training.sft import train
+
+    chat = [
+        {"messages": [{"role": "user", "content": f"What is {n} + {n}?"}, {"role": "assistant", "content": str(2 * n)}]}
+        for n in range(8)
+    ]
+    messages = tmp_path / "chat.jsonl"
+    messages.write_text("".join(json.dumps(row) + "\n" for row in chat))
+    pairs = tmp_path / "pairs.parquet"
+    pq.write_table(
+        pa.Table.from_pylist([{"prompt": f"{n} + {n} =", "completion": f" {2 * n}"} for n in range(8)]), pairs
+    )
+    for data, fmt in ((messages, "messages"), (pairs, "prompt-completion")):
+        run = train(config_for(data, tmp_path / f"run-{fmt}", max_steps=2))
+        assert run["status"] == "complete" and run["data"]["format"] == fmt and run["data"]["train_rows"] == 8
+
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    folder = tmp_path / "not-built"
+    folder.mkdir()
+    cases = [
+        (["--data", wrong], 'wrong.jsonl:1: expected TRL rows with "messages" or "prompt" and "completion"'),
+        (["--data", folder], "neither a build-data folder (no manifest.json) nor a .jsonl/.parquet dataset file"),
+        (["--data", messages, "--trainer", "invar-retriever"], "trainer=invar-retriever reads a `hybridft build-data"),
+        (["--data", "hf:"], "expected hf:NAME"),
+    ]
+    for tokens, message in cases:
+        code, _, err = run_cli(capsys, "--model", "tiny", *tokens, "--out", tmp_path / "out", "--dry-run")
+        assert code == 2 and message in " ".join(err.split()), (tokens, err)
+    code, _, err = run_cli(
+        capsys, "--model", "tiny", "--data", "hf:org/chat@train", "--out", tmp_path / "o", "--dry-run"
+    )
+    assert code == 0 and "checked when training loads it" in " ".join(err.split())

@@ -26,8 +26,9 @@ class Option:
     """One recipe key / long option.
 
     kind is one of ``int``, ``float``, ``bool``, ``str``, ``path`` (an input that must exist
-    unless it is ``hf:...``), ``outpath`` (an output location) and ``list`` (strings; a YAML list
-    or a comma-separated string).
+    unless it is ``hf:...``), ``outpath`` (an output location), ``list`` (strings; a YAML list
+    or a comma-separated string) and ``mapping`` (a YAML mapping, or ``--name KEY=VALUE`` repeated;
+    the command line's keys replace the recipe's one by one; values stay as written).
     """
 
     name: str
@@ -41,10 +42,12 @@ class Option:
     required: bool = False
     # Required unless this other option is set (to anything but none): ``qa`` unless ``generator``.
     required_unless: str | None = None
+    # The long option when it is not the key's name: ``trainer_args`` <-> ``--trainer-arg`` (repeated).
+    cli_name: str | None = None
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.cli_name or self.name).replace("_", "-")
 
     def range_text(self) -> str:
         """``between 0 and 1``, ``at least 1``, ``at least 0 and below 1``, or empty."""
@@ -71,6 +74,7 @@ class Option:
             "path": "an existing file or folder, or hf:NAME[:CONFIG][@SPLIT]",
             "outpath": "a folder path",
             "list": "a comma-separated list or a YAML list",
+            "mapping": "KEY=VALUE (repeat the option for more keys) or a YAML mapping",
         }.get(self.kind, "a string")
 
 
@@ -102,7 +106,7 @@ def parse_tokens(tokens: list[str], options: list[Option]) -> CommandLine:
     collected (with a close match when there is one) for :func:`resolve` to report with every
     other problem.
     """
-    by_name = {o.name: o for o in options}
+    by_name = {(o.cli_name or o.name): o for o in options}
     positional: list[str] = []
     control: dict[str, Any] = {}
     values: dict[str, Any] = {}
@@ -138,7 +142,14 @@ def parse_tokens(tokens: list[str], options: list[Option]) -> CommandLine:
             errors.append(unknown_key_message(key, by_name))
             i += 1 if takes_next else 0
             continue
-        if eq:
+        name = option.name
+        if option.kind == "mapping":  # repeatable: every KEY=VALUE is kept
+            if eq or takes_next:
+                values.setdefault(name, []).append(inline if eq else tokens[i])
+                i += 0 if eq else 1
+            else:
+                errors.append(f"{option.flag} needs a value ({option.allowed()})")
+        elif eq:
             values[name] = inline
         elif option.kind == "bool":
             if takes_next and tokens[i].lower() in TRUE_WORDS | FALSE_WORDS:
@@ -224,6 +235,8 @@ def resolve(
         converted = _convert(option, value, option.flag)
         if isinstance(converted, _Invalid):
             errors.append(converted.message)
+        elif option.kind == "mapping":
+            config[key] = {**(config[key] or {}), **converted}
         else:
             config[key] = converted
     for option in options:
@@ -288,6 +301,8 @@ def _convert(option: Option, value: Any, where: str) -> Any:
             except ValueError:
                 return bad
         return bad
+    if kind == "mapping":
+        return _mapping(value, where, bad)
     if kind == "list":
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
@@ -297,6 +312,26 @@ def _convert(option: Option, value: Any, where: str) -> Any:
     if value is True or value is False or isinstance(value, (dict, list)):
         return bad
     return str(value)
+
+
+def _mapping(value: Any, where: str, bad: _Invalid) -> Any:
+    """A YAML mapping (values kept as YAML typed them, lists and mappings refused), or command-line
+    ``KEY=VALUE`` strings (values kept as strings)."""
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not isinstance(v, (dict, list)) for k, v in value.items()):
+            return dict(value)
+        return bad
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return bad
+    pairs = {}
+    for item in value:
+        key, eq, text = str(item).partition("=")
+        if not eq or not key.strip():
+            return _Invalid(f"{where}={item}: expected KEY=VALUE")
+        pairs[key.strip()] = text
+    return pairs
 
 
 def _check(option: Option, value: Any) -> str | None:

@@ -22,7 +22,14 @@ FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
 OPTIONS = [
     Option("model", "str", None, "hub id, local folder, or `tiny` (a small LLaMA built locally)", required=True),
-    Option("data", "path", None, "a folder written by `hybridft build-data`", required=True),
+    Option(
+        "data",
+        "path",
+        None,
+        "a folder written by `hybridft build-data`, or a TRL dataset: a .jsonl/.parquet file or hf:NAME "
+        "with messages or prompt/completion rows (trainer sft)",
+        required=True,
+    ),
     Option("out", "outpath", None, "run folder: adapter, checkpoints, run.json, log.jsonl, loss.png", required=True),
     Option("overwrite", "bool", False, "start over in a non-empty --out"),
     Option("trainer", "str", "sft", "training objective", choices=TRAINERS),
@@ -57,6 +64,15 @@ OPTIONS = [
     Option("resume", "bool", True, "continue from the newest checkpoint in --out when its options match"),
     Option("save_merged", "bool", False, "also save the base model with the adapter merged in (OUT/merged)"),
     Option("report_to", "list", ["none"], "experiment trackers", choices=("none", "tensorboard", "wandb", "mlflow")),
+    Option(
+        "trainer_args",
+        "mapping",
+        None,
+        "any other field of TRL's SFTConfig (sft, invar-generator) or TrainingArguments (invar-retriever), "
+        "e.g. --trainer-arg weight_decay=0.1 (repeatable); checked against the dataclass before any work",
+        cli_name="trainer_arg",
+    ),
+    Option("chat_template", "path", None, "a Jinja chat template file that replaces the model's"),
     # invar-retriever
     Option("temperature", "float", 0.05, "softmax temperature of the retriever's similarity scores", minimum=0),
     Option("align_weight", "float", 1.0, "weight of KL(teacher || student) (invar-retriever)", minimum=0),
@@ -88,9 +104,76 @@ OPTIONS = [
 # Keys that may change between an interrupted run and its resumption.
 
 
+def _chat_template_errors(path: str) -> list[str]:
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"chat_template={path}: cannot read it ({exc})"]
+    except jinja2.TemplateSyntaxError as exc:
+        return [f"chat_template={path}:{exc.lineno}: not a Jinja template ({exc.message})"]
+    return []
+
+
+def trainer_arguments_class(trainer: str) -> Any:
+    """The dataclass ``trainer_args`` are fields of (imports TRL or transformers)."""
+    if trainer == "invar-retriever":
+        from transformers import TrainingArguments
+
+        return TrainingArguments
+    from trl import SFTConfig
+
+    return SFTConfig
+
+
+def parse_trainer_args(trainer: str, raw: dict[str, Any] | None) -> dict[str, Any]:
+    """``trainer_args`` typed as the trainer's argument dataclass types them (the dataclass's own
+    command-line parser converts each value); unknown fields are errors naming the closest ones."""
+    if not raw:
+        return {}
+    import dataclasses
+    import difflib
+
+    from transformers import HfArgumentParser
+
+    cls = trainer_arguments_class(trainer)
+    names = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    errors = []
+    for key in raw:
+        if key == "output_dir":
+            errors.append("trainer_args: output_dir is --out")
+        elif key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            errors.append(f"trainer_args: {key} is not a field of {cls.__name__}{hint}")
+    known = {key: value for key, value in raw.items() if key in names and key != "output_dir"}
+    parser = HfArgumentParser(cls)
+
+    def refuse(message: str) -> Any:
+        raise UsageError(*errors, f"trainer_args: {message}")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    argv = [item for key, value in known.items() for item in (f"--{key}", _argument_text(value))]
+    parsed, _ = parser.parse_known_args(args=argv)
+    if errors:
+        raise UsageError(*errors)
+    return {key: getattr(parsed, key) for key in known}
+
+
+def _argument_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def check(config: dict[str, Any]) -> list[str]:
     """Cross-key checks that need no model or GPU (those come in :func:`plan`)."""
-    errors = _trainer_errors(config)
+    errors = data_errors(config) + _trainer_errors(config)
+    try:
+        parse_trainer_args(config["trainer"], config.get("trainer_args"))
+    except UsageError as exc:
+        errors.extend(str(exc).splitlines())
+    if config.get("chat_template"):
+        errors.extend(_chat_template_errors(config["chat_template"]))
     if config["packing"] and config["attn_implementation"] not in FLASH_ATTENTION:
         errors.append(
             f"packing=true needs attn_implementation {' or '.join(FLASH_ATTENTION)} (CUDA): with "
@@ -141,6 +224,40 @@ def _trainer_errors(config: dict[str, Any]) -> list[str]:
     if trainer != "sft" and config.get("packing"):
         errors.append(f"packing: trainer={trainer} does not pack rows; leave packing off")
     return errors
+
+
+def data_errors(config: dict[str, Any]) -> list[str]:
+    """What can be known of ``--data`` before training: a build-data folder has a manifest; a
+    dataset file's first row has TRL's columns; an ``hf:`` name is only parsed (said on stderr)."""
+    from hybridft.core.errors import InputError
+    from hybridft.core.progress import log
+    from hybridft.core.readers import iter_rows
+    from hybridft.training.sft_data import dataset_format
+
+    data, trainer = config.get("data"), config["trainer"]
+    if not data:
+        return []
+    folder = Path(data)
+    if not data.startswith("hf:") and folder.is_dir():
+        if (folder / "manifest.json").is_file():
+            return []
+        return [f"data={data}: neither a build-data folder (no manifest.json) nor a .jsonl/.parquet dataset file"]
+    if trainer != "sft":
+        return [f"data={data}: trainer={trainer} reads a `hybridft build-data invar` folder, not a dataset file"]
+    if data.startswith("hf:"):
+        name = data[3:].partition("@")[0].partition(":")[0]
+        if not name:
+            return [f"data={data}: expected hf:NAME[:CONFIG][@SPLIT]"]
+        log(f"data={data}: a hub dataset; its rows are checked when training loads it (not by --dry-run)")
+        return []
+    try:
+        first = next(iter_rows(folder), None)
+        if first is None:
+            return [f"{data}: no rows (an empty input is an error, not an empty output)"]
+        dataset_format(first[1], first[0])
+    except InputError as exc:
+        return str(exc).splitlines()
+    return []
 
 
 def data_format(data: str | None) -> str | None:

@@ -270,13 +270,17 @@ def build_trainer(
 
     has_eval = bool(data.eval)
     args = TrainingArguments(
-        **training_run.training_arguments(config, device, has_eval),
-        activation_checkpointing=config["gradient_checkpointing"],
-        activation_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
-        remove_unused_columns=False,  # the collator reads the raw rows
-        label_names=[],  # no labels: the loss comes from compute_loss, in evaluation too
-        prediction_loss_only=True,
-        ddp_find_unused_parameters=config["method"] == "full",  # lm_head gets no gradient
+        **training_run.training_arguments(
+            config,
+            device,
+            has_eval,
+            activation_checkpointing=config["gradient_checkpointing"],
+            activation_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
+            remove_unused_columns=False,  # the collator reads the raw rows
+            label_names=[],  # no labels: the loss comes from compute_loss, in evaluation too
+            prediction_loss_only=True,
+            ddp_find_unused_parameters=config["method"] == "full",  # lm_head gets no gradient
+        )
     )
     if config["attn_implementation"]:
         model.config._attn_implementation = config["attn_implementation"]

@@ -58,9 +58,12 @@ def start(config: dict[str, Any]) -> RunStart:
     return RunStart(model_path, state, out, checkpoint)
 
 
-def training_arguments(config: dict[str, Any], device: models.Device, has_eval: bool) -> dict[str, Any]:
-    """TrainingArguments keywords every trainer takes from the finetune options."""
-    return {
+def training_arguments(config: dict[str, Any], device: models.Device, has_eval: bool, **own: Any) -> dict[str, Any]:
+    """TrainingArguments keywords: those every trainer takes from the finetune options, then the
+    trainer's ``own``, then the user's ``trainer_args`` (which win)."""
+    from hybridft.training.config import parse_trainer_args
+
+    common = {
         "output_dir": str(config["out"]),
         "per_device_train_batch_size": config["batch_size"],
         "per_device_eval_batch_size": config["batch_size"],
@@ -85,6 +88,7 @@ def training_arguments(config: dict[str, Any], device: models.Device, has_eval: 
         "disable_tqdm": True,
         "dataloader_drop_last": False,
     }
+    return {**common, **own, **parse_trainer_args(config["trainer"], config["trainer_args"])}
 
 
 def callbacks(out: Path) -> dict[str, Any]:

@@ -38,6 +38,8 @@ def train(
     method = method_for(config, device.kind)
     data = load_sft_data(config["data"])
     tokenizer = models.load_tokenizer(start.model_path)
+    if config["chat_template"]:
+        tokenizer.chat_template = Path(config["chat_template"]).read_text(encoding="utf-8")
     model = models.load_for_training(
         start.model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
     )
@@ -110,13 +112,17 @@ def _build_trainer(
     out = Path(config["out"])
     has_eval = bool(data.eval)
     args = SFTConfig(
-        **training_run.training_arguments(config, device, has_eval),
-        activation_checkpointing=config["gradient_checkpointing"],
-        gradient_checkpointing=config["gradient_checkpointing"],
-        train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
-        max_length=None,  # over-long rows are dropped and counted below, never cut mid-answer
-        packing=config["packing"],
-        completion_only_loss=True,
+        **training_run.training_arguments(
+            config,
+            device,
+            has_eval,
+            activation_checkpointing=config["gradient_checkpointing"],
+            gradient_checkpointing=config["gradient_checkpointing"],
+            train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
+            max_length=None,  # over-long rows are dropped and counted below, never cut mid-answer
+            packing=config["packing"],
+            completion_only_loss=True,
+        )
     )
     if config["attn_implementation"]:
         model.config._attn_implementation = config["attn_implementation"]

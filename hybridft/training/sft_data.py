@@ -1,4 +1,6 @@
-"""Trainer rows from a build-data folder, shaped so that TRL puts the loss on answers only.
+"""Trainer rows from a build-data folder, or from a TRL-format dataset (a .jsonl / .parquet file or
+``hf:NAME`` whose rows are ``messages`` or ``prompt``/``completion``), shaped so that TRL puts the
+loss on answers only.
 
 ``messages`` rows become conversational prompt/completion pairs (every turn before the last
 assistant turn is the prompt). TRL then masks the prompt with the model's own chat template, so
@@ -7,6 +9,7 @@ answer-only loss works with any template, not only those carrying ``{% generatio
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +42,22 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
     return read_json_object(path, missing, f"{path}: not valid JSON")
 
 
+def dataset_format(first: dict[str, Any], where: str) -> str:
+    """``messages`` or ``prompt-completion``, from the columns of a TRL-format dataset's first row."""
+    if "messages" in first:
+        return "messages"
+    if "prompt" in first and "completion" in first:
+        return "prompt-completion"
+    columns = ", ".join(sorted(first)) or "none"
+    raise InputError(f'{where}: expected TRL rows with "messages" or "prompt" and "completion" (columns: {columns})')
+
+
 def load_sft_data(data_dir: str | Path) -> SFTData:
-    """Read ``train.jsonl`` and ``eval.jsonl`` of a build-data folder for the ``sft`` trainer."""
+    """Read ``train.jsonl`` and ``eval.jsonl`` of a build-data folder for the ``sft`` trainer, or
+    every row of a TRL-format dataset (its train split; it has no eval split here)."""
+    source = str(data_dir)
+    if source.startswith("hf:") or Path(source).is_file():
+        return _load_dataset(source)
     folder = Path(data_dir)
     manifest = read_manifest(folder)
     fmt = (manifest.get("options") or {}).get("format", "messages")
@@ -57,17 +74,33 @@ def load_sft_data(data_dir: str | Path) -> SFTData:
         path = folder / f"{split}.jsonl"
         if not path.is_file():
             continue
-        for where, row in iter_rows(path):
-            pair = _as_pair(row, fmt, where)
-            rows.append(pair)
-            text = json.dumps(pair, ensure_ascii=False)
-            data.markers.update(m for m in MARKERS if m in text)
-            source = row.get("source")
-            if split == "train" and isinstance(source, str):
-                data.sources[source] = data.sources.get(source, 0) + 1
+        _add_rows(data, rows, iter_rows(path), split == "train")
     if not data.train:
         raise UsageError(f"{train_path}: no training rows")
     return data
+
+
+def _load_dataset(source: str) -> SFTData:
+    rows = iter_rows(source)
+    first = next(rows, None)
+    if first is None:
+        raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
+    fmt = dataset_format(first[1], first[0])
+    digest = "hf-dataset" if source.startswith("hf:") else sha256_file(source)
+    data = SFTData([], [], fmt, digest)
+    _add_rows(data, data.train, itertools.chain([first], rows), True)
+    return data
+
+
+def _add_rows(data: SFTData, rows: list[dict[str, Any]], source: Any, count_sources: bool) -> None:
+    for where, row in source:
+        pair = _as_pair(row, data.format, where)
+        rows.append(pair)
+        text = json.dumps(pair, ensure_ascii=False)
+        data.markers.update(m for m in MARKERS if m in text)
+        origin = row.get("source")
+        if count_sources and isinstance(origin, str):
+            data.sources[origin] = data.sources.get(origin, 0) + 1
 
 
 def _as_pair(row: dict[str, Any], fmt: str, where: str) -> dict[str, Any]:
