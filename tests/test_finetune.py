@@ -422,24 +422,72 @@ def test_dry_run_prints_options_and_writes_nothing(
     assert not out.exists()
 
 
-@pytest.mark.slow
-def test_two_processes_under_accelerate_launch(raft_data: Path, tmp_path: Path) -> None:
-    """DDP on the CPU: two processes (torchrun through accelerate), one adapter, one report."""
+ACCELERATE = Path(__file__).parent.parent / "data_recipes" / "accelerate"
+
+
+def launch(launcher_args: list[str], args: list[str]) -> Any:
     import subprocess
     import sys
 
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args, "-m", "hybridft", *args]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(launcher, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch_with_the_shipped_ddp_config(raft_data: Path, tmp_path: Path) -> None:
+    """DDP on the CPU: two processes (torchrun through accelerate), one adapter, one report."""
     out = tmp_path / "run"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hybridft"]
     args = ["finetune", "--model", "tiny", "--data", str(raft_data), "--out", str(out), "--max-steps", "3"]
     args += ["--batch-size", "2", "--no-gradient-checkpointing", "--json"]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(launcher + args, capture_output=True, text=True, env=env, timeout=600)
+    done = launch(["--config_file", str(ACCELERATE / "ddp.yaml")], args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["status"] == "complete"  # one JSON document: only rank 0 reports
     run = json.loads((out / "run.json").read_text())
     assert run["processes"] == 2 and run["status"] == "complete" and run["steps"] == 3
+    assert "launch_warning" not in run
     assert len(list(out.glob("adapter_model.safetensors"))) == 1
+
+
+@pytest.mark.slow
+def test_a_launch_that_ends_up_in_one_process_says_so(raft_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["finetune", "--model", "tiny", "--data", str(raft_data), "--out", str(out), "--max-steps", "1"]
+    done = launch(["--cpu", "--num_processes", "2"], [*args, "--batch-size", "2", "--no-gradient-checkpointing"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["processes"] == 1 and run["processes_requested"] == 2
+    assert "asked for 2 processes" in run["launch_warning"] and "asked for 2 processes" in done.stderr
+
+
+def test_shipped_accelerate_configs_load(tmp_path: Path) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {path.stem: load_config_from_file(str(path)).distributed_type for path in ACCELERATE.glob("*.yaml")}
+    assert {k: str(v).split(".")[-1] for k, v in kinds.items()} == {
+        "ddp": "MULTI_GPU",
+        "fsdp_qlora": "FSDP",
+        "deepspeed_zero3": "DEEPSPEED",
+    }
+
+
+@pytest.mark.slow
+def test_the_fsdp_qlora_config_validates_on_the_cpu(raft_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["finetune", "--model", "tiny", "--data", str(raft_data), "--method", "qlora", "--out", str(out)]
+    done = launch(["--config_file", str(ACCELERATE / "fsdp_qlora.yaml")], [*args, "--dry-run"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "method: qlora" in done.stdout and not out.exists()
+
+
+def test_qlora_places_each_process_model_on_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from hybridft.core.models import Device, local_device
+
+    assert local_device(Device("cpu", bf16=False, fp16=False)) == "cpu"
+    monkeypatch.setattr("accelerate.PartialState", lambda: SimpleNamespace(local_process_index=3))
+    assert local_device(Device("cuda", bf16=True, fp16=False)) == 3
 
 
 @pytest.mark.parametrize("argv", [["finetune", "--help"], ["finetune", "--model", "tiny", "--dry-run"]])

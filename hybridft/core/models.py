@@ -243,6 +243,16 @@ def four_bit_works() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
+def local_device(device: Device) -> Any:
+    """This process's device: under ``accelerate launch`` each process has its own GPU (its local
+    rank); a 4-bit model placed on GPU 0 by every process is refused by accelerate."""
+    if device.kind != "cuda":
+        return "cpu"
+    from accelerate import PartialState
+
+    return PartialState().local_process_index
+
+
 def load_for_training(path: str, method: str, device: Device, *, gradient_checkpointing: bool) -> PreTrainedModel:
     """The base model for ``method`` (``lora``, ``qlora``, ``full``) on ``device``."""
     import torch
@@ -252,13 +262,19 @@ def load_for_training(path: str, method: str, device: Device, *, gradient_checkp
     dtype = torch.bfloat16 if device.bf16 else torch.float16 if device.fp16 else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if method == "qlora":
+        quantization: dict[str, Any] = {}
+        if device.kind == "cuda":
+            # FSDP shards the 4-bit weights only when they are stored in a float dtype; with one GPU
+            # or DDP the storage dtype changes nothing else.
+            quantization["bnb_4bit_quant_storage"] = dtype
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
+            **quantization,
         )
-        kwargs["device_map"] = {"": 0 if device.kind == "cuda" else "cpu"}
+        kwargs["device_map"] = {"": local_device(device)}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:

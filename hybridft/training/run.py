@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hybridft.core import models
 from hybridft.core.progress import log
@@ -113,7 +116,7 @@ def now() -> str:
 
 def new_run(run_start: RunStart, config: dict[str, Any], method: str, device: models.Device) -> dict[str, Any]:
     """The keys every trainer's run.json starts with (status running until ``finish``)."""
-    return {
+    run = {
         "status": "running",
         "started_at": now(),
         "config": config,
@@ -123,6 +126,38 @@ def new_run(run_start: RunStart, config: dict[str, Any], method: str, device: mo
         "versions": package_versions(),
         "model_path": run_start.model_path if config["model"] != "tiny" else "tiny",
     }
+    asked = launched_processes()
+    if asked is not None and asked > run_start.state.num_processes:
+        run["processes_requested"] = asked
+        run["launch_warning"] = (
+            f"accelerate launch asked for {asked} processes, but this run trains in "
+            f"{run_start.state.num_processes}: accelerate's --cpu launcher starts one process; use "
+            "--multi_gpu (CPU-only machines too) or --config_file data_recipes/accelerate/ddp.yaml"
+        )
+        log(f"warning: {run['launch_warning']}")
+    return run
+
+
+def launched_processes() -> int | None:
+    """The processes the ``accelerate launch`` that started this one asked for (``--num_processes``
+    or its config file), read from the parent's command line (Linux); None when unknown."""
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not any("accelerate" in arg for arg in argv) or "launch" not in " ".join(argv):
+        return None
+    for flag in ("--num_processes", "--num-processes"):
+        if flag in argv[:-1] and argv[argv.index(flag) + 1].isdigit():
+            return int(argv[argv.index(flag) + 1])
+    for flag in ("--config_file", "--config-file"):
+        if flag in argv[:-1]:
+            try:
+                value = yaml.safe_load(Path(argv[argv.index(flag) + 1]).read_text(encoding="utf-8"))
+                return int(value["num_processes"])
+            except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+                return None
+    return None
 
 
 def begin(run_start: RunStart, run: dict[str, Any], what: str) -> None:
