@@ -621,3 +621,23 @@ def test_trl_format_datasets_train_and_bad_ones_are_refused_by_dry_run(
         capsys, "--model", "tiny", "--data", "hf:org/chat@train", "--out", tmp_path / "o", "--dry-run"
     )
     assert code == 0 and "checked when training loads it" in " ".join(err.split())
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_cpu_shape() -> None:
+    """bench/gpu_check.py measures both sides on whatever device there is; here, the tiny shape."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent.parent / "bench" / "gpu_check.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--shape", "tiny", "--steps", "2", "--seq-len", "256"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("tiny on CPU") and "QLoRA r=16" in lines[0]
+    assert [line.split()[0] for line in lines[1:3]] == ["baseline", "hybridft"]
+    assert lines[3].startswith("hybridft / TRL + PEFT:")
