@@ -74,6 +74,19 @@ QA = [
 ]
 
 
+# Settings that train the tiny model in seconds on the CPU (finetune and export tests).
+TINY_TRAINING = {
+    "model": "tiny",
+    "max_length": 1024,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "learning_rate": 3e-3,
+    "warmup_ratio": 0.0,
+    "lora_dropout": 0.0,
+    "batch_size": 4,
+}
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TINY_TRAINING
 
 from hybridft.cli import export as export_cli
 from hybridft.cli.common import run_guarded
@@ -16,17 +17,7 @@ from hybridft.core.options import resolve
 from hybridft.training.config import OPTIONS
 
 RECIPES = Path(__file__).parent.parent / "data_recipes"
-FAST = {
-    "model": "tiny",
-    "max_length": 1024,
-    "gradient_checkpointing": False,
-    "logging_steps": 1,
-    "learning_rate": 3e-3,
-    "warmup_ratio": 0.0,
-    "lora_dropout": 0.0,
-    "batch_size": 4,
-    "max_steps": 3,
-}
+FAST = {**TINY_TRAINING, "max_steps": 3}
 PROBE = "Question: how long is a year on Mercury? <PATH>orbit<SEP>days</PATH>"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_jsonl
+from conftest import TINY_TRAINING, read_jsonl
 
 from hybridft.cli import finetune as finetune_cli
 from hybridft.cli.common import run_guarded
@@ -17,16 +17,7 @@ from hybridft.core.options import resolve
 from hybridft.training.config import OPTIONS
 
 RECIPES = Path(__file__).parent.parent / "data_recipes"
-FAST = {
-    "model": "tiny",
-    "max_length": 1024,
-    "gradient_checkpointing": False,
-    "logging_steps": 1,
-    "learning_rate": 3e-3,
-    "warmup_ratio": 0.0,
-    "lora_dropout": 0.0,
-    "batch_size": 4,
-}
+FAST = TINY_TRAINING
 
 
 def config_for(data: Path, out: Path, **overrides: Any) -> dict[str, Any]:

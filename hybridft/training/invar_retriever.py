@@ -274,7 +274,6 @@ def build_trainer(
             config,
             device,
             has_eval,
-            activation_checkpointing=config["gradient_checkpointing"],
             activation_checkpointing_kwargs={"use_reentrant": False} if config["gradient_checkpointing"] else None,
             remove_unused_columns=False,  # the collator reads the raw rows
             label_names=[],  # no labels: the loss comes from compute_loss, in evaluation too

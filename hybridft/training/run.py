@@ -90,6 +90,7 @@ def training_arguments(config: dict[str, Any], device: models.Device, has_eval: 
         "report_to": [] if config["report_to"] == ["none"] else config["report_to"],
         "disable_tqdm": True,
         "dataloader_drop_last": False,
+        "activation_checkpointing": config["gradient_checkpointing"],
     }
     return {**common, **own, **parse_trainer_args(config["trainer"], config["trainer_args"])}
 

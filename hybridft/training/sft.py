@@ -116,7 +116,6 @@ def _build_trainer(
             config,
             device,
             has_eval,
-            activation_checkpointing=config["gradient_checkpointing"],
             gradient_checkpointing=config["gradient_checkpointing"],
             train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
             max_length=None,  # over-long rows are dropped and counted below, never cut mid-answer
