@@ -632,3 +632,17 @@ def test_gpu_check_runs_its_cpu_shape() -> None:
     assert lines[0].startswith("tiny on CPU") and "QLoRA r=16" in lines[0]
     assert [line.split()[0] for line in lines[1:3]] == ["baseline", "hybridft"]
     assert lines[3].startswith("hybridft / TRL + PEFT:")
+
+
+def test_overwrite_with_a_model_that_cannot_load_keeps_the_previous_run(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained["out"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    missing = tmp_path / "no-such-model"
+    code, _, err = run_cli(capsys, "--model", missing, "--data", trained["data"], "--out", out, "--overwrite")
+    assert code == 2 and f"model={missing}: cannot load it" in " ".join(err.split())
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

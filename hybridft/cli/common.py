@@ -12,7 +12,7 @@ from typing import Any
 
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option, load_recipe, parse_tokens, peek_recipe, resolve
-from hybridft.core.progress import console
+from hybridft.core.progress import console, quiet_libraries
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -25,6 +25,7 @@ def run_guarded(command: Callable[[list[str]], int], tokens: list[str]) -> int:
     from rich.markup import escape
 
     debug = "--debug" in tokens or os.environ.get("HYBRIDFT_DEBUG") == "1"
+    quiet_libraries()
     try:
         return command(tokens)
     except UsageError as exc:
@@ -34,7 +35,10 @@ def run_guarded(command: Callable[[list[str]], int], tokens: list[str]) -> int:
             traceback.print_exc()
         return EXIT_USAGE
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]: no output was written")
+        console.print(
+            "[bold red]interrupted[/]: no half-written output is left (an output is renamed into place only "
+            "when complete); run the same command again to continue"
+        )
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every other failure is exit 1 with a message
         console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False, soft_wrap=True)

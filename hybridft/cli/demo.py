@@ -68,9 +68,10 @@ def parse(tokens: list[str]) -> dict[str, Any]:
         i += 1
     try:
         options["max_steps"] = int(options["max_steps"])
-        assert options["max_steps"] >= 1
-    except (ValueError, AssertionError):
-        raise UsageError(f"--max-steps={options['max_steps']}: expected an integer at least 1") from None
+    except ValueError:
+        options["max_steps"] = 0
+    if options["max_steps"] < 1:
+        raise UsageError(f"--max-steps={tokens[tokens.index('--max-steps') + 1]}: expected an integer at least 1")
     return options
 
 

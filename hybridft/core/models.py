@@ -170,7 +170,10 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The model's tokenizer with a pad token and a chat template (the default one if it has none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"model={path}: cannot load its tokenizer ({exc})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:

@@ -42,9 +42,24 @@ def atomic_output_dir(out: str | Path, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a folder made by mkdir would not be
     if path.exists():
         shutil.rmtree(path)
     os.replace(temp, path)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask would set it
+    for a moment, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 # json.dumps(row, ensure_ascii=False) makes a new encoder per call: one is enough (~1 us a row).

@@ -17,6 +17,19 @@ def log(message: str) -> None:
     console.print(message, highlight=False)
 
 
+def quiet_libraries() -> None:
+    """Silence what libraries print on stderr that is not about the user's run: bitsandbytes'
+    kernel-hub notice ("Failed to load CPU gemm_4bit_forward ...", harmless; STACK-NOTES), the
+    kernels hub's trust warning, and transformers' deprecation of a name peft and TRL still call.
+    Set before those libraries are imported, so their import-time messages are caught too."""
+    import logging
+    import warnings
+
+    for name in ("bitsandbytes", "kernels"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """A rich progress bar over ``items``, drawn on stderr (and only when it is a terminal)."""
     from rich.progress import track as rich_track

@@ -98,6 +98,8 @@ def read_json_object(path: Path, missing: str, invalid: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(missing) from None
+    except IsADirectoryError:
+        raise UsageError(f"{invalid} (a folder, not a file)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{invalid} ({exc})") from None
     if not isinstance(data, dict):
@@ -115,6 +117,8 @@ def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
         return _iter_hf_rows(text)
     path = Path(source)
     name = path.name
+    if path.is_dir():
+        raise InputError(f"{path}: a folder; expected a .jsonl, .jsonl.gz or .parquet file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if name.endswith(".parquet"):
@@ -199,7 +203,11 @@ def _iter_hf_rows(spec: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
     body, _, split = spec[3:].partition("@")
     name, _, config = body.partition(":")
-    dataset = load_dataset(name, config or None, split=split or "train")
+    try:
+        dataset = load_dataset(name, config or None, split=split or "train")
+    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{spec}: cannot load this dataset ({first})") from None
     for index, row in enumerate(dataset, start=1):
         yield f"{spec}:row {index}", dict(row)
 

@@ -140,6 +140,7 @@ class OpenAIBackend:
         self.request_timeout = request_timeout
         self.log = log
         self.stats = RequestStats()
+        self._answered = False  # the server has answered at least once (a refusal then is not a wrong address)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, url={self.url!r})"
@@ -216,9 +217,17 @@ class OpenAIBackend:
             except httpx.TimeoutException:
                 reason = f"no response within request_timeout={self.request_timeout:g}s"
             except httpx.TransportError as exc:
+                if isinstance(exc, httpx.ConnectError) and _refused(exc) and not self._answered:
+                    # Nothing listens at the address and nothing ever answered there: a wrong
+                    # --base-url, not a busy server; retrying would only hide it.
+                    raise UsageError(
+                        f"{self.describe()}: connection refused at {self.url}: check --base-url (is the server "
+                        "running, on this host and port?)"
+                    ) from None
                 reason = f"connection failed ({type(exc).__name__})"
             else:
                 status = response.status_code
+                self._answered = True
                 if status == 200:
                     return self._parse(response)
                 if status in (401, 403):
@@ -275,6 +284,18 @@ class OpenAIBackend:
             message = message.replace(self._api_key, "***")
         more = " (further refusals are only counted)" if self.stats.refused == FAILURES_LOGGED else ""
         self.log(f"{self.describe()}: HTTP {response.status_code} for one item: {message[:200]}{more}")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error comes from a refused connection (nothing listens there)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class HFBackend:

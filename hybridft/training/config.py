@@ -104,6 +104,17 @@ OPTIONS = [
 # Keys that may change between an interrupted run and its resumption.
 
 
+def _tracker_errors(trackers: list[str]) -> list[str]:
+    """A tracker whose package is missing would fail only after the model has loaded."""
+    import importlib.util
+
+    return [
+        f"report_to={name}: the {name} package is not installed (pip install {name}), or leave report_to none"
+        for name in trackers
+        if name != "none" and importlib.util.find_spec(name) is None
+    ]
+
+
 def _chat_template_errors(path: str) -> list[str]:
     import jinja2
 
@@ -174,6 +185,7 @@ def check(config: dict[str, Any]) -> list[str]:
         errors.extend(str(exc).splitlines())
     if config.get("chat_template"):
         errors.extend(_chat_template_errors(config["chat_template"]))
+    errors.extend(_tracker_errors(config.get("report_to") or []))
     if config["packing"] and config["attn_implementation"] not in FLASH_ATTENTION:
         errors.append(
             f"packing=true needs attn_implementation {' or '.join(FLASH_ATTENTION)} (CUDA): with "

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from hybridft.core import models
+from hybridft.core.errors import UsageError
 from hybridft.core.progress import log
 from hybridft.training.callbacks import (
     InterruptCallback,
@@ -49,6 +50,7 @@ def start(config: dict[str, Any]) -> RunStart:
     # Before the process group starts: the tiny model is built (once, atomically) by plain saves
     # that transformers would skip on ranks other than 0.
     model_path = models.resolve_model(config["model"])
+    loadable(model_path, config)  # before --out is touched: a typo must not cost the previous run
     # cpu=True on a machine without CUDA: without it, processes started by `accelerate launch` on
     # CPUs each see a one-process state (all 'main'), so they would clear --out together.
     state = PartialState(cpu=models.detect_device().kind == "cpu")
@@ -59,6 +61,20 @@ def start(config: dict[str, Any]) -> RunStart:
     state.wait_for_everyone()
     checkpoint = None if resume_from in (None, "overwrite") else resume_from
     return RunStart(model_path, state, out, checkpoint)
+
+
+def loadable(model_path: str, config: dict[str, Any]) -> None:
+    """Exit 2 unless the model's config and tokenizer load and the method can run here."""
+    from transformers import AutoConfig
+
+    from hybridft.training.config import method_for
+
+    try:
+        AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"model={config['model']}: cannot load it ({exc})") from None
+    models.load_tokenizer(model_path)
+    method_for(config, models.detect_device().kind)
 
 
 def training_arguments(config: dict[str, Any], device: models.Device, has_eval: bool, **own: Any) -> dict[str, Any]:

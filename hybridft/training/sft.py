@@ -32,11 +32,11 @@ def train(
     """
     import transformers
 
+    data = load_sft_data(config["data"])  # bad data is refused before --out is touched
     start = training_run.start(config)
     transformers.set_seed(config["seed"])  # LoRA and marker rows are initialised before the Trainer seeds
     device = models.detect_device()
     method = method_for(config, device.kind)
-    data = load_sft_data(config["data"])
     tokenizer = models.load_tokenizer(start.model_path)
     if config["chat_template"]:
         tokenizer.chat_template = Path(config["chat_template"]).read_text(encoding="utf-8")

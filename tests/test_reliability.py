@@ -1,0 +1,113 @@
+"""Defects where hybridft broke its promise (exit 2 with a message naming the file, line or key;
+nothing half-written; nothing lost), each reproduced here and fixed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import read_jsonl, write_jsonl
+
+from hybridft.cli import build_data, demo
+from hybridft.cli import eval as eval_cli
+from hybridft.cli import finetune as finetune_cli
+from hybridft.cli.common import run_guarded
+
+RECIPES = Path(__file__).parent.parent / "data_recipes"
+
+
+def run(command, capsys: pytest.CaptureFixture[str], *tokens) -> tuple[int, str]:
+    code = run_guarded(command.main, [str(t) for t in tokens])
+    return code, " ".join(capsys.readouterr().err.split())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_refused_connection_is_a_wrong_address_not_a_retry(cli, sample, tmp_path: Path) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    tokens = ["raft", "--qa", sample["qa"], "--docs", sample["docs"], "--distractors", "2", "--cot", "generator"]
+    tokens += ["--generator", "openai:model", "--base-url", base_url, "--api-key-env", "none"]
+    started = time.monotonic()
+    code, _, err = cli(*tokens, "--out", tmp_path / "out")
+    assert code == 2 and "connection refused" in err and "check --base-url" in " ".join(err.split())
+    assert time.monotonic() - started < 10  # it used to retry with backoff for 15-30 s
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_given_a_folder_is_exit_2(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    assert run_guarded(build_data.main, ["--recipe", str(RECIPES / "raft_sample.yaml"), "--out", str(data)]) == 0
+    records = [r for r in read_jsonl(data / "records.jsonl") if r["split"] == "eval"]
+    predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": r["id"], "prediction": "x"} for r in records])
+    tokens = ["raft", "--data", data, "--predictions", predictions, "--compare", tmp_path, "--out", tmp_path / "r"]
+    code, err = run(eval_cli, capsys, *tokens)
+    assert code == 2 and f"--compare {tmp_path}: not a report.json (a folder, not a file)" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_folder_given_as_a_qa_file_is_named_a_folder(cli, sample, tmp_path: Path) -> None:
+    code, _, err = cli("raft", "--qa", tmp_path, "--docs", sample["docs"], "--out", tmp_path / "out")
+    assert code == 2 and f"{tmp_path}: a folder; expected a .jsonl, .jsonl.gz or .parquet file" in err
+
+
+def test_output_folders_follow_the_umask(cli, sample, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        code, _, err = cli(
+            "raft", "--qa", sample["qa"], "--docs", sample["docs"], "--distractors", "2", "--out", tmp_path / "out"
+        )
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755  # mkdtemp's 0700 before
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("wandb") is not None, reason="wandb is installed")
+def test_a_missing_tracker_package_is_refused_by_dry_run(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"prompt": "1 + 1 =", "completion": " 2"}) + "\n")
+    tokens = ["--model", "tiny", "--data", data, "--report-to", "wandb", "--out", tmp_path / "run", "--dry-run"]
+    code, err = run(finetune_cli, capsys, *tokens)
+    assert code == 2 and "report_to=wandb: the wandb package is not installed" in err
+
+
+def test_demo_max_steps_is_checked_without_assert(capsys) -> None:
+    code, err = run(demo, capsys, "--max-steps", "0")
+    assert code == 2 and "--max-steps=0: expected an integer at least 1" in err
+
+
+def test_an_hf_input_that_cannot_load_names_the_dataset(cli, sample, tmp_path: Path) -> None:
+    code, _, err = cli(
+        "raft",
+        "--qa",
+        "hf:no-such-org/no-such-dataset",
+        "--docs",
+        sample["docs"],
+        "--distractors",
+        "2",
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 2 and "hf:no-such-org/no-such-dataset: cannot load this dataset" in " ".join(err.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_prints_no_library_noise(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{n} + 1 =", "completion": f" {n + 1}"}) + "\n" for n in range(4)))
+    command = [sys.executable, "-m", "hybridft", "finetune", "--model", "tiny", "--data", str(data)]
+    command += ["--out", str(tmp_path / "run"), "--max-steps", "1", "--no-gradient-checkpointing"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for noise in ("gemm_4bit_forward", "FutureWarning", "publisher trust"):
+        assert noise not in done.stderr
