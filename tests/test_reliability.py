@@ -51,8 +51,9 @@ def test_compare_given_a_folder_is_exit_2(tmp_path: Path, capsys) -> None:
     predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": r["id"], "prediction": "x"} for r in records])
     tokens = ["raft", "--data", data, "--predictions", predictions, "--compare", tmp_path, "--out", tmp_path / "r"]
     code, err = run(eval_cli, capsys, *tokens)
-    assert code == 2 and f"--compare {tmp_path}: not a report.json (a folder, not a file)" in err
+    assert code == 2 and f"--compare {tmp_path}: a folder; give the report.json of another eval" in err
     assert not (tmp_path / "r").exists()
+    assert run(eval_cli, capsys, *tokens, "--dry-run")[0] == 2  # --dry-run accepted it before
 
 
 def test_a_folder_given_as_a_qa_file_is_named_a_folder(cli, sample, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from hybridft.builders.common import BuildResult, common_options, split_of
@@ -41,7 +42,14 @@ OPTIONS = [
     Option("directed", "bool", False, "walk edges head -> tail only (default: both ways, as RoG)"),
     Option("tasks", "list", list(DEFAULT_TASKS), "which examples to build (explain needs --generator)", choices=TASKS),
     Option("max_reasoning_paths", "int", 32, "reasoning paths kept per question (sorted)", minimum=1),
-    *common_options(),
+    # RoG makes no random choice (paths are searched exhaustively and sorted; the split hashes
+    # question ids): --seed is accepted, as in every recipe, and only reaches the generator.
+    *(
+        replace(o, help="seeds only a --generator's sampling: RoG's own paths and split involve no random choice")
+        if o.name == "seed"
+        else o
+        for o in common_options()
+    ),
     *generator_options(),
 ]
 

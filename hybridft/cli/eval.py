@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hybridft.cli.common import EXIT_OK, emit, parse_kind_command, print_resolved
 from hybridft.core.errors import UsageError
@@ -31,6 +32,8 @@ def main(tokens: list[str]) -> int:
         return EXIT_OK
     kind, spec, config = command.kind, command.spec, command.config
     as_json = bool(command.control.get("json"))
+    if config.get("compare") and Path(config["compare"]).is_dir():
+        raise UsageError(f"--compare {config['compare']}: a folder; give the report.json of another eval")
     if command.control.get("dry_run"):
         print_resolved("eval", kind, config, as_json)
         return EXIT_OK
