@@ -65,7 +65,8 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
             written = write_records_and_splits(temp, result.records, lambda record: render_row(record, fmt))
             if not written["records"]:
                 reasons = json.dumps(result.counts.get("skipped", {}))
-                raise UsageError(f"no {kind} examples could be built; skipped: {reasons}")
+                sources = ", ".join(str(path) for path in result.inputs) or "the inputs"
+                raise UsageError(f"{sources}: no {kind} examples could be built; skipped: {reasons}")
             counts = {**result.counts, "train": written["train"], "eval": written["eval"]}
             outputs = _output_hashes(hasher, temp)
             inputs = {path: digest for future in input_digests for path, digest in future.result().items()}

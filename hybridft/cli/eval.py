@@ -45,7 +45,8 @@ def main(tokens: list[str]) -> int:
     other = read_report(config["compare"]) if config["compare"] else None
     report = spec.evaluate(config)
     if not report.examples:
-        raise UsageError(f"nothing to score; skipped: {json.dumps(report.skipped)}")
+        source = config.get("predictions") or config.get("data") or config.get("qa")
+        raise UsageError(f"{source}: nothing to score; skipped: {json.dumps(report.skipped)}")
     content = write_report(config["out"], config["overwrite"], report, other)
     print_table(content)
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in content["metrics"].items() if v is not None)

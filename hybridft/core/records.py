@@ -130,7 +130,7 @@ def _teacher_scores_fit(row: dict[str, Any]) -> str | None:
     return None
 
 
-COMMON = (Field("id", "text"), Field("split", "text"))
+COMMON = (Field("id", "text", non_empty=True), Field("split", "text"))
 
 RAFT_RECORD = Schema(
     "raft",

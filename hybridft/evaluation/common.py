@@ -79,4 +79,6 @@ def read_predictions(path: str, known_ids: set[str], field: str) -> dict[str, An
             break
     if problems:
         raise UsageError(*problems)
+    if not predictions:
+        raise UsageError(f"{path}: no predictions (an empty input is an error, not an empty output)")
     return predictions
