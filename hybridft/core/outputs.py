@@ -32,20 +32,57 @@ def check_output_dir(out: str | Path, overwrite: bool) -> None:
 @contextmanager
 def atomic_output_dir(out: str | Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``out``, on failure it is removed,
-    so an interrupted run never leaves a half-written ``out``."""
+    so an interrupted run never leaves a half-written ``out``.
+
+    The siblings carry the writer's process id (``.NAME.PID.*.partial``; ``.NAME.PID.old`` for the
+    previous ``out`` while it is being replaced), so that a run killed outright (SIGKILL, power)
+    is cleaned up by the next one: its partial folder removed, a previous ``out`` it had moved
+    aside put back.
+    """
     path = Path(out)
-    check_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    recover_siblings(path)
+    check_output_dir(path, overwrite)
+    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent))
     try:
         yield temp
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
     os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a folder made by mkdir would not be
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
     if path.exists():
-        shutil.rmtree(path)
+        os.replace(path, old)  # kept whole until the new folder is in place
     os.replace(temp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_siblings(path: Path) -> None:
+    """Clean up after writers of ``path`` that died without cleaning up: remove their partial
+    folders, and put back a previous ``path`` one had moved aside but not yet replaced."""
+    for sibling in sorted(path.parent.glob(f".{path.name}.*")):
+        parts = sibling.name[len(path.name) + 2 :].split(".")
+        if not parts[0].isdigit() or _alive(int(parts[0])):
+            continue
+        if sibling.name.endswith(".partial"):
+            shutil.rmtree(sibling, ignore_errors=True)
+        elif sibling.name.endswith(".old"):
+            if path.exists():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                os.replace(sibling, path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask() -> int:
