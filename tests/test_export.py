@@ -149,7 +149,7 @@ def test_bad_input_is_exit_2_and_the_run_untouched(runs, tmp_path, capsys) -> No
     cases = [
         (tmp_path, tmp_path / "a", "no run.json"),
         (unfinished, tmp_path / "b", "the run is not finished"),
-        (no_base, tmp_path / "c", f"base model {tmp_path / 'gone'}: cannot load it"),
+        (no_base, tmp_path / "c", f"base model {tmp_path / 'gone'}: {tmp_path / 'gone'}: no such folder"),
         (runs["sft"], existing, f"--out {existing}: exists"),
     ]
     for run_dir, out, message in cases:

@@ -644,5 +644,5 @@ def test_overwrite_with_a_model_that_cannot_load_keeps_the_previous_run(
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     missing = tmp_path / "no-such-model"
     code, _, err = run_cli(capsys, "--model", missing, "--data", trained["data"], "--out", out, "--overwrite")
-    assert code == 2 and f"model={missing}: cannot load it" in " ".join(err.split())
+    assert code == 2 and f"model={missing}: {missing}: no such folder" in " ".join(err.split())
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

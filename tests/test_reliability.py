@@ -99,8 +99,22 @@ def test_an_hf_input_that_cannot_load_names_the_dataset(cli, sample, tmp_path: P
         "--out",
         tmp_path / "out",
     )
-    assert code == 2 and "hf:no-such-org/no-such-dataset: cannot load this dataset" in " ".join(err.split())
+    message = " ".join(err.split())
+    assert code == 2 and "hf:no-such-org/no-such-dataset: no-such-org/no-such-dataset is not in the local" in message
+    assert "hf download --repo-type dataset no-such-org/no-such-dataset" in message  # the tests run offline
     assert not (tmp_path / "out").exists()
+
+
+def test_offline_a_hub_model_fails_at_once_saying_how_to_get_it(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"prompt": "1 + 1 =", "completion": " 2"}) + "\n")
+    started = time.monotonic()
+    code, err = run(
+        finetune_cli, capsys, "--model", "no-such-org/no-such-model", "--data", data, "--out", tmp_path / "run"
+    )
+    assert code == 2 and len(err) < 400 and time.monotonic() - started < 30
+    assert "no-such-org/no-such-model is not in the local Hugging Face cache" in err and "offline mode is set" in err
+    assert "hf download no-such-org/no-such-model" in err and not (tmp_path / "run").exists()
 
 
 def test_finetune_prints_no_library_noise(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridft.core.errors import UsageError
+from hybridft.core.errors import UsageError, cannot_load
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -173,7 +173,7 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"model={path}: cannot load its tokenizer ({exc})") from None
+        raise UsageError(cannot_load(f"model={path} (its tokenizer)", path, exc)) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
@@ -281,7 +281,7 @@ def load_for_training(path: str, method: str, device: Device, *, gradient_checkp
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
-        raise UsageError(f"model={path}: cannot load it ({exc})") from None
+        raise UsageError(cannot_load(f"model={path}", path, exc)) from None
     if method == "qlora":
         disable_cpu_4bit_repacking(model)
         from peft import prepare_model_for_kbit_training
@@ -361,7 +361,7 @@ def load_for_inference(
         tokenizer = load_tokenizer(str(tokenizer_from or adapter or base_path))
         model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype or inference_dtype())
     except OSError as exc:
-        raise UsageError(f"{what}: cannot load it ({exc})") from None
+        raise UsageError(cannot_load(what, base_path, exc)) from None
     if adapter is not None:
         from peft import PeftModel
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from hybridft.core.errors import InputError, UsageError
+from hybridft.core.errors import InputError, UsageError, cannot_load
 
 DOCUMENT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
@@ -206,8 +206,7 @@ def _iter_hf_rows(spec: str) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         dataset = load_dataset(name, config or None, split=split or "train")
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{spec}: cannot load this dataset ({first})") from None
+        raise InputError(cannot_load(spec, name, exc, "dataset")) from None
     for index, row in enumerate(dataset, start=1):
         yield f"{spec}:row {index}", dict(row)
 

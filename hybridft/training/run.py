@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from hybridft.core import models
-from hybridft.core.errors import UsageError
+from hybridft.core.errors import UsageError, cannot_load
 from hybridft.core.progress import log
 from hybridft.training.callbacks import (
     InterruptCallback,
@@ -72,7 +72,7 @@ def loadable(model_path: str, config: dict[str, Any]) -> None:
     try:
         AutoConfig.from_pretrained(model_path)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"model={config['model']}: cannot load it ({exc})") from None
+        raise UsageError(cannot_load(f"model={config['model']}", model_path, exc)) from None
     models.load_tokenizer(model_path)
     method_for(config, models.detect_device().kind)
 
