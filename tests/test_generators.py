@@ -277,7 +277,7 @@ def test_checks_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             "build-data",
             "raft",
             "--docs",
-            ".",
+            str(Path(__file__).parent.parent / "data_recipes" / "samples" / "raft" / "docs"),
             "--generator",
             "openai:m",
             "--api-key-env",

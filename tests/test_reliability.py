@@ -126,3 +126,18 @@ def test_finetune_prints_no_library_noise(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     for noise in ("gemm_4bit_forward", "FutureWarning", "publisher trust"):
         assert noise not in done.stderr
+
+
+def test_build_data_dry_run_reads_the_inputs(cli, sample, tmp_path: Path) -> None:
+    bad = tmp_path / "bad-qa.jsonl"
+    bad.write_text(sample["qa"].read_text() + "{not json\n")
+    tokens = ["raft", "--docs", sample["docs"], "--out", tmp_path / "out", "--dry-run"]
+    code, _, err = cli(*tokens, "--qa", bad)
+    assert code == 2 and "bad-qa.jsonl:5" in err  # the malformed line, found by --dry-run now
+    code, _, err = cli(*tokens, "--qa", sample["qa"], "--distractors", "20")
+    assert code == 2 and "8 chunk(s), but every example needs 21" in " ".join(err.split())
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"id": "q1", "question": "q?"}\n')
+    code, _, err = cli("rog", "--questions", questions, "--out", tmp_path / "out", "--dry-run")
+    assert code == 2 and "questions.jsonl:1" in err
+    assert not (tmp_path / "out").exists()

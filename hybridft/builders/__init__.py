@@ -23,6 +23,8 @@ class BuilderSpec:
     check: Callable[[dict[str, Any]], list[str]]
     # Record -> trainer row in a format; None: hybridft.core.render.render (RAFT, RoG, Invar-RAG records).
     render: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+    # Reads and checks the inputs without building (what --dry-run runs after the option checks).
+    read_inputs: Callable[[dict[str, Any]], Any] | None = None
 
 
 BUILDERS: dict[str, BuilderSpec] = {
@@ -31,18 +33,21 @@ BUILDERS: dict[str, BuilderSpec] = {
         raft.OPTIONS,
         raft.build,
         raft.check,
+        read_inputs=raft.read_inputs,
     ),
     "rog": BuilderSpec(
         "RoG: relation-path planning and reasoning over knowledge-graph paths",
         rog.OPTIONS,
         rog.build,
         rog.check,
+        read_inputs=rog.read_inputs,
     ),
     "invar": BuilderSpec(
         "Invar-RAG: retriever rows (query variants, positives, hard negatives, teacher scores) or generation rows",
         invar.OPTIONS,
         invar.build,
         invar.check,
+        read_inputs=invar.read_inputs,
     ),
     "mix": BuilderSpec(
         "the hybrid: seeded weighted sampling of built datasets into one train/eval pair",

@@ -353,29 +353,36 @@ def build_generation(config: dict[str, Any], qa: list[QARow], corpus: Corpus) ->
 # --- build and render -------------------------------------------------------------------------
 
 
-def build(config: dict[str, Any]) -> BuildResult:
-    """Build Invar-RAG records from ``config`` (resolved OPTIONS, after :func:`check`)."""
+def read_inputs(config: dict[str, Any]) -> tuple[list[QARow], Corpus]:
+    """The QA rows and the chunked corpus, checked (``--dry-run`` reads them too)."""
     qa = read_qa(config["qa"])
     corpus = load_corpus(config)
     chunks = corpus.chunks
+    if config["stage"] == "generation" and len(chunks) < config["top_k"]:
+        raise UsageError(
+            f"--docs {config['docs']}: {len(chunks)} chunk(s), fewer than top_k={config['top_k']}: "
+            "add documents or lower --top-k"
+        )
+    if config["stage"] == "retrieval" and len(chunks) < config["negatives"] + 1:
+        raise UsageError(
+            f"--docs {config['docs']}: {len(chunks)} chunk(s), but every row needs {config['negatives'] + 1} "
+            f"(negatives={config['negatives']} + 1 positive): add documents or lower --negatives"
+        )
+    return qa, corpus
+
+
+def build(config: dict[str, Any]) -> BuildResult:
+    """Build Invar-RAG records from ``config`` (resolved OPTIONS, after :func:`check`)."""
+    qa, corpus = read_inputs(config)
+    chunks = corpus.chunks
     counts: dict[str, Any] = {"qa_rows": len(qa), "documents": corpus.documents, "chunks": len(chunks)}
     if config["stage"] == "generation":
-        if len(chunks) < config["top_k"]:
-            raise UsageError(
-                f"--docs {config['docs']}: {len(chunks)} chunk(s), fewer than top_k={config['top_k']}: "
-                "add documents or lower --top-k"
-            )
         records = build_generation(config, qa, corpus)
         in_docs = sum(r["answer_in_docs"] for r in records)
         counts.update(examples=len(records), answer_in_docs=in_docs, answer_not_in_docs=len(records) - in_docs)
         counts["skipped"] = dict(corpus.skipped)
         return BuildResult(records, counts, [config["qa"], config["docs"]])
 
-    if len(chunks) < config["negatives"] + 1:
-        raise UsageError(
-            f"--docs {config['docs']}: {len(chunks)} chunk(s), but every row needs {config['negatives'] + 1} "
-            f"(negatives={config['negatives']} + 1 positive): add documents or lower --negatives"
-        )
     builder = RetrievalBuilder(config, qa, corpus)
     records = builder.build()
     c = builder.counts

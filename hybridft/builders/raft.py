@@ -70,21 +70,27 @@ def check(config: dict[str, Any]) -> list[str]:
     return check_chunking(config) + check_generator(config, "cot=generator" if config["cot"] == "generator" else None)
 
 
+def read_inputs(config: dict[str, Any]) -> tuple[list[QARow], Corpus]:
+    """The QA rows and the chunked corpus, checked (``--dry-run`` reads them too)."""
+    qa = read_qa(config["qa"]) if config["qa"] else []
+    corpus = load_corpus(config)
+    needed = config["distractors"] + 1
+    if len(corpus.chunks) < needed:
+        raise UsageError(
+            f"--docs {config['docs']}: {len(corpus.chunks)} chunk(s), but every example needs {needed} "
+            f"(distractors={config['distractors']} + 1 oracle): add documents or lower --distractors"
+        )
+    return qa, corpus
+
+
 def build(config: dict[str, Any]) -> BuildResult:
     """Build RAFT records from ``config`` (resolved OPTIONS).
 
     Without a generator the records come as an iterator that builds them while they are written
     (no example waits in memory for the others); the counts are complete once it is exhausted.
     """
-    qa = read_qa(config["qa"]) if config["qa"] else []
-    corpus = load_corpus(config)
+    qa, corpus = read_inputs(config)
     chunks = corpus.chunks
-    needed = config["distractors"] + 1
-    if len(chunks) < needed:
-        raise UsageError(
-            f"--docs {config['docs']}: {len(chunks)} chunk(s), but every example needs {needed} "
-            f"(distractors={config['distractors']} + 1 oracle): add documents or lower --distractors"
-        )
     inputs = [path for path in (config["qa"], config["docs"]) if path]
     sizes = {"documents": corpus.documents, "chunks": len(chunks)}
     if not config["qa"] or config["cot"] == "generator":  # see raft_generated

@@ -64,6 +64,16 @@ def check(config: dict[str, Any]) -> list[str]:
 BATCH_TRIPLES = 200_000
 
 
+def read_inputs(config: dict[str, Any]) -> None:
+    """Every KG question row and the global KG, checked (what ``--dry-run`` reads)."""
+    from hybridft.core.readers import iter_kg_questions
+
+    if not any(True for _ in iter_kg_questions(config["questions"])):
+        raise UsageError(f"{config['questions']}: no rows (an empty input is an error, not an empty output)")
+    if config["kg"]:
+        read_kg(config["kg"])
+
+
 def build(config: dict[str, Any]) -> BuildResult:
     """Build RoG records from ``config`` (resolved OPTIONS).
 

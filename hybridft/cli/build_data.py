@@ -33,6 +33,8 @@ def main(tokens: list[str]) -> int:
         return EXIT_OK
     as_json = bool(command.control.get("json"))
     if command.control.get("dry_run"):
+        if command.spec.read_inputs is not None:
+            command.spec.read_inputs(command.config)  # a malformed row or too small a corpus: exit 2 now
         print_resolved("build-data", command.kind, command.config, as_json)
         return EXIT_OK
     return _run(command.kind, command.spec, command.config, as_json)
