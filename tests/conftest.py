@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Fuzz tests (test_fuzz_readers.py): `ci` tries the same 25 inputs per reader in every run;
+# `pytest --hypothesis-profile long` searches 2,000 random ones.
+settings.register_profile("ci", max_examples=25, derandomize=True)
+settings.register_profile("long", max_examples=2000)
 
 # Tests never touch the network: every model is built in code or shipped by a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

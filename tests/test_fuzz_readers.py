@@ -2,14 +2,14 @@
 command succeeds, or exits 2 with a message naming the file (and line or key) — never another
 exit code, never a traceback, never an output folder left behind.
 
-The default suite tries 25 inputs per reader, the same ones in every run; a longer search:
-`FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_readers.py`.
+The default suite tries 25 inputs per reader, the same ones in every run (hypothesis profile
+`ci`); a longer, random search: `pytest tests/test_fuzz_readers.py --hypothesis-profile long`
+(2,000 inputs per reader).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,12 @@ from hybridft.cli.common import run_guarded
 # (it cannot make the row a str); the read then fails and the command exits 2, as asserted.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+# Profiles registered in conftest.py: ``ci`` unless --hypothesis-profile long was given.
+CHOSEN = "long" if settings._current_profile == "long" else "ci"  # noqa: SLF001 - hypothesis has no public getter
 FUZZ = settings(
-    max_examples=EXAMPLES,
+    settings.get_profile(CHOSEN),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=True,  # the same inputs in every CI run; FUZZ_EXAMPLES searches further
 )
 
 # JSON values of every type, deep nesting included.

@@ -141,3 +141,11 @@ def test_build_data_dry_run_reads_the_inputs(cli, sample, tmp_path: Path) -> Non
     code, _, err = cli("rog", "--questions", questions, "--out", tmp_path / "out", "--dry-run")
     assert code == 2 and "questions.jsonl:1" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_finetune_on_a_dataset_file_leaves_no_out_folder(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"prompt": "1 + 1 =", "completion": " 2"}) + "\n" + json.dumps({"prompt": 3}) + "\n")
+    code, err = run(finetune_cli, capsys, "--model", "tiny", "--data", data, "--out", tmp_path / "run")
+    assert code == 2 and "rows.jsonl:2" in err
+    assert not (tmp_path / "run").exists()  # an empty --out was left behind before
