@@ -149,3 +149,15 @@ def test_a_failed_finetune_on_a_dataset_file_leaves_no_out_folder(tmp_path: Path
     code, err = run(finetune_cli, capsys, "--model", "tiny", "--data", data, "--out", tmp_path / "run")
     assert code == 2 and "rows.jsonl:2" in err
     assert not (tmp_path / "run").exists()  # an empty --out was left behind before
+
+
+def test_a_log_cut_by_a_kill_is_mended_on_resume_and_a_damaged_one_refused(tmp_path: Path) -> None:
+    from hybridft.core.errors import UsageError
+    from hybridft.training.callbacks import truncate_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "loss": 1.')  # killed mid-line
+    assert truncate_log(log, 2) == 1 and log.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+    log.write_text('{"step": 1}\n\\x00garbage\n{"step": 2}\n')
+    with pytest.raises(UsageError, match=r"log.jsonl:2: not a log line"):
+        truncate_log(log, 2)

@@ -7,12 +7,14 @@ Only the main process writes (under ``accelerate launch`` every process runs the
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from hybridft.core.errors import UsageError
 from hybridft.core.progress import console
 
 
@@ -35,9 +37,22 @@ def truncate_log(path: Path, last_step: int) -> int:
     loss curve continues instead of repeating steps. Returns the number of lines dropped."""
     if not path.is_file():
         return 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line).get("step", 0)
+        except (ValueError, AttributeError) as exc:
+            if number == len(lines):  # the line a killed run was writing: it never finished
+                continue
+            raise UsageError(f"{path}:{number}: not a log line ({exc}); use --overwrite to start over") from None
+        if step <= last_step:
+            kept.append(line)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(temporary, path)
     return len(lines) - len(kept)
 
 
