@@ -253,6 +253,7 @@ class RetrievalBuilder:
             config["n_variants"],
             row_rng(config["seed"], f"variants:{row.id}"),
             {"reword": self.reworded},
+            keep=frozenset(word for answer in row.answers for word in answer.lower().split()),
         )
         if len(variants) < config["n_variants"]:
             self.counts["fewer_variants"] += 1

@@ -2,13 +2,16 @@
 
 A variant asks the same thing as its query in other words or another shape, so a retriever whose
 ranking is invariant ranks the same documents for both. Each perturbation is a pure function of
-the query and a ``random.Random``: the same seed gives the same variant. Perturbations keep what
-names the subject: ``drop-words`` and ``typos`` never touch a capitalised word past the first (a
-name) or a word with a digit, and ``drop-words`` keeps the question word. ``reword`` (a model
-rewrites the query) is not here: the invar builder has a generator write it and passes it to
-:func:`make_variants` as an extra perturbation.
+the query and a ``random.Random``: the same seed gives the same variant. A variant stays a
+well-formed question that keeps every word the answer depends on: ``drop-words`` drops only filler
+words (articles, intensifiers such as "both", "very", "actually"), never a verb, noun or
+preposition; ``drop-words`` and ``typos`` never touch a name (a capitalised word past the first,
+a mixed-case word such as "iPad"), a word with a digit, or a word of the answer (``keep``);
+``shuffle-clauses`` moves only a phrase of two or more words and never cuts inside a name or
+strands a preposition. ``reword`` (a model rewrites the query) is not here: the invar builder has
+a generator write it and passes it to :func:`make_variants` as an extra perturbation.
 
-    drop-words       "Which river flows through Paris?" -> "Which river through Paris?"
+    drop-words       "Which chip do both iPad Pro models include?" -> "Which chip do iPad Pro models include?"
     shuffle-clauses  "Which river flows through Paris?" -> "Through Paris, which river flows?"
     typos            "Which river flows through Paris?" -> "Which rievr flows through Paris?"
     prefix           "Which river flows through Paris?" -> "Question: Which river flows through Paris?"
@@ -16,14 +19,23 @@ rewrites the query) is not here: the invar builder has a generator write it and 
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable, Mapping
 
-# Words a clause can start with when a question has no comma or semicolon to split on.
+# Words a movable phrase can start with when a question has no comma or semicolon to split on:
+# prepositions and subordinators. Not "of" (it belongs to the noun before it: "the structure of
+# DNA"), "and"/"or" (they join the parts of a phrase: "the White Nile and the Blue Nile") nor
+# relative pronouns (a relative clause belongs after its noun).
 _STARTERS = (
-    "in on at of for to with through from by during after before about into under over near between "
-    "and or but when where while that which who whose because since"
+    "in on at for to with through from by during after before about into under over near between "
+    "when where while because since"
+)
+# A phrase holding one of these is a clause with its own verb, not a phrase that can move.
+_VERBS = frozenset(
+    ("is", "are", "was", "were", "be", "been", "do", "does", "did", "has", "have", "had")
+    + ("can", "could", "will", "would", "should", "may", "might")
 )
 _CLAUSE_STARTERS = frozenset(_STARTERS.split())
 # First words that are lowercased when they move from the start of the query (not names).
@@ -58,12 +70,22 @@ TYPO_SHARE = 0.15
 TRIES_PER_PERTURBATION = 3
 # Shorter queries lose their meaning with any word gone.
 MIN_WORDS_TO_DROP = 4
+# The words drop-words may drop: a question reads as well, and asks the same, without them.
+FILLER = frozenset(
+    ("a", "an", "the", "both", "very", "really", "actually", "exactly", "ever", "also", "just", "still", "even")
+    + ("currently", "officially", "commonly", "usually", "please", "precisely", "roughly")
+)
 
 
-def _protected(word: str, position: int) -> bool:
-    """Words that likely carry the answer's identity: names (capitalised past the first word)
-    and anything with a digit."""
-    return (position > 0 and word[:1].isupper()) or any(c.isdigit() for c in word)
+def _protected(word: str, position: int, keep: frozenset[str] = frozenset()) -> bool:
+    """Words that likely carry the answer's identity: names (capitalised past the first word, or
+    mixed case anywhere, as "iPad"), anything with a digit, and the words of ``keep``."""
+    return (
+        (position > 0 and word[:1].isupper())
+        or any(c.isupper() for c in word[1:])
+        or any(c.isdigit() for c in word)
+        or word.lower().strip(",;:?!.") in keep
+    )
 
 
 def _split_end(query: str) -> tuple[str, str]:
@@ -73,12 +95,14 @@ def _split_end(query: str) -> tuple[str, str]:
     return (body[: match.start()].rstrip(), match.group()) if match else (body, "")
 
 
-def drop_words(query: str, rng: random.Random) -> str | None:
-    """Drop about a fifth of the words (at least one) of a query of four or more words, never the
-    first (the question word) nor a protected one."""
+def drop_words(query: str, rng: random.Random, keep: frozenset[str] = frozenset()) -> str | None:
+    """Drop about a fifth of the words (at least one) of a query of four or more words: filler
+    words only, never the first (the question word) nor a protected one."""
     body, end = _split_end(query)
     words = body.split()
-    droppable = [i for i, word in enumerate(words) if i > 0 and not _protected(word, i)]
+    droppable = [
+        i for i, word in enumerate(words) if i > 0 and word.lower() in FILLER and not _protected(word, i, keep)
+    ]
     if len(words) < MIN_WORDS_TO_DROP or not droppable:
         return None
     n = min(max(1, round(DROP_SHARE * len(words))), len(droppable), len(words) - 1)
@@ -96,9 +120,19 @@ def shuffle_clauses(query: str, rng: random.Random) -> str | None:
     before a preposition or conjunction and its two parts swapped."""
     body, end = _split_end(query)
     clauses = [c for c in _CLAUSE_SEPARATOR.split(body) if c]
+    if len(clauses) >= 2 and any(len(c.split()) < 2 for c in clauses):
+        return None  # a one-word clause ("..., in") would be stranded wherever it goes
     if len(clauses) < 2:
         words = body.split()
-        cuts = [i for i in range(1, len(words)) if words[i].lower() in _CLAUSE_STARTERS]
+        # A phrase of two or more words moves, led by its preposition or conjunction: never a lone
+        # word, never a preposition without its object, never a cut inside a name ("Bank of America").
+        cuts = [
+            i
+            for i in range(2, len(words) - 1)
+            if words[i].lower() in _CLAUSE_STARTERS
+            and not (words[i - 1][:1].isupper() and words[i + 1][:1].isupper())
+            and not any(word.lower() in _VERBS for word in words[i:])
+        ]
         if not cuts:
             return None
         cut = rng.choice(cuts)
@@ -132,10 +166,10 @@ def _typo(word: str, rng: random.Random) -> str:
     return word[:i] + (hit.upper() if word[i].isupper() else hit) + word[i + 1 :]
 
 
-def typos(query: str, rng: random.Random) -> str | None:
+def typos(query: str, rng: random.Random, keep: frozenset[str] = frozenset()) -> str | None:
     """One slip in each of about 15% of the words (at least one) of four or more letters."""
     words = query.split(" ")
-    eligible = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and not _protected(w, i)]
+    eligible = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and not _protected(w, i, keep)]
     if not eligible:
         return None
     n = min(max(1, round(TYPO_SHARE * len(words))), len(eligible))
@@ -163,16 +197,21 @@ def make_variants(
     n: int,
     rng: random.Random,
     extra: Mapping[str, Callable[[str, random.Random], str | None]] | None = None,
+    keep: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """Up to ``n`` distinct variants of ``query``, each different from it, as ``(kind, text)``.
-    ``extra`` adds perturbations to :data:`PERTURBATIONS` (``reword``: the model's rewording).
+    ``extra`` adds perturbations to :data:`PERTURBATIONS` (``reword``: the model's rewording);
+    ``keep``: lowercased words (of the answers) that drop-words and typos leave alone.
 
     Kinds are taken in a seeded order, round-robin, so ``n`` variants spread over the kinds;
     when one cannot change the query (a one-word query has no clauses) the next kind is tried, and
     the next variant starts after the kind that made this one. Fewer than ``n`` come back only
     when no listed perturbation can make another distinct variant.
     """
-    perturbations = {**PERTURBATIONS, **extra} if extra else PERTURBATIONS
+    perturbations: dict[str, Perturbation] = {**PERTURBATIONS, **(extra or {})}
+    if keep:
+        perturbations["drop-words"] = functools.partial(drop_words, keep=keep)
+        perturbations["typos"] = functools.partial(typos, keep=keep)
     order = list(dict.fromkeys(kinds))
     rng.shuffle(order)
     seen = {query.strip()}
