@@ -103,14 +103,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def sample_files(folder: Path, docs: list[dict[str, Any]], qa: list[dict[str, Any]]) -> dict[str, Path]:
+    """``docs.jsonl`` and ``qa.jsonl`` in ``folder``, and the folder (``tmp``)."""
+    return {"docs": write_jsonl(folder / "docs.jsonl", docs), "qa": write_jsonl(folder / "qa.jsonl", qa), "tmp": folder}
+
+
 @pytest.fixture
 def sample(tmp_path: Path) -> dict[str, Path]:
     """The small corpus and QA set above, as files."""
-    return {
-        "docs": write_jsonl(tmp_path / "docs.jsonl", CORPUS),
-        "qa": write_jsonl(tmp_path / "qa.jsonl", QA),
-        "tmp": tmp_path,
-    }
+    return sample_files(tmp_path, CORPUS, QA)
 
 
 @pytest.fixture

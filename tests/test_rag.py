@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import read_jsonl, write_jsonl
+from conftest import read_jsonl, sample_files, write_jsonl
 
 from hybridft.cli import ask as ask_cli
 from hybridft.cli import eval as eval_cli
@@ -43,11 +43,7 @@ def run(command: Any, capsys: pytest.CaptureFixture[str], *tokens: Any) -> tuple
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> dict[str, Path]:
-    return {
-        "docs": write_jsonl(tmp_path / "docs.jsonl", FIVE),
-        "qa": write_jsonl(tmp_path / "qa.jsonl", QUESTIONS),
-        "tmp": tmp_path,
-    }
+    return sample_files(tmp_path, FIVE, QUESTIONS)
 
 
 def ids_of(index: Any, questions: list[str], k: int) -> list[list[str]]:
@@ -241,3 +237,37 @@ def test_eval_retrieval_ranks_the_corpus_with_a_saved_index(corpus, capsys, cli)
         assert code == 0, err
         reports[name] = (json.loads(stdout)["metrics"], read_jsonl(out / "examples.jsonl"))
     assert reports["fresh"] == reports["saved"]
+
+
+def test_eval_rag_reads_the_questions_of_an_invar_generation_build(corpus, capsys, cli) -> None:
+    data = corpus["tmp"] / "gen"
+    tokens = ["invar", "--qa", corpus["qa"], "--docs", corpus["docs"], "--stage", "generation", "--top-k", "2"]
+    assert cli(*tokens, "--eval-fraction", "0", "--out", data)[0] == 0
+    out = corpus["tmp"] / "report"
+    tokens = ["rag", "--qa", data, "--split", "all", "--docs", corpus["docs"], "--model", "tiny", "--k", "1"]
+    code, stdout, err = run(
+        eval_cli, capsys, *tokens, "--chunk-size", "64", "--max-new-tokens", "4", "--out", out, "--json"
+    )
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["count"] == len(QUESTIONS) and report["metrics"]["hit@1"] is None  # generation rows name no positives
+    damaged = corpus["tmp"] / "damaged"
+    damaged.mkdir()
+    rows = read_jsonl(data / "records.jsonl")
+    write_jsonl(damaged / "records.jsonl", [rows[0], {k: v for k, v in rows[1].items() if k != "answers"}])
+    code, _, err = run(
+        eval_cli,
+        capsys,
+        "rag",
+        "--qa",
+        damaged,
+        "--split",
+        "all",
+        "--docs",
+        corpus["docs"],
+        "--model",
+        "tiny",
+        "--out",
+        corpus["tmp"] / "r2",
+    )
+    assert code == 2 and 'records.jsonl:2: missing field "answers"' in err

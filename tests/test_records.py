@@ -12,6 +12,7 @@ from hybridft.cli import eval as eval_cli
 from hybridft.cli.common import run_guarded
 from hybridft.core.errors import InputError
 from hybridft.core.records import (
+    INVAR_GENERATION_RECORD,
     INVAR_RECORD,
     MESSAGES_ROW,
     PROMPT_COMPLETION_ROW,
@@ -51,6 +52,7 @@ INVAR = {
     "stage": "retrieval",
     "split": "eval",
     "query": "capital of France?",
+    "answers": ["Paris"],
     "variants": ["France capital?"],
     "positives": [{"id": "d1", "text": "Paris."}],
     "negatives": [{"id": "d2", "text": "Lyon."}],
@@ -74,6 +76,8 @@ INVAR = {
         (INVAR_RECORD, {k: v for k, v in INVAR.items() if k != "variants"}, None),
         (INVAR_RECORD, {**INVAR, "stage": "generation"}, "field \"stage\" is 'generation'; expected 'retrieval'"),
         (INVAR_RECORD, {**INVAR, "negatives": ["Lyon."]}, 'field "negatives" must be a list of {"id", "text"}'),
+        (INVAR_GENERATION_RECORD, {**INVAR, "stage": "generation", "docs": [{"id": "d1", "text": "Paris."}]}, None),
+        (INVAR_GENERATION_RECORD, {**INVAR, "stage": "generation"}, 'missing field "docs"'),
         (RETRIEVAL_ROW, {"query": "q", "positives": ["p"], "negatives": ["n"], "teacher_scores": [0.5, 0.1]}, None),
         (RETRIEVAL_ROW, {"query": "q", "positives": []}, 'field "positives" must not be empty'),
         (MESSAGES_ROW, {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, None),

@@ -151,10 +151,11 @@ def _finetune(data: Path, out: Path, steps: int) -> dict[str, Any]:
 def _index(raft_data: Path, out: Path) -> Path:
     """The corpus the RAFT data was built from, indexed with its chunking."""
     from hybridft.core.options import resolve
+    from hybridft.core.readers import build_manifest
     from hybridft.retrieval.index import OPTIONS, build
 
     log("[6/8] indexing the bundled RAFT corpus (bm25)")
-    built = json.loads((raft_data / "manifest.json").read_text(encoding="utf-8"))["options"]
+    built = build_manifest(raft_data)["options"]
     chunking = {key: built[key] for key in ("docs", "chunk_size", "chunk_overlap", "tokenizer")}
     build(resolve(OPTIONS, {**chunking, "retriever": "bm25", "out": str(out)}, {}))
     return out

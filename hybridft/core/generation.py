@@ -8,7 +8,6 @@ input order. Greedy (or beam search) unless a temperature above 0 asks for sampl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from hybridft.core.errors import UsageError
 from hybridft.core.progress import track
+from hybridft.core.readers import run_record
 
 Messages = list[dict[str, str]]
 # Maps the tokens generated so far for one prompt to the tokens allowed next.
@@ -164,8 +164,7 @@ def load_generator(model: str | None, adapter: str | None) -> ChatModel:
 
 
 def _trained_from(run_folder: Path) -> str:
-    path = run_folder / "run.json"
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["config"]["model"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"adapter={run_folder}: no run.json naming its base model; give --model") from None
+    model = (run_record(run_folder).get("config") or {}).get("model")
+    if not isinstance(model, str):
+        raise UsageError(f"adapter={run_folder}: no run.json naming its base model; give --model")
+    return model

@@ -107,6 +107,25 @@ def read_json_object(path: Path, missing: str, invalid: str) -> dict[str, Any]:
     return data
 
 
+def build_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest.json of a build-data folder, or {} when there is none that reads (callers that
+    need one say so in their own words)."""
+    return json_or_empty(Path(folder) / "manifest.json")
+
+
+def run_record(folder: str | Path) -> dict[str, Any]:
+    """The run.json of a finetune run folder, or {} when there is none that reads."""
+    return json_or_empty(Path(folder) / "run.json")
+
+
+def json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def iter_rows(source: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(where, row)`` from a .jsonl, .jsonl.gz or .parquet file or an ``hf:`` dataset.
 

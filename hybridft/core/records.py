@@ -158,8 +158,7 @@ ROG_RECORD = Schema(
     ),
 )
 
-# Retrieval-stage records; generation-stage ones (question + retrieved documents -> answer) are
-# read as trainer rows only.
+# Retrieval-stage records (eval retrieval reads these; eval rag reads their questions).
 INVAR_RECORD = Schema(
     "invar",
     (
@@ -168,10 +167,17 @@ INVAR_RECORD = Schema(
         ),
         *COMMON,
         Field("query", "text"),
+        Field("answers", "texts", non_empty=True),
         Field("variants", "texts", required=False),
         Field("positives", "documents"),
         Field("negatives", "documents"),
     ),
+)
+
+# Generation-stage records: question + retrieved documents -> answer (eval rag reads their questions).
+INVAR_GENERATION_RECORD = Schema(
+    "invar generation",
+    (*COMMON, Field("query", "text"), Field("answers", "texts", non_empty=True), Field("docs", "documents")),
 )
 
 RETRIEVAL_ROW = Schema(
@@ -206,3 +212,13 @@ CHUNK_ROW = Schema(
 TRAINER_ROWS = {"messages": MESSAGES_ROW, "prompt-completion": PROMPT_COMPLETION_ROW, "retrieval": RETRIEVAL_ROW}
 
 RECORDS = {schema.kind: schema for schema in (RAFT_RECORD, ROG_RECORD, INVAR_RECORD)}
+
+
+def question_schema(row: dict[str, Any]) -> Schema | None:
+    """The schema of a record that holds a question with gold answers (RAFT, Invar-RAG of either
+    stage), or None for other kinds."""
+    if row.get("kind") == "raft":
+        return RAFT_RECORD
+    if row.get("kind") == "invar":
+        return INVAR_GENERATION_RECORD if row.get("stage") == "generation" else INVAR_RECORD
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.readers import iter_rows, read_qa
+from hybridft.core.records import question_schema
 from hybridft.core.text import AnswerFinder, GoldAnswers
 from hybridft.evaluation.common import common_options
 from hybridft.evaluation.metrics import raft_scores
@@ -95,19 +96,18 @@ def _build_questions(folder: Path, split: str) -> list[Question]:
         raise UsageError(f"qa={folder}: no records.jsonl; give a QA file or a `build-data raft|invar` folder")
     questions: dict[str, Question] = {}
     for where, row in iter_rows(path):
-        kind = row.get("kind")
-        if kind not in ("raft", "invar"):
-            raise UsageError(f"{where}: a {kind!r} record; eval rag reads the questions of raft or invar builds")
+        schema = question_schema(row)
+        if schema is None:
+            raise UsageError(
+                f"{where}: a {row.get('kind')!r} record; eval rag reads the questions of raft or invar builds"
+            )
         if split not in ("all", row.get("split")):
             continue
-        text = row.get("question") if kind == "raft" else row.get("query")
-        answers = row.get("answers")
-        if not isinstance(text, str) or not isinstance(answers, list) or not answers:
-            raise UsageError(f'{where}: expected a "{"question" if kind == "raft" else "query"}" and "answers"')
-        relevant = row.get("oracles") if kind == "raft" else row.get("positives")
-        ids = {doc["id"] for doc in relevant or [] if isinstance(doc, dict) and isinstance(doc.get("id"), str)}
-        key = str(row.get("source_id", row.get("id")))
-        questions.setdefault(key, Question(key, text, [str(a) for a in answers], ids, False))
+        (row,) = schema.checked([(where, row)])
+        text = row["question"] if row["kind"] == "raft" else row["query"]
+        relevant = row.get("oracles") if row["kind"] == "raft" else row.get("positives")  # none: generation stage
+        key = str(row.get("source_id", row["id"]))
+        questions.setdefault(key, Question(key, text, row["answers"], {doc["id"] for doc in relevant or []}, False))
     return list(questions.values())
 
 

@@ -13,18 +13,15 @@ interrupted one stopped.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hybridft import __version__
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
-from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_jsonl
+from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_jsonl, write_manifest
 from hybridft.core.progress import log
 from hybridft.core.readers import iter_rows, read_documents, read_json_object
 from hybridft.core.records import CHUNK_ROW
@@ -105,15 +102,16 @@ def retriever_identity(name: str) -> dict[str, Any]:
         return {"kind": "bm25", "method": "lucene", "k1": 1.5, "b": 0.75, "stopwords": "english"}
     if kind == "dense":
         return {"kind": "dense", "model": name if name == "minilm" else str(Path(name).resolve())}
+    from hybridft.retrieval.llm_index import read_settings
+
     folder = Path(name)
-    settings = folder / "retriever.json"
     adapter = folder / "adapter_model.safetensors"
     weights = adapter if adapter.is_file() else folder / "model.safetensors"
     return {
         "kind": "llm",
         "run": str(folder.resolve()),
         "adapter_sha256": sha256_file(weights) if weights.is_file() else None,
-        "settings": read_json_object(settings, f"retriever={name}: no retriever.json", f"{settings}: not valid JSON"),
+        "settings": read_settings(folder),
     }
 
 
@@ -147,17 +145,14 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
             ranker.save(temp / BM25_FOLDER)
         else:
             np.save(temp / EMBEDDINGS, ranker.embeddings_of_all())
-        manifest = {
-            "hybridft_version": __version__,
-            "kind": "index",
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "retriever": identity,
-            "corpus": {"path": str(config["docs"]), "sha256": input_hashes(config["docs"])},
-            "chunking": {key: config[key] for key in CHUNKING_KEYS},
-            "counts": {"documents": len(documents), "chunks": len(chunks), "skipped": dict(stats.skipped)},
-        }
-        (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return manifest
+        return write_manifest(
+            temp,
+            kind="index",
+            options=config,
+            inputs=input_hashes(config["docs"]),
+            counts={"documents": len(documents), "chunks": len(chunks), "skipped": dict(stats.skipped)},
+            extra={"retriever": identity, "chunking": {key: config[key] for key in CHUNKING_KEYS}},
+        )
 
 
 def _chunk_rows(chunks: Chunks) -> Any:
@@ -181,11 +176,11 @@ def mismatches(manifest: dict[str, Any], docs: str | None, chunking: dict[str, A
     """How the index differs from the ``docs`` and ``chunking`` a command was given (empty: it fits)."""
     problems = []
     if docs is not None and not str(docs).startswith("hf:"):
-        saved = sorted(manifest["corpus"]["sha256"].values())
+        saved = sorted(manifest["inputs"].values())
         given = sorted(input_hashes(docs).values())
         if saved != given:
             problems.append(
-                f"--docs {docs}: not the corpus the index was built from ({manifest['corpus']['path']}; "
+                f"--docs {docs}: not the corpus the index was built from ({manifest['options']['docs']}; "
                 f"{len(given)} file(s) here, {len(saved)} there, contents differ)"
             )
     for key, value in (chunking or {}).items():
@@ -277,8 +272,7 @@ def corpus_index(
         return open_saved(index, docs=docs, chunking=chunking if docs else None, batch_size=batch_size, llm=llm)
     if not docs:
         raise UsageError("give --index INDEX_DIR, or --docs (and --retriever) to index the corpus now")
-    documents, _ = read_documents(docs)
-    chunks = chunk_documents(documents, chunking["chunk_size"], chunking["chunk_overlap"], chunking["tokenizer"])
+    chunks = load_corpus({"docs": docs, **chunking}).chunks
     log(f"indexing {len(chunks)} chunks with {retriever}")
     identity = retriever_identity(retriever)
     manifest = {"kind": "index", "retriever": identity, "chunking": chunking, "counts": {"chunks": len(chunks)}}

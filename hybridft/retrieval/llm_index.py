@@ -170,18 +170,23 @@ def fingerprint(folder: Path, settings: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def read_settings(folder: Path) -> dict[str, Any]:
+    """``retriever.json`` of an invar-retriever run folder (exit 2 when it is missing or damaged)."""
+    path = folder / SETTINGS_FILE
+    missing = (
+        f"retriever={folder}: no {SETTINGS_FILE}; give the --out folder of a finished "
+        "`hybridft finetune --trainer invar-retriever` run"
+    )
+    return read_json_object(path, missing, f"{path}: not valid JSON")
+
+
 def load_retriever(run_dir: str | Path) -> Retriever:
     """The retriever of a ``finetune --trainer invar-retriever`` run folder: its base model with the
     adapter (or the fully fine-tuned model), on CUDA when there is one."""
     from hybridft.core.models import load_for_inference
 
     folder = Path(run_dir)
-    settings_path = folder / SETTINGS_FILE
-    missing = (
-        f"retriever={folder}: no {SETTINGS_FILE}; give the --out folder of a finished "
-        "`hybridft finetune --trainer invar-retriever` run"
-    )
-    settings = read_json_object(settings_path, missing, f"{settings_path}: not valid JSON")
+    settings = read_settings(folder)
     if (folder / "adapter_config.json").is_file():
         model, tokenizer = load_for_inference(settings["model"], adapter=folder, what=f"retriever={folder}")
     else:  # a full fine-tune: the folder is the model

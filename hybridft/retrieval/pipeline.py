@@ -9,7 +9,6 @@ adapter switches between retrieval (the retriever) and generation (the generator
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from hybridft.core.errors import UsageError
 from hybridft.core.generation import ChatModel
-from hybridft.core.readers import read_json_object
+from hybridft.core.readers import run_record
 from hybridft.core.render import invar_generation_prompt, raft_prompt
 from hybridft.retrieval.index import SavedIndex, corpus_index, read_manifest, retriever_kind
 
@@ -39,14 +38,8 @@ def prompt_style(choice: str, adapter: str | None) -> str:
     (sft and mix adapters, and the base model)."""
     if choice != "auto":
         return choice
-    if adapter:
-        try:
-            run = json.loads((Path(adapter) / "run.json").read_text(encoding="utf-8"))
-            if (run.get("config") or {}).get("trainer") == "invar-generator":
-                return "invar"
-        except (OSError, ValueError, AttributeError):
-            pass  # load_generator says what is wrong with the run folder
-    return "raft"
+    trainer = (run_record(adapter).get("config") or {}).get("trainer") if adapter else None
+    return "invar" if trainer == "invar-generator" else "raft"
 
 
 def render_prompt(style: str, question: str, chunk_texts: list[str]) -> str:
@@ -58,9 +51,7 @@ def render_prompt(style: str, question: str, chunk_texts: list[str]) -> str:
 
 def trained_over(adapter: str | None) -> str | None:
     """The retriever run an invar-generator run was trained over (None for any other run)."""
-    if not adapter or not (Path(adapter) / "run.json").is_file():
-        return None
-    run = read_json_object(Path(adapter) / "run.json", "", f"{adapter}/run.json: not valid JSON")
+    run = run_record(adapter) if adapter else {}
     if (run.get("config") or {}).get("trainer") != "invar-generator":
         return None
     found = (run.get("retriever") or {}).get("dir")
@@ -71,7 +62,7 @@ def load_invar_pair(retriever_run: str, generator_run: str, model: str | None) -
     """The base model loaded once with the retriever adapter and the generator adapter trained over
     it: (the generator as a ChatModel, the retriever), each making its adapter active before use."""
     from hybridft.core.models import load_for_inference
-    from hybridft.retrieval.llm_index import SETTINGS_FILE, Retriever, fingerprint
+    from hybridft.retrieval.llm_index import Retriever, fingerprint, read_settings
 
     retriever_dir, generator_dir = Path(retriever_run), Path(generator_run)
     over = trained_over(generator_run)
@@ -80,8 +71,7 @@ def load_invar_pair(retriever_run: str, generator_run: str, model: str | None) -
             f"adapter={generator_run}: trained over retriever {over}, not {retriever_run}; one backbone serves an "
             "invar-generator with the invar-retriever it was trained over"
         )
-    settings_path = retriever_dir / SETTINGS_FILE
-    settings = read_json_object(settings_path, f"retriever={retriever_run}: no {SETTINGS_FILE}", f"{settings_path}")
+    settings = read_settings(retriever_dir)
     base = model or settings["model"]
     network, tokenizer = load_for_inference(
         base,

@@ -7,12 +7,12 @@ A run folder (``--out``) holds checkpoints, the final adapter (or model), ``run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
+from hybridft.core.readers import build_manifest
 from hybridft.training.run_folder import read_run
 
 TRAINERS = ("sft", "invar-retriever", "invar-generator")
@@ -274,26 +274,15 @@ def data_errors(config: dict[str, Any]) -> list[str]:
 
 def data_format(data: str | None) -> str | None:
     """The row format a build-data folder's manifest names (None when there is no readable one)."""
-    if not data:
-        return None
-    path = Path(data) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        fmt = manifest.get("options", {}).get("format", "messages")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return None
+    manifest = build_manifest(data) if data else {}
+    fmt = (manifest.get("options") or {}).get("format", "messages") if manifest else None
     return fmt if isinstance(fmt, str) else None
 
 
 def ranked_by_errors(data: str | None, retriever: str) -> list[str]:
     """Invar-RAG trains the generator on documents its own retriever ranked: generation rows
     ranked by another retriever (bm25, dense, another run) are refused."""
-    if not data:
-        return []
-    try:
-        options = json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8")).get("options") or {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return []  # the data's own checks say what is wrong with it
+    options = (build_manifest(data).get("options") or {}) if data else {}  # unreadable: the data's own checks say so
     ranked_by = options.get("retriever")
     if options.get("stage") != "generation" or not isinstance(ranked_by, str):
         return []

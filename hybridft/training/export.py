@@ -15,7 +15,6 @@ Both get a model card (README.md). The folder is written atomically; the run is 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +118,9 @@ def _save_sentence_transformer(folder: Path, model: Any, tokenizer: Any, run_dir
     from sentence_transformers import SentenceTransformer
     from sentence_transformers import models as st  # type: ignore[attr-defined]
 
-    from hybridft.retrieval.llm_index import SETTINGS_FILE
+    from hybridft.retrieval.llm_index import read_settings
 
-    settings = json.loads((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    settings = read_settings(run_dir)
     backbone = folder / "backbone"
     model.get_decoder().save_pretrained(backbone, safe_serialization=True)
     _end_texts_with_eos(tokenizer)

@@ -40,7 +40,6 @@ from hybridft.retrieval.llm_index import (
 )
 from hybridft.training import losses
 from hybridft.training import run as training_run
-from hybridft.training.config import method_for
 from hybridft.training.run_folder import write_run_json
 from hybridft.training.sft_data import read_manifest
 
@@ -324,8 +323,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     start = training_run.start(config)
     transformers.set_seed(config["seed"])
     device = models.detect_device()
-    method = method_for(config, device.kind)
-    tokenizer = models.load_tokenizer(start.model_path)
+    method, tokenizer = start.method, start.tokenizer
     model = models.load_for_training(
         start.model_path, method, device, gradient_checkpointing=config["gradient_checkpointing"]
     )

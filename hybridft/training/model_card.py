@@ -8,13 +8,13 @@ every training run and into every export.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hybridft import __version__
+from hybridft.core.readers import build_manifest, json_or_empty
 
 HYPERPARAMETERS = (
     "trainer",
@@ -45,13 +45,11 @@ PROMPTS = {
 
 def data_summary(run: dict[str, Any]) -> dict[str, Any]:
     """The data manifest's kind, counts and (for a mix) its sources, when the data folder is there."""
-    data = Path(str((run.get("config") or {}).get("data", "")))
-    try:
-        manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    manifest = build_manifest(str((run.get("config") or {}).get("data", "")))
+    if not manifest:
         return {}
     counts = manifest.get("counts") or {}
-    kinds = [manifest.get("kind")]
+    kinds: list[Any] = [manifest.get("kind")]
     if manifest.get("kind") == "mix":
         kinds = sorted({str(k) for k in (counts.get("sources") or {})} | {"mix"})
     summary = {"kind": manifest.get("kind"), "kinds": kinds, "train": counts.get("train"), "eval": counts.get("eval")}
@@ -65,11 +63,8 @@ def eval_reports(run_dir: Path) -> list[dict[str, Any]]:
     """report.json files near the run (its folder's parent, two levels down) that scored it."""
     found = []
     for path in sorted(run_dir.parent.glob("*/report.json")) + sorted(run_dir.parent.glob("*/*/report.json")):
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(report, dict) and str(run_dir) in str(report.get("model", "")):
+        report = json_or_empty(path)
+        if str(run_dir) in str(report.get("model", "")):
             found.append({"path": str(path), **{k: report.get(k) for k in ("kind", "count", "metrics")}})
     return found
 

@@ -36,6 +36,8 @@ class RunStart:
     state: Any  # accelerate's PartialState
     out: Path
     checkpoint: str | None  # the checkpoint to resume from
+    tokenizer: Any  # loaded (with pad token and chat template) before --out was touched
+    method: str  # lora, qlora or full: checked to run here before --out was touched
 
 
 def start(config: dict[str, Any]) -> RunStart:
@@ -50,7 +52,7 @@ def start(config: dict[str, Any]) -> RunStart:
     # Before the process group starts: the tiny model is built (once, atomically) by plain saves
     # that transformers would skip on ranks other than 0.
     model_path = models.resolve_model(config["model"])
-    loadable(model_path, config)  # before --out is touched: a typo must not cost the previous run
+    tokenizer, method = loadable(model_path, config)  # before --out is touched: a typo must not cost the previous run
     # cpu=True on a machine without CUDA: without it, processes started by `accelerate launch` on
     # CPUs each see a one-process state (all 'main'), so they would clear --out together.
     state = PartialState(cpu=models.detect_device().kind == "cpu")
@@ -60,11 +62,12 @@ def start(config: dict[str, Any]) -> RunStart:
         clear_out(out)
     state.wait_for_everyone()
     checkpoint = None if resume_from in (None, "overwrite") else resume_from
-    return RunStart(model_path, state, out, checkpoint)
+    return RunStart(model_path, state, out, checkpoint, tokenizer, method)
 
 
-def loadable(model_path: str, config: dict[str, Any]) -> None:
-    """Exit 2 unless the model's config and tokenizer load and the method can run here."""
+def loadable(model_path: str, config: dict[str, Any]) -> tuple[Any, str]:
+    """The model's tokenizer and the method that runs here; exit 2 when the model's config or
+    tokenizer does not load or the method cannot run."""
     from transformers import AutoConfig
 
     from hybridft.training.config import method_for
@@ -73,8 +76,8 @@ def loadable(model_path: str, config: dict[str, Any]) -> None:
         AutoConfig.from_pretrained(model_path)
     except (OSError, ValueError) as exc:
         raise UsageError(cannot_load(f"model={config['model']}", model_path, exc)) from None
-    models.load_tokenizer(model_path)
-    method_for(config, models.detect_device().kind)
+    tokenizer = models.load_tokenizer(model_path)
+    return tokenizer, method_for(config, models.detect_device().kind)
 
 
 def training_arguments(config: dict[str, Any], device: models.Device, has_eval: bool, **own: Any) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from hybridft.core import models
 from hybridft.core.errors import UsageError
 from hybridft.core.progress import log
 from hybridft.training import run as training_run
-from hybridft.training.config import method_for
 from hybridft.training.sft_data import load_sft_data
 
 
@@ -36,8 +35,7 @@ def train(
     start = training_run.start(config)
     transformers.set_seed(config["seed"])  # LoRA and marker rows are initialised before the Trainer seeds
     device = models.detect_device()
-    method = method_for(config, device.kind)
-    tokenizer = models.load_tokenizer(start.model_path)
+    method, tokenizer = start.method, start.tokenizer
     if config["chat_template"]:
         tokenizer.chat_template = Path(config["chat_template"]).read_text(encoding="utf-8")
     model = models.load_for_training(
