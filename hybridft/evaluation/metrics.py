@@ -64,7 +64,7 @@ def prediction_list(prediction: str | Sequence[str]) -> list[str]:
 
 def rog_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[str, float | None]:
     """hits@1, hit, precision, recall, f1 (matching by equality after normalisation; ``hit`` is
-    RoG's: a gold answer anywhere in the output text)."""
+    RoG's: a gold answer anywhere in the output text, see :func:`rog_paper_scores`)."""
     predicted = prediction_list(prediction)
     normalized = [normalize_answer(p) for p in predicted]
     golds = {normalize_answer(a) for a in answers}
@@ -73,14 +73,42 @@ def rog_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[
     precision = matched_predictions / len(predicted) if predicted else 0.0
     recall = matched_gold / len(golds) if golds else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
-    output = normalize_answer("\n".join(predicted))
     return {
         "hits@1": float(bool(normalized) and normalized[0] in golds),
-        "hit": float(any(g and g in output for g in golds)),
+        "hit": rog_paper_scores(prediction, answers)["hit"],
         "precision": precision,
         "recall": recall,
         "f1": f1,
     }
+
+
+def rog_paper_items(prediction: str | Sequence[str]) -> list[str]:
+    """The prediction as RoG's evaluation counts it: a string split on newlines with empty lines
+    kept; a list reduced to its distinct items, most frequent first."""
+    if isinstance(prediction, str):
+        return prediction.split("\n")
+    counts = Counter(prediction)
+    return sorted(counts, key=lambda item: -counts[item])  # stable: ties keep first-seen order
+
+
+def rog_paper_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[str, float | None]:
+    """``hit`` and ``rog_f1`` as RoG's own evaluation defines them (the numbers of its paper).
+
+    The items (:func:`rog_paper_items`) are joined with spaces and normalised; a gold answer is
+    matched when its normalised text is a substring of that. ``hit``: some gold answer matched.
+    ``rog_f1``: precision = matched gold answers / items, recall = matched gold answers / gold
+    answers (duplicates count, as listed), F1 their harmonic mean. Precision, so F1, can exceed 1
+    when one line holds several gold answers; RoG does not clip it and neither does this. Without
+    gold answers (RoG's code divides by zero) both are 0.
+    """
+    items = rog_paper_items(prediction)
+    output = normalize_answer(" ".join(items))
+    matched = sum(1 for answer in answers if normalize_answer(answer) in output)
+    if not items or not answers:
+        return {"hit": float(matched > 0), "rog_f1": 0.0}
+    precision, recall = matched / len(items), matched / len(answers)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"hit": float(matched > 0), "rog_f1": f1}
 
 
 # --- retrieval ------------------------------------------------------------------------------
