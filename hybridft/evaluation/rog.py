@@ -30,6 +30,13 @@ OPTIONS = [
     Option("kg", "path", None, "global KG (.tsv / .jsonl triples) for questions without a graph"),
     Option("beams", "int", 3, "beam width of planning; every beam's path is followed", minimum=1),
     Option("constrained", "bool", True, "plan only with relation names of the question's graph"),
+    Option(
+        "follow_graph",
+        "bool",
+        True,
+        "constrained planning follows the graph hop by hop from the question entities, so every "
+        "planned path exists (false: any relation of the graph at every hop)",
+    ),
     Option("max_hops", "int", 3, "longest planned relation path", minimum=1),
     Option("max_reasoning_paths", "int", 32, "reasoning paths shown to the reasoner", minimum=1),
     Option("directed", "bool", False, "follow edges head -> tail only (as the data was built)"),
@@ -112,7 +119,6 @@ def _graph(question: KGQuestion, global_kg: KG | None) -> KG | None:
 
 def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], skipped: Counter[str]) -> Report:
     from hybridft.core.generation import load_generator
-    from hybridft.evaluation.path_grammar import PathGrammar
 
     generator = load_generator(config["model"], config["adapter"])
     global_kg = read_kg(config["kg"]) if config["kg"] else None
@@ -129,7 +135,7 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
         usable.append((key, question, kg, q_ids))
     constraints = None
     if config["constrained"]:
-        grammars = [PathGrammar(generator.tokenizer, kg.relation_ids(), config["max_hops"]) for _, _, kg, _ in usable]
+        grammars = [_grammar(generator.tokenizer, kg, q_ids, config) for _, _, kg, q_ids in usable]
         constraints = [grammar.allowed for grammar in grammars]
     plan_prompts = [
         rog_plan({"question": question.question, "relation_paths": [[]]})[0] for _, question, _, _ in usable
@@ -174,7 +180,18 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
     report = Report("rog", examples, METRICS, dict(skipped))
     report.extra["model"] = generator.name
     report.extra["constrained"] = config["constrained"]
+    report.extra["follow_graph"] = config["constrained"] and config["follow_graph"]
     return report
+
+
+def _grammar(tokenizer: Any, kg: KG, q_ids: list[int], config: dict[str, Any]) -> Any:
+    from hybridft.evaluation.path_grammar import PathGrammar
+    from hybridft.kg.plans import RelationPathTrie
+
+    if not config["follow_graph"]:
+        return PathGrammar(tokenizer, kg.relation_ids(), config["max_hops"])
+    trie = RelationPathTrie(kg, q_ids, config["max_hops"], config["directed"])
+    return PathGrammar(tokenizer, [], config["max_hops"], follow=trie.next_relations)
 
 
 def _parse_plans(outputs: list[str]) -> list[list[str]]:
