@@ -11,6 +11,7 @@
    each side in its own process so that each peak RSS is its own.
 
   python bench/rog_paths.py [--questions 500] [--global-triples 2000000] [--global-questions 5000]
+                            [--max-hops 3]   # 4 covers CWQ's 4-hop questions
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def parse_only(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def hybridft_plan(path: Path, out: Path) -> tuple[float, dict[str, set[tuple[str, ...]]]]:
+def hybridft_plan(path: Path, out: Path, max_hops: int = 3) -> tuple[float, dict[str, set[tuple[str, ...]]]]:
     from hybridft.cli import build_data
 
+    tokens = ["rog", "--questions", str(path), "--tasks", "plan", "--max-hops", str(max_hops)]
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = build_data.main(["rog", "--questions", str(path), "--tasks", "plan", "--out", str(out), "--overwrite"])
+        code = build_data.main([*tokens, "--out", str(out), "--overwrite"])
     elapsed = time.perf_counter() - start
     assert code == 0
     found: dict[str, set[tuple[str, ...]]] = {}
@@ -114,16 +116,17 @@ def rog_baseline(path: Path, max_hops: int = 3) -> tuple[float, dict[str, set[tu
     return time.perf_counter() - start, found
 
 
-def measure_subgraphs(work: Path, n_questions: int) -> None:
+def measure_subgraphs(work: Path, n_questions: int, max_hops: int) -> None:
     path = work / "questions.jsonl"
     write_questions(path, n_questions)
     parse_s = min(parse_only(path) for _ in range(3))
-    ours_s, ours = min((hybridft_plan(path, work / "out") for _ in range(3)), key=lambda r: r[0])
-    base_s, base = rog_baseline(path)
+    ours_s, ours = min((hybridft_plan(path, work / "out", max_hops) for _ in range(3)), key=lambda r: r[0])
+    base_s, base = rog_baseline(path, max_hops)
     superset = all(paths <= ours.get(qid, set()) for qid, paths in base.items())
     extra = sum(len(ours.get(qid, set()) - paths) for qid, paths in base.items())
     print(
-        f"1. {n_questions} per-question graphs: parse only {parse_s:.2f} s; hybridft plan {ours_s:.2f} s "
+        f"1. {n_questions} per-question graphs, max hops {max_hops}: parse only {parse_s:.2f} s; "
+        f"hybridft plan {ours_s:.2f} s "
         f"({ours_s / parse_s:.2f}x parse, target <= 1.5x); RoG-style networkx {base_s:.2f} s "
         f"({base_s / ours_s:.1f}x slower than hybridft). Superset of the baseline's paths: {superset} "
         f"({extra} extra sequences from parallel edges)"
@@ -144,7 +147,7 @@ def global_kg(path: Path, n_triples: int, seed: int = 1) -> list[list[str]]:
     return [[f"m.{h:07x}", f"m.{t:07x}"] for h, t in zip(heads[:20000:4], tails[20000:40000:4], strict=True)]
 
 
-def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int) -> dict[str, float]:
+def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int, max_hops: int) -> dict[str, float]:
     """One side of measurement 2, run in its own process so that its peak RSS is its own."""
     import resource
 
@@ -158,7 +161,7 @@ def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int) -> dict
         start = time.perf_counter()
         for q, a in pairs:
             q_ids, a_ids = kg.ids([q]), kg.ids([a])
-            paths = shortest_relation_paths(kg, q_ids, a_ids, 3, False)
+            paths = shortest_relation_paths(kg, q_ids, a_ids, max_hops, False)
             reasoning_paths(kg, q_ids, paths, False, 32)
         per_question = (time.perf_counter() - start) / len(pairs)
     else:
@@ -175,7 +178,7 @@ def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int) -> dict
         for q, a in pairs[:sample]:
             try:
                 for nodes in nx.all_shortest_paths(undirected, q, a):
-                    if len(nodes) > 4:
+                    if len(nodes) > max_hops + 1:
                         break
             except (nx.NetworkXNoPath, nx.NodeNotFound):
                 pass
@@ -184,19 +187,20 @@ def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int) -> dict
     return {"index_s": index_s, "per_question_s": per_question, "peak_mib": peak_mib}
 
 
-def measure_global(work: Path, n_triples: int, n_questions: int, sample: int) -> None:
+def measure_global(work: Path, n_triples: int, n_questions: int, sample: int, max_hops: int) -> None:
     kg_path, pairs_path = work / "kg.tsv", work / "pairs.json"
     pairs = global_kg(kg_path, n_triples)
     pairs = (pairs * (n_questions // len(pairs) + 1))[:n_questions]
     pairs_path.write_text(json.dumps(pairs))
     results = {}
     for side in ("hybridft", "networkx"):
-        command = [sys.executable, __file__, "--child", side, str(kg_path), str(pairs_path), str(sample)]
+        command = [sys.executable, __file__, "--child", side, str(kg_path), str(pairs_path), str(sample), str(max_hops)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results[side] = json.loads(done.stdout.strip().splitlines()[-1])
     ours, theirs = results["hybridft"], results["networkx"]
     print(
-        f"2. global KG of {n_triples} triples, {n_questions} questions: hybridft index {ours['index_s']:.1f} s, "
+        f"2. global KG of {n_triples} triples, {n_questions} questions, max hops {max_hops}: "
+        f"hybridft index {ours['index_s']:.1f} s, "
         f"{ours['per_question_s'] * 1e3:.2f} ms/question (relation paths + reasoning paths); "
         f"networkx index {theirs['index_s']:.1f} s, all_shortest_paths {theirs['per_question_s'] * 1e3:.1f} "
         f"ms/question on {sample} questions: {theirs['per_question_s'] / ours['per_question_s']:.0f}x "
@@ -211,19 +215,20 @@ def main() -> None:
     parser.add_argument("--global-triples", type=int, default=2_000_000)
     parser.add_argument("--global-questions", type=int, default=5000)
     parser.add_argument("--networkx-sample", type=int, default=200)
+    parser.add_argument("--max-hops", type=int, default=3, help="longest relation path (4: CWQ's longest)")
     parser.add_argument("--only", choices=("subgraphs", "global"))
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        side, kg_path, pairs_path, sample = args.child
-        print(json.dumps(global_side(side, Path(kg_path), Path(pairs_path), int(sample))))
+        side, kg_path, pairs_path, sample, max_hops = args.child
+        print(json.dumps(global_side(side, Path(kg_path), Path(pairs_path), int(sample), int(max_hops))))
         return
     work = Path(tempfile.mkdtemp(prefix="rog-bench-"))
     try:
         if args.only in (None, "subgraphs"):
-            measure_subgraphs(work, args.questions)
+            measure_subgraphs(work, args.questions, args.max_hops)
         if args.only in (None, "global"):
-            measure_global(work, args.global_triples, args.global_questions, args.networkx_sample)
+            measure_global(work, args.global_triples, args.global_questions, args.networkx_sample, args.max_hops)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
