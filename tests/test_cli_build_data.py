@@ -26,6 +26,7 @@ def test_outputs_and_manifest(cli, sample: dict[str, Path]) -> None:
     assert sorted(p.name for p in out.iterdir()) == [
         "eval.jsonl",
         "manifest.json",
+        "quality.jsonl",
         "records.jsonl",
         "train.jsonl",
     ]
@@ -33,7 +34,7 @@ def test_outputs_and_manifest(cli, sample: dict[str, Path]) -> None:
     assert manifest["kind"] == "raft" and manifest["seed"] == 0
     assert manifest["options"]["distractors"] == 2
     assert set(manifest["inputs"]) == {str(sample["qa"]), str(sample["docs"])}
-    assert set(manifest["outputs"]) == set(OUTPUT_FILES)
+    assert set(manifest["outputs"]) == {*OUTPUT_FILES, "quality.jsonl"}
     counts = manifest["counts"]
     assert counts == result["counts"]
     assert counts["train"] + counts["eval"] == len(records) == counts["examples"] == 4

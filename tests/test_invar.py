@@ -17,7 +17,7 @@ from hybridft.builders import invar
 from hybridft.builders.common import split_of
 from hybridft.core.options import resolve
 from hybridft.core.render import render
-from hybridft.core.text import normalize_answer
+from hybridft.core import answers
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "eval.jsonl")
 
@@ -30,8 +30,7 @@ def config(qa: Path, docs: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def holds_answer(record: dict[str, Any], text: str) -> bool:
-    padded = f" {normalize_answer(text)} "
-    return any(f" {normalize_answer(a)} " in padded for a in record["answers"])
+    return answers.holds_answer(text, record["answers"])
 
 
 def test_exact_record_for_a_small_input(sample: dict[str, Path]) -> None:
@@ -96,7 +95,7 @@ def test_positives_by_answer_up_to_max_positives(tmp_path: Path) -> None:
     qa = write_jsonl(
         tmp_path / "qa.jsonl",
         [
-            {"id": "z", "question": "Which striped animal roams the plains?", "answers": ["zebra"]},
+            {"id": "z", "question": "Which striped animal roams?", "answers": ["zebra"]},
             {"id": "none", "question": "Who is Zorp?", "answers": ["Zorp the Great"]},
             {"id": "ctx", "question": "What is Zed?", "answers": ["a letter"], "context": "Zed is a letter."},
         ],

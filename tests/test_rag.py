@@ -16,7 +16,7 @@ from hybridft.cli import ask as ask_cli
 from hybridft.cli import eval as eval_cli
 from hybridft.cli import index as index_cli
 from hybridft.cli.common import run_guarded
-from hybridft.core.text import normalize_answer
+from hybridft.core.answers import holds_answer
 from hybridft.evaluation.metrics import raft_scores
 from hybridft.retrieval.index import corpus_index, open_saved
 
@@ -139,8 +139,7 @@ def test_eval_rag_metrics_are_those_computed_here(corpus, capsys) -> None:
         recall, hits, exact = [], [], []
         for row in rows:
             retrieved = [texts[c["id"]] for c in row["retrieved"]]
-            gold = [normalize_answer(a) for a in row["answers"]]
-            recall.append(any(f" {g} " in f" {normalize_answer(t)} " for t in retrieved for g in gold))
+            recall.append(any(holds_answer(t, row["answers"]) for t in retrieved))
             if relevant[row["id"]]:
                 hits.append(any(c["id"] in relevant[row["id"]] for c in row["retrieved"]))
             exact.append(raft_scores(row["output"], row["answers"], retrieved)["exact_match"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,3 +121,32 @@ class BuildResult:
     counts: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    quality: Quality = field(default_factory=lambda: Quality())
+
+
+# Flagged rows kept per check in quality.jsonl: enough to see what a check catches (the counts in
+# the manifest are complete).
+FLAGGED_KEPT = 20
+
+
+class Quality:
+    """The data-quality checks of one build: how often each fired (the manifest's ``quality``)
+    and the first :data:`FLAGGED_KEPT` rows each flagged (``quality.jsonl``, which
+    ``hybridft inspect`` prints). Every check that ran is listed, at 0 when nothing was flagged."""
+
+    def __init__(self, *checks: str):
+        self.counts: Counter[str] = Counter(dict.fromkeys(checks, 0))
+        self.flagged: dict[str, list[dict[str, Any]]] = {}
+
+    def note(self, check: str, row_id: str, times: int = 1, **detail: Any) -> None:
+        """Count ``times`` findings of ``check`` in one row (and keep the row as an example)."""
+        self.counts[check] += times
+        kept = self.flagged.setdefault(check, [])
+        if len(kept) < FLAGGED_KEPT:
+            kept.append({"check": check, "id": row_id, **detail})
+
+    def manifest(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for check in sorted(self.flagged) for row in self.flagged[check]]

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybridft.builders import raft
-from hybridft.builders.common import BuildResult, common_options, row_rng, split_of
+from hybridft.builders.common import BuildResult, Quality, common_options, row_rng, split_of
 from hybridft.builders.raft_examples import CANDIDATE_MARGIN, RaftBuilder
+from hybridft.core.answers import AnswerFinder, GoldAnswers
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.progress import log, track
 from hybridft.core.readers import QARow, read_qa
-from hybridft.core.text import AnswerFinder, GoldAnswers
 from hybridft.generators import check_generator, generator_options
 from hybridft.retrieval.chunking import CHUNKING_OPTIONS, check_chunking
 from hybridft.retrieval.index import INDEX_OPTION, Corpus, load_corpus
@@ -104,6 +104,8 @@ OPTIONS = [
         choices=("reword", *PERTURBATIONS),
     ),
     Option("n_variants", "int", 2, "query variants per row", minimum=0),
+    _RAFT["doubtful_oracles"],
+    _RAFT["oracle_judge"],
     Option("teacher", "str", "minilm", "teacher_scores by minilm (packaged all-MiniLM-L6-v2), a local folder, or none"),
     Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
     Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),
@@ -125,7 +127,10 @@ def check(config: dict[str, Any]) -> list[str]:
     unset teacher to ``none``), so that ``--dry-run`` and the manifest show what is used."""
     errors = check_chunking(config)
     rewords = "reword" in config["variants"] and config["n_variants"] > 0 and config["stage"] == "retrieval"
-    errors += check_generator(config, "variants=reword" if rewords else None)
+    needs = [
+        need for need, needed in (("variants=reword", rewords), ("oracle_judge=generator", judges(config))) if needed
+    ]
+    errors += check_generator(config, " and ".join(needs) or None)
     if config["n_variants"] > 0 and not config["variants"]:
         errors.append(f"variants: name at least one perturbation for n_variants={config['n_variants']}")
     teacher = config["teacher"] = config["teacher"] or "none"  # the option parser reads "none" as unset
@@ -146,6 +151,11 @@ def check(config: dict[str, Any]) -> list[str]:
     return errors
 
 
+def judges(config: dict[str, Any]) -> bool:
+    """Whether a --generator judges the positives found by answer search."""
+    return config["oracle_judge"] == "generator" and config["stage"] == "retrieval"
+
+
 # --- retrieval stage --------------------------------------------------------------------------
 
 
@@ -161,24 +171,44 @@ class RetrievalBuilder:
             "exclude_answer_from_distractors": True,  # negatives never hold a gold answer
             "dense_model": config["dense_model"],
             "seed": config["seed"],
+            "doubtful_oracles": config["doubtful_oracles"],
         }
-        self.corpus = RaftBuilder(corpus_config, qa, corpus)
+        self.corpus = RaftBuilder(corpus_config, qa, corpus, holding_check="negative_holding_answer")
+        self.quality = self.corpus.quality
+        self.quality.counts.pop("quote_fallback")
+        self.quality.counts.pop("quote_missing")
+        self.quality.counts["fewer_variants"] = 0
         self.counts: Counter[str] = Counter()
         self.rewordings: dict[str, str | None] = {}  # query -> the generator's rewording (variants=reword)
         self.generated: dict[str, Any] = {}  # counts of the generator's items
         self.manifest: dict[str, Any] = {}  # the manifest's generator section
 
-    def reword_queries(self) -> None:
-        """Every distinct query reworded once by the generator (cached; see hybridft.generators)."""
+    def rankings_with_generator(self, k: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The rankings (see :meth:`RaftBuilder.rankings`), with one generator's work around them:
+        every distinct query reworded once before ranking (variants=reword: a wrong endpoint or
+        model stops the build before any ranking), the positives found by answer search judged
+        after it (oracle_judge=generator). Generated items are cached (see hybridft.generators)."""
         from hybridft.generators.run import Generator
-        from hybridft.generators.tasks import write_rewordings
+        from hybridft.generators.tasks import judge_passages, write_rewordings
 
-        queries = list(dict.fromkeys(r.question for r in self.qa))
-        with Generator(self.config) as gen:
-            texts, counts = write_rewordings(gen, queries)
-        self.rewordings = dict(zip(queries, texts, strict=True))
-        self.generated["rewordings"] = counts.as_dict()
+        config = self.config
+        with Generator(config) as gen:
+            if "reword" in config["variants"] and config["n_variants"] > 0:
+                queries = list(dict.fromkeys(r.question for r in self.qa))
+                texts, counts = write_rewordings(gen, queries)
+                self.rewordings = dict(zip(queries, texts, strict=True))
+                self.generated["rewordings"] = counts.as_dict()
+            bm25_ranked, ranked = self.corpus.rankings(k, config["negatives"] > 0, "positives", "negatives")
+            if judges(config):
+
+                def judge(items: list[tuple[str, str]]) -> list[bool]:
+                    verdicts, counts = judge_passages(gen, items)
+                    self.generated["oracle_judge"] = counts.as_dict()
+                    return verdicts
+
+                self.corpus.judge_oracles(judge, bm25_ranked)
         self.manifest["generator"] = gen.manifest()
+        return bm25_ranked, ranked
 
     def reworded(self, query: str, rng: Any) -> str | None:
         return self.rewordings.get(query)
@@ -186,12 +216,14 @@ class RetrievalBuilder:
     def build(self) -> list[dict[str, Any]]:
         config, corpus = self.config, self.corpus
         corpus.check_doc_ids()
-        if "reword" in config["variants"] and config["n_variants"] > 0:
-            self.reword_queries()  # first: a wrong endpoint or model stops the build before any ranking
         strategy = config["negative_strategy"]
         most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.qa)
         k = config["negatives"] + max(most_named, config["max_positives"]) + CANDIDATE_MARGIN
-        bm25_ranked, ranked = corpus.rankings(k, config["negatives"] > 0, "positives", "negatives")
+        rewords = "reword" in config["variants"] and config["n_variants"] > 0
+        if rewords or judges(config):
+            bm25_ranked, ranked = self.rankings_with_generator(k)
+        else:
+            bm25_ranked, ranked = corpus.rankings(k, config["negatives"] > 0, "positives", "negatives")
         records = []
         for row in track(self.qa, "building Invar-RAG rows", total=len(self.qa)):
             record = self.example(row, bm25_ranked.get(row.id), ranked.get(row.id))
@@ -211,29 +243,30 @@ class RetrievalBuilder:
                 record["teacher_scores"] = row_scores
         return records
 
-    def positives(self, row: QARow, gold: GoldAnswers, bm25_ranked: np.ndarray | None) -> tuple[list[int], list[dict]]:
-        """Positive chunk indices and any positive that is not a chunk: ``doc_ids`` (one chunk per
-        named document), else the row's ``context``, else up to ``max_positives`` chunks holding a
-        gold answer, best bm25-ranked first."""
+    def positives(
+        self, row: QARow, gold: GoldAnswers, bm25_ranked: np.ndarray | None
+    ) -> tuple[list[int], list[dict], bool]:
+        """Positive chunk indices, any positive that is not a chunk, and whether they are doubtful:
+        ``doc_ids`` (one chunk per named document), else the row's ``context``, else up to
+        ``max_positives`` chunks holding a gold answer and relevant to the question, best bm25-ranked
+        first (see :meth:`RaftBuilder.oracles_by_answer`)."""
         if row.doc_ids:
-            return self.corpus.oracles_from_doc_ids(row, gold), []
+            return self.corpus.oracles_from_doc_ids(row, gold), [], False
         if row.context:
-            return [], [{"id": f"{row.id}#context", "text": row.context}]
+            return [], [{"id": f"{row.id}#context", "text": row.context}], False
         assert bm25_ranked is not None
-        finder = self.corpus.finder
-        indices = [int(i) for i in bm25_ranked if finder.contains(int(i), gold)][: self.config["max_positives"]]
-        if not indices:
-            found = self.corpus.oracle_by_answer(row, bm25_ranked, gold)
-            indices = [] if found is None else [found]
-        return indices, []
+        indices, doubtful = self.corpus.oracles_by_answer(row, bm25_ranked, gold, self.config["max_positives"])
+        return indices, [], doubtful
 
     def example(self, row: QARow, bm25_ranked: np.ndarray | None, ranked: np.ndarray | None) -> dict[str, Any] | None:
         config, chunks = self.config, self.chunks
         gold = GoldAnswers(row.answers)
-        indices, others = self.positives(row, gold, bm25_ranked)
+        indices, others, doubtful = self.positives(row, gold, bm25_ranked)
         positives = [{"id": chunks.ids[i], "text": chunks.texts[i]} for i in indices] + others
         if not positives:
             self.counts["skipped_no_positive"] += 1
+            return None
+        if doubtful and self.corpus.doubtful(row, indices[0]):
             return None
         excluded = set(indices)
         needed = config["negatives"]
@@ -242,7 +275,7 @@ class RetrievalBuilder:
         elif ranked is not None:
             negatives = self.corpus.ranked_distractors(ranked, row, needed, excluded, gold)
         else:
-            negatives = self.corpus.random_distractors(row_rng(config["seed"], row.id), needed, excluded, gold)
+            negatives = self.corpus.random_distractors(row_rng(config["seed"], row.id), needed, excluded, gold, row)
         if negatives is None:
             self.counts["skipped_not_enough_negatives"] += 1
             return None
@@ -257,10 +290,11 @@ class RetrievalBuilder:
         )
         if len(variants) < config["n_variants"]:
             self.counts["fewer_variants"] += 1
+            self.quality.note("fewer_variants", row.id, query=row.question, variants=[text for _, text in variants])
         self.counts["positives"] += len(positives)
         self.counts["negatives"] += len(negatives)
         self.counts["variants"] += len(variants)
-        return {
+        record = {
             "id": f"invar-{row.id}",
             "source_id": row.id,
             "kind": "invar",
@@ -274,6 +308,9 @@ class RetrievalBuilder:
             "negatives": [{"id": chunks.ids[i], "text": chunks.texts[i]} for i in negatives],
             "teacher_scores": None,
         }
+        if doubtful and config["doubtful_oracles"] == "flag":
+            record["oracle_doubtful"] = True
+        return record
 
 
 def teacher_scores(
@@ -382,7 +419,12 @@ def build(config: dict[str, Any]) -> BuildResult:
         in_docs = sum(r["answer_in_docs"] for r in records)
         counts.update(examples=len(records), answer_in_docs=in_docs, answer_not_in_docs=len(records) - in_docs)
         counts["skipped"] = dict(corpus.skipped)
-        return BuildResult(records, counts, [config["qa"], config["docs"]])
+        quality = Quality("answer_not_in_docs")
+        for record in records:
+            if not record["answer_in_docs"]:
+                docs = [doc["id"] for doc in record["docs"]]
+                quality.note("answer_not_in_docs", record["source_id"], query=record["query"], docs=docs)
+        return BuildResult(records, counts, [config["qa"], config["docs"]], quality=quality)
 
     builder = RetrievalBuilder(config, qa, corpus)
     records = builder.build()
@@ -397,11 +439,12 @@ def build(config: dict[str, Any]) -> BuildResult:
         **({"generated": builder.generated} if builder.generated else {}),
         skipped={
             "no_positive": c["skipped_no_positive"],
+            "doubtful_oracle": builder.corpus.counts["skipped_doubtful_oracle"],
             "not_enough_negatives": c["skipped_not_enough_negatives"],
             **corpus.skipped,
         },
     )
-    for reason in ("no_positive", "not_enough_negatives"):
+    for reason in ("no_positive", "doubtful_oracle", "not_enough_negatives"):
         if counts["skipped"][reason]:
             log(f"skipped {counts['skipped'][reason]} QA row(s): {reason.replace('_', ' ')}")
-    return BuildResult(records, counts, [config["qa"], config["docs"]], builder.manifest)
+    return BuildResult(records, counts, [config["qa"], config["docs"]], builder.manifest, builder.quality)

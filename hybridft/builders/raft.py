@@ -45,6 +45,21 @@ OPTIONS = [
         choices=("bm25", "random", "dense"),
     ),
     Option("exclude_answer_from_distractors", "bool", True, "no distractor contains a gold answer"),
+    Option(
+        "doubtful_oracles",
+        "str",
+        "skip",
+        "a row without doc_ids whose answer is found only in passages not about the question: "
+        "skip it, keep it, or keep it with oracle_doubtful in its record (always counted)",
+        choices=("skip", "keep", "flag"),
+    ),
+    Option(
+        "oracle_judge",
+        "str",
+        "none",
+        "generator: the --generator confirms that an oracle found by answer search answers the question",
+        choices=("none", "generator"),
+    ),
     *CHUNKING_OPTIONS,
     Option(
         "cot",
@@ -67,7 +82,13 @@ OPTIONS = [
 
 def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key."""
-    return check_chunking(config) + check_generator(config, "cot=generator" if config["cot"] == "generator" else None)
+    return check_chunking(config) + check_generator(config, generator_needed_for(config))
+
+
+def generator_needed_for(config: dict[str, Any]) -> str | None:
+    """The options (``cot=generator``, ``oracle_judge=generator``) that need a --generator."""
+    needs = [f"{key}=generator" for key in ("cot", "oracle_judge") if config.get(key) == "generator"]
+    return " and ".join(needs) or None
 
 
 def read_inputs(config: dict[str, Any]) -> tuple[list[QARow], Corpus]:
@@ -93,11 +114,11 @@ def build(config: dict[str, Any]) -> BuildResult:
     chunks = corpus.chunks
     inputs = [path for path in (config["qa"], config["docs"]) if path]
     sizes = {"documents": corpus.documents, "chunks": len(chunks)}
-    if not config["qa"] or config["cot"] == "generator":  # see raft_generated
+    if generator_needed_for(config) or not config["qa"]:  # see raft_generated
         return _build_with_generator(config, qa, corpus, inputs, sizes)
     builder = RaftBuilder(config, qa, corpus)
     builder.check_doc_ids()
-    result = BuildResult([], {}, inputs)
+    result = BuildResult([], {}, inputs, quality=builder.quality)
     result.records = _counted(builder, result, {"qa_rows": len(qa), **sizes}, corpus.skipped)
     return result
 
@@ -123,6 +144,7 @@ def _counts(builder: RaftBuilder, sizes: dict[str, int], n_examples: int, unread
         "cot_without_quote": builder.counts["cot_without_quote"],
         "skipped": {
             "no_oracle": builder.counts["skipped_no_oracle"],
+            "doubtful_oracle": builder.counts["skipped_doubtful_oracle"],
             "not_enough_distractors": builder.counts["skipped_not_enough_distractors"],
             **unread,
         },
@@ -148,6 +170,8 @@ def _build_with_generator(
                 raise UsageError(f"the generator wrote no usable question: {generator.counts}")
         else:
             builder = RaftBuilder(config, qa, corpus)
+        if config["oracle_judge"] == "generator":
+            builder.judge = generator.judge
         builder.check_doc_ids()
         records = list(builder.examples())
         if config["cot"] == "generator":
@@ -155,4 +179,4 @@ def _build_with_generator(
     counts = _counts(builder, {"qa_rows": len(qa), **sizes}, len(records), corpus.skipped)
     counts["generated"] = generator.counts
     counts["skipped"].update(generator.skipped)
-    return BuildResult(records, counts, inputs, {"generator": generator.manifest()})
+    return BuildResult(records, counts, inputs, {"generator": generator.manifest()}, builder.quality)

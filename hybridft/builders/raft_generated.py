@@ -19,10 +19,10 @@ from collections import Counter
 from typing import Any
 
 from hybridft.builders.raft_examples import RaftBuilder
+from hybridft.core.answers import GoldAnswers
 from hybridft.core.readers import QARow
-from hybridft.core.text import GoldAnswers, normalize_answer
 from hybridft.generators.run import Generator
-from hybridft.generators.tasks import question_key, write_cot_answers, write_questions
+from hybridft.generators.tasks import judge_passages, question_key, write_cot_answers, write_questions
 from hybridft.retrieval.index import Corpus
 
 
@@ -59,6 +59,12 @@ class RaftGenerator:
 
     def manifest(self) -> dict[str, Any]:
         return self.gen.manifest()
+
+    def judge(self, items: list[tuple[str, str]]) -> list[bool]:
+        """``--oracle-judge generator``: whether each passage answers its question."""
+        verdicts, counts = judge_passages(self.gen, items)
+        self.counts["oracle_judge"] = counts.as_dict()
+        return verdicts
 
     def questions(self, corpus: Corpus) -> tuple[list[QARow], ChunkOracleBuilder]:
         """QA rows written from every chunk, each answered from its chunk, and their builder."""
@@ -117,5 +123,5 @@ class RaftGenerator:
 
 
 def _names_gold(final: str, gold: list[str]) -> bool:
-    """Whether a final answer holds a gold answer (SQuAD-normalised, as whole words)."""
-    return GoldAnswers(gold).in_normalized(normalize_answer(final))
+    """Whether a final answer holds a gold answer (see :mod:`hybridft.core.answers`)."""
+    return GoldAnswers(gold).in_text(final)

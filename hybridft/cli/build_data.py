@@ -47,6 +47,7 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
         atomic_output_dir,
         check_output_dir,
         input_hashes,
+        write_jsonl,
         write_manifest,
         write_records_and_splits,
     )
@@ -70,10 +71,13 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
                 sources = ", ".join(str(path) for path in result.inputs) or "the inputs"
                 raise UsageError(f"{sources}: no {kind} examples could be built; skipped: {reasons}")
             counts = {**result.counts, "train": written["train"], "eval": written["eval"]}
+            _check_splits(result.quality, written, config)
+            write_jsonl(temp / "quality.jsonl", result.quality.rows())
             outputs = _output_hashes(hasher, temp)
             inputs = {path: digest for future in input_digests for path, digest in future.result().items()}
+            extra = {**result.manifest, "quality": result.quality.manifest()}
             manifest = write_manifest(
-                temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts, extra=result.manifest
+                temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts, extra=extra
             )
     log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")
     skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
@@ -95,10 +99,27 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
     return EXIT_OK
 
 
+def _check_splits(quality: Any, written: dict[str, int], config: dict[str, Any]) -> None:
+    """An empty split is a warning (and a quality count) that names the option to change."""
+    fraction = config.get("eval_fraction")
+    quality.counts.setdefault("empty_split", 0)
+    for split in ("train", "eval"):
+        if written[split] or (split == "eval" and fraction == 0):
+            continue  # no eval split was asked for
+        if fraction is None:  # mix: its rows keep their inputs' splits
+            fix = f"rebuild the inputs so that their {split} splits hold rows"
+        elif split == "eval":
+            fix = f"raise --eval-fraction (now {fraction}) or add questions"
+        else:
+            fix = f"lower --eval-fraction (now {fraction}) or add questions"
+        quality.note("empty_split", split, split=split, rows=written["records"], fix=fix)
+        log(f"warning: the {split} split is empty ({written['records']} rows in all): {fix}")
+
+
 def _output_hashes(hasher: Any, folder: Path) -> dict[str, str]:
-    """sha256 of the three output files, by name, computed side by side on ``hasher``'s threads."""
+    """sha256 of the output files, by name, computed side by side on ``hasher``'s threads."""
     from hybridft.core.outputs import sha256_file
 
-    names = ("eval.jsonl", "records.jsonl", "train.jsonl")
+    names = ("eval.jsonl", "quality.jsonl", "records.jsonl", "train.jsonl")
     digests = [hasher.submit(sha256_file, folder / name) for name in names]
     return {name: digest.result() for name, digest in zip(names, digests, strict=True)}

@@ -141,6 +141,7 @@ RAFT_RECORD = Schema(
         Field("docs", "documents"),
         Field("oracles", "documents"),
         Field("cot_answer", "text", required=False, nullable=True),
+        Field("oracle_doubtful", "bool", required=False),  # --doubtful-oracles flag
     ),
 )
 
@@ -171,6 +172,7 @@ INVAR_RECORD = Schema(
         Field("variants", "texts", required=False),
         Field("positives", "documents"),
         Field("negatives", "documents"),
+        Field("oracle_doubtful", "bool", required=False),  # --doubtful-oracles flag
     ),
 )
 

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from hybridft.core.text import contains_any, normalize_answer
+from hybridft.core.answers import holds_answer, normalize_answer
 
 ANSWER_TAG = "<ANSWER>:"
 QUOTE = re.compile(r"##begin_quote##(.*?)##end_quote##", re.DOTALL)
@@ -39,7 +39,9 @@ def token_f1(prediction: str, gold: str) -> float:
 
 
 def raft_scores(output: str, answers: Sequence[str], documents: Sequence[str]) -> dict[str, float | None]:
-    """exact_match, f1, contains, answer_format, quote_precision for one generated answer."""
+    """exact_match, f1, contains, answer_format, quote_precision for one generated answer.
+    exact_match and f1 use SQuAD's normalisation (comparable with the papers); ``contains`` uses
+    the answer matcher of :mod:`hybridft.core.answers`, like every builder and check."""
     answer = normalize_answer(final_answer(output))
     golds = [normalize_answer(a) for a in answers]
     quotes = [q.strip() for q in QUOTE.findall(output)]
@@ -47,7 +49,7 @@ def raft_scores(output: str, answers: Sequence[str], documents: Sequence[str]) -
     return {
         "exact_match": float(any(answer == gold for gold in golds)),
         "f1": max((token_f1(final_answer(output), a) for a in answers), default=0.0),
-        "contains": float(contains_any(normalize_answer(output), golds)),
+        "contains": float(holds_answer(output, list(answers))),
         "answer_format": float(ANSWER_TAG in output),
         "quote_precision": found / len(quotes) if quotes else None,
     }

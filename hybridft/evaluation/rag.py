@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hybridft.core.answers import AnswerFinder, GoldAnswers
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.readers import iter_rows, read_qa
 from hybridft.core.records import question_schema
-from hybridft.core.text import AnswerFinder, GoldAnswers
 from hybridft.evaluation.common import common_options
 from hybridft.evaluation.metrics import raft_scores
 from hybridft.evaluation.raft import METRICS as ANSWER_METRICS

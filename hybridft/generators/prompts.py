@@ -69,4 +69,12 @@ REWORD = Prompt(
     "name, number and date. Reply with the reworded query only.\n\nQuery: {query}",
 )
 
-PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTIONS, COT_ANSWER, EXPLAIN, REWORD)}
+ORACLE_JUDGE = Prompt(
+    "oracle_judge",
+    "You check whether a passage answers a question.",
+    "Question: {question}\n\nPassage:\n{passage}\n\n"
+    "Does the passage itself answer the question (not merely mention the same name or number)? "
+    "Reply with yes or no only.",
+)
+
+PROMPTS: dict[str, Prompt] = {p.name: p for p in (QUESTIONS, COT_ANSWER, EXPLAIN, REWORD, ORACLE_JUDGE)}

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hybridft.core.text import normalize_answer
+from hybridft.core.answers import holds_answer
 from hybridft.generators import prompts
 
 if TYPE_CHECKING:
@@ -108,11 +108,10 @@ def check_cot_answer(text: str, oracles: list[str]) -> CotCheck:
 
 def check_explanation(text: str, answers: list[str]) -> str | None:
     """None when the explanation is usable, else the reason: ``empty``, ``names_no_answer``
-    (no gold answer appears in it, after SQuAD normalisation)."""
+    (no gold answer appears in it; see :mod:`hybridft.core.answers`)."""
     if not text.strip():
         return "empty"
-    normalized = f" {normalize_answer(text)} "
-    if not any(norm and f" {norm} " in normalized for norm in map(normalize_answer, answers)):
+    if not holds_answer(text, answers):
         return "names_no_answer"
     return None
 
@@ -132,6 +131,18 @@ def parse_rewording(text: str, query: str) -> tuple[str | None, str | None]:
     if _squash(line).lower().rstrip("?.! ") == _squash(query).lower().rstrip("?.! "):
         return None, "same_as_query"
     return line, None
+
+
+# --- oracle judgements ----------------------------------------------------------------------------
+
+_VERDICT = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+def parse_verdict(text: str) -> bool | None:
+    """True for a reply that starts with "yes", False for "no" (case, quotes and markup
+    ignored), None for anything else."""
+    found = _VERDICT.match(text.strip())
+    return None if found is None else found.group(1).lower() == "yes"
 
 
 # --- batches through a generator ----------------------------------------------------------------
@@ -202,6 +213,26 @@ def write_cot_answers(
             counts.accepted += 1
             results.append((output.strip(), check.answer))
     return results, counts
+
+
+def judge_passages(gen: Generator, items: list[tuple[str, str]]) -> tuple[list[bool], TaskCounts]:
+    """For each (question, passage): whether the model says the passage answers the question.
+    No reply, or one that is neither yes nor no (``unclear``), confirms nothing."""
+    inputs = [{"question": question, "passage": passage} for question, passage in items]
+    outputs = gen.run(prompts.ORACLE_JUDGE, inputs, "judging oracles")
+    counts = TaskCounts(items=len(items))
+    verdicts: list[bool] = []
+    for output in outputs:
+        verdict = None if output is None else parse_verdict(output)
+        if output is None:
+            counts.failed += 1
+        elif verdict is None:
+            counts.rejected["unclear"] += 1
+        else:
+            counts.accepted += 1
+            counts.extra["confirmed" if verdict else "denied"] += 1
+        verdicts.append(bool(verdict))
+    return verdicts, counts
 
 
 def write_explanations(gen: Generator, items: list[dict[str, Any]]) -> tuple[list[str | None], TaskCounts]:
