@@ -126,3 +126,14 @@ def test_eval_rog_planning_that_follows_the_graph_plans_only_real_paths(
     assert reports["true"]["follow_graph"] is True and reports["false"]["follow_graph"] is False
     # an untrained model given every relation at every hop combines them into paths that do not exist
     assert reports["false"]["metrics"]["path_validity"] < 0.9
+
+
+def test_eval_rog_from_the_question_alone_plans_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "alone"
+    tokens = ["rog", "--data", ROG_QUESTIONS, "--kg", ROG_KG, "--model", "tiny", "--max-new-tokens", "8"]
+    code = run_guarded(eval_cli.main, [str(t) for t in [*tokens, "--reasoning-paths", "none", "--out", out]])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["reasoning_paths"] == "none" and report["metrics"]["path_validity"] is None
+    examples = read_jsonl(out / "examples.jsonl")
+    assert examples and all(e["plans"] == [] for e in examples)

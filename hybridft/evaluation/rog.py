@@ -40,6 +40,14 @@ OPTIONS = [
     Option("max_hops", "int", 3, "longest planned relation path", minimum=1),
     Option("max_reasoning_paths", "int", 32, "reasoning paths shown to the reasoner", minimum=1),
     Option("directed", "bool", False, "follow edges head -> tail only (as the data was built)"),
+    Option(
+        "reasoning_paths",
+        "str",
+        "planned",
+        "planned: plan, retrieve and reason from the paths; none: reason from the question alone "
+        "(RoG's ablation without planning)",
+        choices=("planned", "none"),
+    ),
 ]
 
 
@@ -133,25 +141,10 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
             skipped["no_question_entity_in_graph"] += 1
             continue
         usable.append((key, question, kg, q_ids))
-    constraints = None
-    if config["constrained"]:
-        grammars = [_grammar(generator.tokenizer, kg, q_ids, config) for _, _, kg, q_ids in usable]
-        constraints = [grammar.allowed for grammar in grammars]
-    plan_prompts = [
-        rog_plan({"question": question.question, "relation_paths": [[]]})[0] for _, question, _, _ in usable
-    ]
-    planned = generator.generate(
-        plan_prompts,
-        batch_size=config["batch_size"],
-        max_new_tokens=config["max_new_tokens"],
-        num_beams=config["beams"],
-        num_return_sequences=config["beams"],
-        constraints=constraints,
-        description="planning",
-    )
+    planned = _plan(generator, usable, config) if config["reasoning_paths"] == "planned" else [[] for _ in usable]
     reason_prompts: list[str] = []
     plans_of: list[list[list[str]]] = []
-    validity: list[float] = []
+    validity: list[float | None] = []
     for (_, question, kg, q_ids), outputs in zip(usable, planned, strict=True):
         plans = _parse_plans(outputs)
         valid = [bool(reasoning_paths(kg, q_ids, [tuple(p)], config["directed"], 1).chains) for p in plans]
@@ -166,7 +159,8 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
         }
         reason_prompts.append(rog_reason(record)[0])
         plans_of.append(plans)
-        validity.append(sum(valid) / len(valid) if valid else 0.0)
+        no_planning = config["reasoning_paths"] == "none"
+        validity.append(None if no_planning else sum(valid) / len(valid) if valid else 0.0)
     answers = generator.generate(
         reason_prompts,
         batch_size=config["batch_size"],
@@ -181,7 +175,31 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
     report.extra["model"] = generator.name
     report.extra["constrained"] = config["constrained"]
     report.extra["follow_graph"] = config["constrained"] and config["follow_graph"]
+    report.extra["reasoning_paths"] = config["reasoning_paths"]
     return report
+
+
+def _plan(
+    generator: Any, usable: list[tuple[str, KGQuestion, KG, list[int]]], config: dict[str, Any]
+) -> list[list[str]]:
+    """Every beam's output of the planning prompt, per question (constrained unless turned off)."""
+    constraints = None
+    if config["constrained"]:
+        grammars = [_grammar(generator.tokenizer, kg, q_ids, config) for _, _, kg, q_ids in usable]
+        constraints = [grammar.allowed for grammar in grammars]
+    plan_prompts = [
+        rog_plan({"question": question.question, "relation_paths": [[]]})[0] for _, question, _, _ in usable
+    ]
+    planned: list[list[str]] = generator.generate(
+        plan_prompts,
+        batch_size=config["batch_size"],
+        max_new_tokens=config["max_new_tokens"],
+        num_beams=config["beams"],
+        num_return_sequences=config["beams"],
+        constraints=constraints,
+        description="planning",
+    )
+    return planned
 
 
 def _grammar(tokenizer: Any, kg: KG, q_ids: list[int], config: dict[str, Any]) -> Any:
