@@ -223,3 +223,52 @@ def test_error_messages_keep_brackets(cli, sample: dict[str, Path]) -> None:
     assert code == 2 and "bad.jsonl:1: invalid JSON" in stderr
     code, _, stderr = cli("raft", "--qa", sample["qa"], "--docs", sample["docs"], "--format", "[red]x", "--out", "o")
     assert code == 2 and "format=[red]x: expected one of" in stderr
+
+
+def test_inspect_prints_the_quality_checks_with_flagged_rows(cli, sample: dict[str, Path], capsys) -> None:
+    from hybridft.cli import inspect
+    from hybridft.cli.common import run_guarded
+
+    out = sample["tmp"] / "out"
+    assert build(cli, sample, out, "--eval-fraction", "0.5")[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["quality"]) == {
+        "distractor_holding_answer",
+        "doubtful_oracle",
+        "empty_split",
+        "quote_fallback",
+        "quote_missing",
+    }
+    flagged = read_jsonl(out / "quality.jsonl")
+    assert sum(manifest["quality"].values()) >= len(flagged) and all(
+        row["check"] in manifest["quality"] for row in flagged
+    )
+
+    assert run_guarded(inspect.main, [str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "raft"
+    assert {check: found["count"] for check, found in result["quality"].items()} == manifest["quality"]
+    assert run_guarded(inspect.main, [str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "quality checks" in text and "distractor_holding_answer" in text
+    # Not a build folder, or a damaged manifest: exit 2 naming the file.
+    assert run_guarded(inspect.main, [str(sample["tmp"])]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    (out / "manifest.json").write_text("{")
+    assert run_guarded(inspect.main, [str(out)]) == 2
+    assert "manifest.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_an_empty_eval_split_is_a_warning_that_names_the_option(cli, sample: dict[str, Path]) -> None:
+    out = sample["tmp"] / "small"
+    code, _, stderr = build(cli, sample, out, "--eval-fraction", "0.01")
+    assert code == 0
+    message = "warning: the eval split is empty (4 rows in all): raise --eval-fraction (now 0.01) or add questions"
+    assert message in " ".join(stderr.split())  # (the terminal may wrap it)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quality"]["empty_split"] == 1 and manifest["counts"]["eval"] == 0
+    empty = [row for row in read_jsonl(out / "quality.jsonl") if row["check"] == "empty_split"]
+    assert [(row["id"], row["fix"]) for row in empty] == [("eval", "raise --eval-fraction (now 0.01) or add questions")]
+    # No eval split asked for: nothing to warn about.
+    code, _, stderr = build(cli, sample, sample["tmp"] / "none", "--eval-fraction", "0", "--overwrite")
+    assert code == 0 and "warning" not in stderr

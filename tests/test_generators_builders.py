@@ -241,6 +241,7 @@ def test_raft_with_a_qa_set_and_generated_cot(cli, sample: dict[str, Path], tmp_
         "failed": 0,
         "rejected": {"quote_not_in_oracle": 1},
         "disagreed_with_gold": 2,
+        "quote_not_supporting": 0,
         "fell_back_to_answer_line": 3,
     }
 
@@ -323,3 +324,63 @@ def test_raft_build_interrupted_midway_resends_only_unsaved_items(
     assert len(saved) == 6 and len(first) >= 7
     assert len(set(first) & set(second)) == len(first) - 6  # only what was answered but not yet saved
     assert len(second) == 8 + 24 - 6
+
+
+def test_an_oracle_judge_confirms_or_rejects_oracles_found_by_answer_search(cli, tmp_path: Path) -> None:
+    """--oracle-judge generator: the model reads each row's candidates (relevant ones first); the
+    first it confirms is the oracle; a row with none confirmed is doubtful (skipped by default)."""
+    from conftest import write_jsonl
+
+    docs = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"id": "king", "text": "Cyrus the Great let the Jews return from captivity in Babylon."},
+            {"id": "singer", "text": "Miley Cyrus freed a new album about the Jews of New York."},
+            {"id": "census", "text": "The village had 291 residents at the census."},
+            *({"id": f"filler{i}", "text": f"Unrelated filler sentence number {i}."} for i in range(4)),
+        ],
+    )
+    qa = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"id": "cyrus", "question": "Who freed the Jews from captivity in Babylon?", "answers": ["Cyrus"]},
+            {"id": "episodes", "question": "How many episodes of Dragon Ball Z are there?", "answers": ["291"]},
+        ],
+    )
+    asked: list[str] = []
+
+    def reply(body: dict[str, Any]) -> str:
+        text = body["messages"][1]["content"]
+        asked.append(text.split("Passage:\n", 1)[1].split("\n", 1)[0])
+        return "Yes." if "Great" in text else "No, it does not."
+
+    out = tmp_path / "out"
+    with FakeOpenAI(key=KEY, reply=reply) as server:
+        code, stdout, stderr = cli(
+            "raft", "--qa", qa, "--docs", docs, "--distractors", "2", "--oracle-judge", "generator",
+            *endpoint(server, tmp_path), "--out", out, "--json",
+        )  # fmt: skip
+    assert code == 0, stderr
+    records = read_jsonl(out / "records.jsonl")
+    assert [(r["source_id"], r["oracles"][0]["id"]) for r in records] == [("cyrus", "king")]
+    # Both Cyrus passages were read (the more relevant one first); the census figures too.
+    assert sorted(asked) == sorted(
+        [
+            "Cyrus the Great let the Jews return from captivity in Babylon.",
+            "Miley Cyrus freed a new album about the Jews of New York.",
+            "The village had 291 residents at the census.",
+        ]
+    )
+    counts = json.loads(stdout)["counts"]
+    assert counts["generated"]["oracle_judge"] == {
+        "items": 3,
+        "accepted": 3,
+        "failed": 0,
+        "rejected": {},
+        "confirmed": 1,
+        "denied": 2,
+    }
+    assert counts["skipped"]["doubtful_oracle"] == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quality"]["doubtful_oracle"] == 1
+    assert set(manifest["generator"]["prompts"]) == {"oracle_judge"}

@@ -291,7 +291,7 @@ def test_extractive_cot_quotes_the_first_sentence_holding_an_answer() -> None:
     assert extractive_cot("Which colours are on it?", [oracle], GoldAnswers(["red"])) == (
         "##Reason: The document titled 'Flags' says ##begin_quote##Its colours are red, white and blue."
         "##end_quote## so the answer is red.\n<ANSWER>: red",
-        Quote("Its colours are red, white and blue.", 0, "Flags", "red", 1, fallback=False),
+        Quote("Its colours are red, white and blue.", 0, "Flags", "red", 1, False),
     )
     # "usa" is in "U.S.A" once punctuation is gone: found despite the dots inside the word.
     usa = extractive_cot("q", [oracle], GoldAnswers(["USA"])) or ("", None)

@@ -294,7 +294,7 @@ class RetrievalBuilder:
         self.counts["positives"] += len(positives)
         self.counts["negatives"] += len(negatives)
         self.counts["variants"] += len(variants)
-        record = {
+        record: dict[str, Any] = {
             "id": f"invar-{row.id}",
             "source_id": row.id,
             "kind": "invar",

@@ -160,8 +160,8 @@ class RaftBuilder:
             confirmed = self.judged[row.id][:limit]
             if confirmed:
                 return confirmed, False
-            first = next(self.holders(row, ranked, gold), None)
-            return ([first[0]] if first else []), first is not None
+            best = next(self.holders(row, ranked, gold), None)
+            return ([best[0]] if best else []), best is not None
         terms = question_terms(row.question, row.answers)
         picked: list[int] = []
         first = None

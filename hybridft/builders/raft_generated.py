@@ -10,7 +10,9 @@ Questions whose answer failed or was rejected are dropped and counted.
 
 With ``cot: generator`` the kept chain-of-thought answer is the record's ``cot_answer``; with a
 QA set, the generator answers each built example from its oracles, and a rejected answer falls
-back to ``<ANSWER>: gold`` (counted), as an extractive answer without a quote does.
+back to ``<ANSWER>: gold`` (counted), as an extractive answer without a quote does. Beyond the format
+gate, a kept answer names a gold answer and quotes the evidence the extractive choice would quote
+(:func:`hybridft.core.evidence.supports`); answers that do not are counted as they are dropped.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 
 from hybridft.builders.raft_examples import RaftBuilder
 from hybridft.core.answers import GoldAnswers
+from hybridft.core.evidence import supports
 from hybridft.core.readers import QARow
 from hybridft.generators.run import Generator
-from hybridft.generators.tasks import judge_passages, question_key, write_cot_answers, write_questions
+from hybridft.generators.tasks import judge_passages, question_key, quotes_of, write_cot_answers, write_questions
 from hybridft.retrieval.index import Corpus
 
 
@@ -90,6 +93,10 @@ class RaftGenerator:
                 self.skipped["question_without_answer"] += 1
                 continue
             cot, final = answer
+            oracle = [(chunks.titles[index], chunks.texts[index])]
+            if not supports(quotes_of(cot), question, oracle, GoldAnswers([final])):
+                self.skipped["answer_quote_not_supporting"] += 1
+                continue
             doc_id = chunks.doc_ids[index]
             where = f"question written from chunk {chunks.ids[index]}"
             rows.append(QARow(row_id, question, [final], [doc_id], None, where))
@@ -106,9 +113,13 @@ class RaftGenerator:
             answers, counts = write_cot_answers(self.gen, items)
             self.counts["cot_answers"] = counts.as_dict()
             fallbacks = disagreed = 0
+            unsupported = 0
             for record, answer in zip(todo, answers, strict=True):
                 if answer is not None and not _names_gold(answer[1], record["answers"]):
                     disagreed += 1  # it would teach the model to contradict the QA set
+                    answer = None
+                elif answer is not None and not _quotes_support(answer[0], record, record["answers"]):
+                    unsupported += 1  # it quotes a sentence that is not the evidence for the answer
                     answer = None
                 if answer is None:
                     fallbacks += 1
@@ -116,10 +127,17 @@ class RaftGenerator:
                 else:
                     record["cot_answer"] = answer[0]
             self.counts["cot_answers"]["disagreed_with_gold"] = disagreed
+            self.counts["cot_answers"]["quote_not_supporting"] = unsupported
             self.counts["cot_answers"]["fell_back_to_answer_line"] = fallbacks
         for record in records:
             if record["source_id"] in self.cot_of:
                 record["cot_answer"] = self.cot_of[record["source_id"]]
+
+
+def _quotes_support(cot: str, record: dict[str, Any], answers: list[str]) -> bool:
+    """The extractive quote choice as a gate (:func:`~hybridft.core.evidence.supports`)."""
+    oracles = [(o.get("title", ""), o["text"]) for o in record["oracles"]]
+    return supports(quotes_of(cot), record["question"], oracles, GoldAnswers(answers))
 
 
 def _names_gold(final: str, gold: list[str]) -> bool:

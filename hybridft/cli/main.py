@@ -52,6 +52,7 @@ COMMANDS = {
     "index": ("index", "Chunk and index a corpus once, for every command that ranks it (see `hybridft index --help`)."),
     "ask": ("ask", "Answer questions from an index with a (tuned) model (see `hybridft ask --help`)."),
     "export": ("export", "Turn a finished run into a model folder a server loads (see `hybridft export --help`)."),
+    "inspect": ("inspect", "Show the data-quality checks of a build, with flagged rows (`hybridft inspect --help`)."),
 }
 
 

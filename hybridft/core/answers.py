@@ -115,8 +115,8 @@ def match_form(text: str) -> str:
     text = unicodedata.normalize("NFC", _DIACRITICS.sub("", text)).casefold()
     text = _DECIMAL.sub("\x01", text)
     form = " ".join(_ARTICLES.sub(" ", text.translate(_DASH_AS_SPACE)).split())
-    joined = " ".join(_ARTICLES.sub(" ", text.translate(_DASH_DELETED)).split())
-    return form if joined == form else form + SPELLINGS + joined
+    undashed = " ".join(_ARTICLES.sub(" ", text.translate(_DASH_DELETED)).split())
+    return form if undashed == form else form + SPELLINGS + undashed
 
 
 def answer_forms(answer: str) -> list[str]:
@@ -177,21 +177,30 @@ class GoldAnswers:
 
     def sentence_end_bound(self, text: str) -> int:
         """Where in ``text`` a sentence that passes :meth:`might_be_in` can end at the earliest,
-        so that a search for the quote skips the sentences before it (0: none can be skipped).
+        so that a search for the quote skips the sentences before it (0: none can be skipped)."""
+        return self.locate(text)[0]
+
+    def locate(self, text: str) -> tuple[int, int | None]:
+        """:meth:`sentence_end_bound`, and at most how many sentences of ``text`` can hold an
+        answer (None: not known), so that a search for every such sentence can stop early.
 
         Sound for ASCII text, where deleting punctuation only moves characters earlier: a sentence
         holding an answer holds the answer's first looked-for word in its stripped form, so it ends
-        (in ``text``) at or after the end of that word's first occurrence in the stripped ``text``.
+        (in ``text``) at or after the end of that word's first occurrence in the stripped ``text``;
+        and distinct sentences hold distinct occurrences, so there are at most as many of them as
+        occurrences of the spellings' first words.
         """
         if self._words is None or not text.isascii():
-            return 0
+            return 0, None
         stripped = text.encode("ascii").translate(_ASCII_LOWER, _PUNCT_BYTES)
         bound = len(text) + 1  # no answer's first word anywhere: no sentence can pass
+        occurrences = 0
         for words in self._words:
             found = stripped.find(words[0])
             if found >= 0:
                 bound = min(bound, found + len(words[0]))
-        return bound
+                occurrences += stripped.count(words[0], found)
+        return bound, occurrences
 
     def in_normalized(self, matched_text: str) -> bool:
         """Whether a text already in :func:`match_form` holds an answer."""

@@ -13,18 +13,12 @@ _SENTENCE_BREAK = re.compile(r"[.!?]\s+")
 def sentence_spans(text: str) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of each sentence of ``text``, whitespace around it excluded, so that
     ``text[start:end]`` is a verbatim sentence and ``text[start_of_one:end_of_a_later_one]`` a
-    verbatim span of sentences."""
-    start = 0
-    for end in _SENTENCE_BREAK.finditer(text):
-        yield from _stripped_span(text, start, end.start() + 1)
+    verbatim span of sentences. (A sentence after a break starts past the break's whitespace and
+    ends at its mark: only the text's own ends need stripping.)"""
+    start = len(text) - len(text.lstrip())
+    for end in _SENTENCE_BREAK.finditer(text, start):
+        yield start, end.start() + 1
         start = end.end()
-    yield from _stripped_span(text, start, len(text))
-
-
-def _stripped_span(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if start < end:
-        yield start, end
+    stop = len(text.rstrip())
+    if stop > start:
+        yield start, stop

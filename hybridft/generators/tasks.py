@@ -74,6 +74,11 @@ def parse_questions(text: str, n: int) -> ParsedQuestions:
 # --- RAFT chain-of-thought answers -------------------------------------------------------------
 
 
+def quotes_of(text: str) -> list[str]:
+    """The ``##begin_quote##…##end_quote##`` spans of an answer."""
+    return _QUOTE.findall(text)
+
+
 @dataclass(frozen=True)
 class CotCheck:
     """The final answer (text after the last ``<ANSWER>:``), or why the answer was rejected."""
