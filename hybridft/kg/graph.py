@@ -297,14 +297,27 @@ def _triple(kg: KG, edge: int) -> Triple:
 
 
 def read_kg(path: str | Path) -> KG:
-    """A global KG from ``.tsv`` (head, relation, tail per line) or ``.jsonl`` ``[h, r, t]`` rows."""
+    """A global KG from ``.tsv`` (head, relation, tail per line) or ``.jsonl`` ``[h, r, t]`` rows,
+    or a folder written by ``hybridft index --kg`` (opened memory-mapped, nothing read whole)."""
     path = Path(path)
+    if path.is_dir():
+        return open_saved_kg(path)
     name = path.name
     if name.endswith((".tsv", ".tsv.gz")):
         return _read_tsv(path)
     if name.endswith((".jsonl", ".jsonl.gz")):
         return _read_jsonl_triples(path)
     raise InputError(f"{path}: unsupported KG file (expected .tsv or .jsonl triples)")
+
+
+def open_saved_kg(folder: str | Path) -> KG:
+    """The KG saved in ``folder`` (see :mod:`hybridft.kg.saved`): its columns memory-mapped, the
+    name lookup's sorted order saved with them, so opening costs the same at any size."""
+    from hybridft.kg.saved import open_columns
+
+    columns = open_columns(folder)
+    fields = ("entities", "relations", "heads", "rels", "tails", "out_ptr", "out_edges", "in_ptr", "in_edges")
+    return KG(**{name: columns[name] for name in fields}, _index=columns["entity_order"])
 
 
 def _read_tsv(path: Path) -> KG:
