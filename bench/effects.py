@@ -51,10 +51,20 @@ FULL: dict[str, Any] = {
     "domain": {"families": 200, "per_family": 6, "held_out_families": 10},
     # One model size for every experiment: a 2-layer LLaMA, hidden 128, random init (seed 0).
     "model": {"hidden_size": 128, "layers": 2},
-    "steps": {"raft": 800, "rog": 800, "invar": 300},
-    "batch_size": {"raft": 8, "rog": 16, "invar": 16},
-    "learning_rate": {"raft": "2e-3", "rog": "2e-3", "invar": "1e-3"},
+    # The reader's own domain (3-syllable names, so none is a test person's): its pretraining.
+    "reader_domain": {"families": 200, "per_family": 6, "held_out_families": 0, "syllables": 3},
+    "steps": {"reader": 800, "raft": 300, "rog": 600, "invar": 300},
+    "batch_size": {"reader": 16, "raft": 8, "rog": 16, "invar": 16},
+    "learning_rate": {"reader": "2e-3", "raft": "1e-3", "rog": "1e-3", "invar": "1e-3"},
     "limit": None,  # held-out questions evaluated (None: all)
+}
+# A run that only checks the plumbing (seconds of training, numbers meaningless).
+SMOKE: dict[str, Any] = {
+    **FULL,
+    "domain": {"families": 12, "per_family": 4, "held_out_families": 3},
+    "reader_domain": {"families": 12, "per_family": 4, "held_out_families": 0, "syllables": 3},
+    "steps": dict.fromkeys(FULL["steps"], 3),
+    "limit": 6,
 }
 TRAIN = [
     "--method", "full", "--warmup-ratio", "0.05", "--no-gradient-checkpointing",
@@ -101,15 +111,42 @@ def prepare(work: Path, seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
     """The seed's domain and the base model (shared by that seed's jobs); the held-out texts."""
     from hybridft.core.models import build_tiny
 
-    test = domain_module.write_domain(work / f"seed{seed}" / "domain", seed, **cfg["domain"])
+    folder = work / f"seed{seed}"
+    dom = folder / "domain"
+    test = domain_module.write_domain(dom, seed, **cfg["domain"])
     if not (work / "model").exists():
         build_tiny(work / "model", **cfg["model"])
+    # Data several jobs of the seed share: RAFT's test questions, Invar-RAG's train and test rows.
+    hybridft("build-data", "raft", "--recipe", RECIPES / "raft_test.yaml", "--qa", dom / "qa_test.jsonl",
+             "--docs", dom / "docs_test.jsonl", "--seed", seed, "--out", folder / "raft-test")  # fmt: skip
+    for split, out in [("train", folder / "invar"), ("test", folder / "invar-test")]:
+        hybridft("build-data", "invar", "--recipe", RECIPES / "invar.yaml", "--qa", dom / f"qa_{split}.jsonl",
+                 "--docs", dom / f"docs_{split}.jsonl", "--seed", seed, "--out", out)  # fmt: skip
+    held_out_check(folder / "invar", test)
     return test
 
 
-def finetune(data: Path, out: Path, method: str, seed: int, cfg: dict[str, Any], *extra: Any) -> None:
+def reader_job(work: Path, seed: int, arg: str | None, tests: dict[int, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The base model of the generation experiments, "pretrained" to read: the random tiny model
+    fine-tuned on oracle-only RAFT data of a domain of its own (as RAFT starts from a pretrained
+    LLaMA that can already read a document). Its rows are checked against every seed's test texts."""
+    folder = work / "reader-domain"
+    domain_module.write_domain(folder, 10_000, **cfg["reader_domain"])
+    data = work / "reader-data"
+    hybridft("build-data", "raft", "--recipe", RECIPES / "raft_oracle.yaml", "--qa", folder / "qa_train.jsonl",
+             "--docs", folder / "docs_train.jsonl", "--out", data, "--overwrite")  # fmt: skip
+    for test in tests.values():
+        held_out_check(data, test)
+    finetune(data, work / "reader", "reader", 0, cfg, base=work / "model")
+    return {}
+
+
+def finetune(
+    data: Path, out: Path, method: str, seed: int, cfg: dict[str, Any], *extra: Any, base: Path | None = None
+) -> None:
     steps, lr, batch = cfg["steps"][method], cfg["learning_rate"][method], cfg["batch_size"][method]
-    hybridft("finetune", "--model", out.parent.parent / "model", "--data", data, "--out", out, "--overwrite",
+    base = base or out.parent.parent / "reader"
+    hybridft("finetune", "--model", base, "--data", data, "--out", out, "--overwrite",
              *TRAIN, "--max-steps", steps, "--learning-rate", lr, "--batch-size", batch, "--seed", seed,
              *extra)  # fmt: skip
 
@@ -130,12 +167,6 @@ def raft_job(work: Path, seed: int, variant: str, test: dict[str, Any], cfg: dic
     held_out_check(data, test)
     finetune(data, run, "raft", seed, cfg)
     test_data = folder / "raft-test"
-    if not (test_data / "manifest.json").exists():
-        with contextlib.suppress(RuntimeError):  # another job of this seed may be writing it
-            hybridft("build-data", "raft", "--recipe", RECIPES / "raft_test.yaml", "--qa", dom / "qa_test.jsonl",
-                     "--docs", dom / "docs_test.jsonl", "--seed", seed, "--out", test_data)  # fmt: skip
-    while not (test_data / "manifest.json").exists():
-        time.sleep(1)
     report = folder / f"eval-raft-{variant}"
     hybridft("eval", "raft", "--data", test_data, "--split", "all", "--adapter", run, "--distractors",
              ",".join(map(str, TEST_DISTRACTORS)), "--max-new-tokens", 100, "--batch-size", 32, "--out", report,
@@ -171,19 +202,11 @@ def rog_job(work: Path, seed: int, arg: str | None, test: dict[str, Any], cfg: d
 
 
 def invar_job(work: Path, seed: int, weight: str, test: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    folder, dom = work / f"seed{seed}", work / f"seed{seed}" / "domain"
-    data, run = folder / "invar", folder / f"run-invar-{weight}"
+    folder = work / f"seed{seed}"
+    data, run = folder / "invar", folder / f"run-invar-{weight}"  # data: built (and checked) by prepare()
     test_data = folder / "invar-test"
-    for qa, docs, out in [("qa_train", "docs_train", data), ("qa_test", "docs_test", test_data)]:
-        if not (out / "manifest.json").exists():
-            with contextlib.suppress(RuntimeError):  # the other weight's job may be writing it
-                hybridft("build-data", "invar", "--recipe", RECIPES / "invar.yaml", "--qa", dom / f"{qa}.jsonl",
-                         "--docs", dom / f"{docs}.jsonl", "--seed", seed, "--out", out)  # fmt: skip
-        while not (out / "manifest.json").exists():
-            time.sleep(1)
-    held_out_check(data, test)
-    finetune(data, run, "invar", seed, cfg, "--trainer", "invar-retriever", "--align-weight", "0",
-             "--invariance-weight", INVAR_WEIGHTS[weight])  # fmt: skip
+    extra = ["--trainer", "invar-retriever", "--align-weight", "0", "--invariance-weight", INVAR_WEIGHTS[weight]]
+    finetune(data, run, "invar", seed, cfg, *extra, base=work / "model")
     report = folder / f"eval-invar-{weight}"
     hybridft("eval", "retrieval", "--data", test_data, "--split", "all", "--ranker", "adapter", "--retriever", run,
              "--k", "1,3", "--invariance-k", 3, "--out", report, "--overwrite", *limit(cfg))  # fmt: skip
@@ -192,11 +215,11 @@ def invar_job(work: Path, seed: int, weight: str, test: dict[str, Any], cfg: dic
     return {key: metrics.get(key) for key in keys}
 
 
-JOBS = {"raft": raft_job, "rog": rog_job, "invar": invar_job}
+JOBS = {"reader": reader_job, "raft": raft_job, "rog": rog_job, "invar": invar_job}
 
 
 def run_job(
-    name: str, work: str, seed: int, arg: str | None, test: dict[str, Any], cfg: dict[str, Any]
+    name: str, work: str, seed: int, arg: str | None, test: Any, cfg: dict[str, Any]
 ) -> tuple[str, int, Any, float]:
     """One experiment (a pool worker's task): (name, seed, results, seconds)."""
     import torch
@@ -312,6 +335,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="effects-report", help="folder for effects.json and effects.md")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (data, runs, reports)")
+    parser.add_argument("--smoke", action="store_true", help="a few training steps: checks the plumbing only")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.only.split(",") if m]
@@ -319,20 +343,25 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="effects-"))
     start = time.perf_counter()
     try:
-        tests = {seed: prepare(work, seed, FULL) for seed in seeds}
-        jobs: list[tuple[str, int, str | None]] = []
-        for seed in seeds:
-            # The longest jobs first, so the workers finish together.
-            if "rog" in methods:
-                jobs.append(("rog", seed, None))
-            if "raft" in methods:
-                jobs += [("raft", seed, variant) for variant in RAFT_VARIANTS]
-            if "invar" in methods:
-                jobs += [("invar", seed, weight) for weight in INVAR_WEIGHTS]
+        cfg = SMOKE if args.smoke else FULL
+        tests = {seed: prepare(work, seed, cfg) for seed in seeds}
         results: dict[str, dict[int, Any]] = {}
         timings: dict[str, float] = {}
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            futures = [pool.submit(run_job, name, str(work), seed, arg, tests[seed], FULL) for name, seed, arg in jobs]
+
+            def submit(name: str, seed: int, arg: str | None) -> Any:
+                test = tests if name == "reader" else tests[seed]
+                return pool.submit(run_job, name, str(work), seed, arg, test, cfg)
+
+            # The reader first; the retriever runs (which start from the random model) beside it;
+            # then the generation experiments, which start from the reader, longest first.
+            reader = submit("reader", 0, None) if {"raft", "rog"} & set(methods) else None
+            futures = [submit("invar", seed, w) for seed in seeds for w in INVAR_WEIGHTS if "invar" in methods]
+            if reader is not None:
+                timings["reader"] = round(reader.result()[3], 1)
+            for seed in seeds:
+                futures += [submit("rog", seed, None)] if "rog" in methods else []
+                futures += [submit("raft", seed, v) for v in RAFT_VARIANTS if "raft" in methods]
             for future in futures:
                 key, seed, result, seconds = future.result()
                 results.setdefault(key, {})[seed] = result

@@ -65,11 +65,15 @@ def _words(rng: random.Random, count: int, syllables: int) -> list[str]:
     return found
 
 
-def draw(seed: int, families: int = 40, per_family: int = 6, held_out_families: int = 8) -> dict[str, Any]:
-    """People, places and values; the last ``held_out_families`` families are the test people."""
+def draw(
+    seed: int, families: int = 40, per_family: int = 6, held_out_families: int = 8, syllables: int = 2
+) -> dict[str, Any]:
+    """People, places and values; the last ``held_out_families`` families are the test people.
+    Names and values have ``syllables`` syllables (the reader's pretraining domain uses 3, so none
+    of its names can be a test person's)."""
     rng = random.Random(seed)
     sizes = [families, per_family * 3, COUNTRIES, COUNTRIES * CITIES_PER_COUNTRY, JOBS, PETS]
-    names = _words(rng, sum(sizes), 2)
+    names = _words(rng, sum(sizes), syllables)
     family_names, first_names, countries, cities, jobs, pets = (
         names[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(len(sizes))
     )
