@@ -34,6 +34,50 @@ def common_options(formats: tuple[str, ...] = FORMATS) -> list[Option]:
     ]
 
 
+SHARD_OPTION = Option(
+    "shard",
+    "str",
+    None,
+    "I/N: build only the questions whose id hash falls in shard I of N (merge the N folders with "
+    "`hybridft build-data merge`)",
+)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the questions whose id hash falls in it."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, spec: str | None) -> Shard | None:
+        """``"I/N"`` (0 <= I < N) -> Shard; None -> None. A malformed spec is a ValueError."""
+        if spec is None:
+            return None
+        index, slash, count = spec.partition("/")
+        if not (slash and index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+            raise ValueError(f"shard={spec}: expected I/N with 0 <= I < N, such as 0/4")
+        return cls(int(index), int(count))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, question_id: str) -> bool:
+        """From the sha256 of the id, as :func:`split_of`, but bytes 8-16, so that a question's
+        split does not depend on the number of shards."""
+        digest = hashlib.sha256(question_id.encode("utf-8")).digest()
+        return int.from_bytes(digest[8:16], "big") % self.count == self.index
+
+
+def check_shard(config: dict[str, Any]) -> list[str]:
+    try:
+        Shard.parse(config.get("shard"))
+    except ValueError as error:
+        return [str(error)]
+    return []
+
+
 def split_of(question_id: str, eval_fraction: float) -> str:
     """``eval`` or ``train`` from a hash of the question id: stable across runs, seeds and row
     order, and a question never lands in both splits."""
@@ -122,6 +166,9 @@ class BuildResult:
     inputs: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     quality: Quality = field(default_factory=lambda: Quality())
+    # With --shard: each built question's id -> its position among all the input's questions, so
+    # that `build-data merge` restores the unsharded order (written to shard.json).
+    positions: dict[str, int] | None = None
 
 
 # Flagged rows kept per check in quality.jsonl: enough to see what a check catches (the counts in
@@ -150,3 +197,13 @@ class Quality:
 
     def rows(self) -> list[dict[str, Any]]:
         return [row for check in sorted(self.flagged) for row in self.flagged[check]]
+
+
+def shard_rows(rows: list[Any], config: dict[str, Any]) -> tuple[list[Any], dict[str, int] | None]:
+    """The rows of ``config["shard"]`` (all of them without one), and each kept row's position in
+    ``rows`` (None without a shard)."""
+    shard = Shard.parse(config.get("shard"))
+    if shard is None:
+        return rows, None
+    positions = {row.id: n for n, row in enumerate(rows) if shard.holds(row.id)}
+    return [row for row in rows if row.id in positions], positions

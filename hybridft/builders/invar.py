@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybridft.builders import raft
-from hybridft.builders.common import BuildResult, Quality, common_options, row_rng, split_of
+from hybridft.builders.common import (
+    SHARD_OPTION,
+    BuildResult,
+    Quality,
+    check_shard,
+    common_options,
+    row_rng,
+    shard_rows,
+    split_of,
+)
 from hybridft.builders.raft_examples import CANDIDATE_MARGIN, RaftBuilder
 from hybridft.core.answers import AnswerFinder, GoldAnswers
 from hybridft.core.errors import UsageError
@@ -106,6 +115,7 @@ OPTIONS = [
     Option("n_variants", "int", 2, "query variants per row", minimum=0),
     _RAFT["doubtful_oracles"],
     _RAFT["oracle_judge"],
+    SHARD_OPTION,
     Option("teacher", "str", "minilm", "teacher_scores by minilm (packaged all-MiniLM-L6-v2), a local folder, or none"),
     Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
     Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),
@@ -125,7 +135,7 @@ OPTIONS = [
 def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key; also resolves ``format: auto`` from the stage (and an
     unset teacher to ``none``), so that ``--dry-run`` and the manifest show what is used."""
-    errors = check_chunking(config)
+    errors = check_chunking(config) + check_shard(config)
     rewords = "reword" in config["variants"] and config["n_variants"] > 0 and config["stage"] == "retrieval"
     needs = [
         need for need, needed in (("variants=reword", rewords), ("oracle_judge=generator", judges(config))) if needed
@@ -164,7 +174,8 @@ class RetrievalBuilder:
 
     def __init__(self, config: dict[str, Any], qa: list[QARow], corpus: Corpus):
         self.config = config
-        self.qa = qa
+        self.all_qa = qa
+        self.qa, self.positions = shard_rows(qa, config)  # see RaftBuilder
         self.chunks = corpus.chunks
         corpus_config = {
             "distractor_strategy": config["negative_strategy"],
@@ -173,7 +184,7 @@ class RetrievalBuilder:
             "seed": config["seed"],
             "doubtful_oracles": config["doubtful_oracles"],
         }
-        self.corpus = RaftBuilder(corpus_config, qa, corpus, holding_check="negative_holding_answer")
+        self.corpus = RaftBuilder(corpus_config, self.qa, corpus, holding_check="negative_holding_answer")
         self.quality = self.corpus.quality
         self.quality.counts.pop("quote_fallback")
         self.quality.counts.pop("quote_missing")
@@ -217,7 +228,7 @@ class RetrievalBuilder:
         config, corpus = self.config, self.corpus
         corpus.check_doc_ids()
         strategy = config["negative_strategy"]
-        most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.qa)
+        most_named = max((len(set(r.doc_ids)) if r.doc_ids else 0) for r in self.all_qa)
         k = config["negatives"] + max(most_named, config["max_positives"]) + CANDIDATE_MARGIN
         rewords = "reword" in config["variants"] and config["n_variants"] > 0
         if rewords or judges(config):
@@ -413,8 +424,9 @@ def build(config: dict[str, Any]) -> BuildResult:
     """Build Invar-RAG records from ``config`` (resolved OPTIONS, after :func:`check`)."""
     qa, corpus = read_inputs(config)
     chunks = corpus.chunks
-    counts: dict[str, Any] = {"qa_rows": len(qa), "documents": corpus.documents, "chunks": len(chunks)}
     if config["stage"] == "generation":
+        qa, positions = shard_rows(qa, config)
+        counts: dict[str, Any] = {"qa_rows": len(qa), "documents": corpus.documents, "chunks": len(chunks)}
         records = build_generation(config, qa, corpus)
         in_docs = sum(r["answer_in_docs"] for r in records)
         counts.update(examples=len(records), answer_in_docs=in_docs, answer_not_in_docs=len(records) - in_docs)
@@ -424,11 +436,12 @@ def build(config: dict[str, Any]) -> BuildResult:
             if not record["answer_in_docs"]:
                 docs = [doc["id"] for doc in record["docs"]]
                 quality.note("answer_not_in_docs", record["source_id"], query=record["query"], docs=docs)
-        return BuildResult(records, counts, [config["qa"], config["docs"]], quality=quality)
+        return BuildResult(records, counts, [config["qa"], config["docs"]], quality=quality, positions=positions)
 
     builder = RetrievalBuilder(config, qa, corpus)
     records = builder.build()
     c = builder.counts
+    counts = {"qa_rows": len(builder.qa), "documents": corpus.documents, "chunks": len(chunks)}
     counts.update(
         examples=len(records),
         positives=c["positives"],
@@ -447,4 +460,6 @@ def build(config: dict[str, Any]) -> BuildResult:
     for reason in ("no_positive", "doubtful_oracle", "not_enough_negatives"):
         if counts["skipped"][reason]:
             log(f"skipped {counts['skipped'][reason]} QA row(s): {reason.replace('_', ' ')}")
-    return BuildResult(records, counts, [config["qa"], config["docs"]], builder.manifest, builder.quality)
+    return BuildResult(
+        records, counts, [config["qa"], config["docs"]], builder.manifest, builder.quality, builder.positions
+    )

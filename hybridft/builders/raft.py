@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hybridft.builders.common import BuildResult, common_options
+from hybridft.builders.common import SHARD_OPTION, BuildResult, check_shard, common_options
 from hybridft.builders.raft_examples import RaftBuilder
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
@@ -60,6 +60,7 @@ OPTIONS = [
         "generator: the --generator confirms that an oracle found by answer search answers the question",
         choices=("none", "generator"),
     ),
+    SHARD_OPTION,
     *CHUNKING_OPTIONS,
     Option(
         "cot",
@@ -82,7 +83,10 @@ OPTIONS = [
 
 def check(config: dict[str, Any]) -> list[str]:
     """Checks that involve more than one key."""
-    return check_chunking(config) + check_generator(config, generator_needed_for(config))
+    errors = check_chunking(config) + check_generator(config, generator_needed_for(config)) + check_shard(config)
+    if config.get("shard") and not config["qa"]:
+        errors.append("shard: needs --qa (questions a generator writes come from every chunk of the corpus)")
+    return errors
 
 
 def generator_needed_for(config: dict[str, Any]) -> str | None:
@@ -118,8 +122,8 @@ def build(config: dict[str, Any]) -> BuildResult:
         return _build_with_generator(config, qa, corpus, inputs, sizes)
     builder = RaftBuilder(config, qa, corpus)
     builder.check_doc_ids()
-    result = BuildResult([], {}, inputs, quality=builder.quality)
-    result.records = _counted(builder, result, {"qa_rows": len(qa), **sizes}, corpus.skipped)
+    result = BuildResult([], {}, inputs, quality=builder.quality, positions=builder.positions)
+    result.records = _counted(builder, result, {"qa_rows": len(builder.qa), **sizes}, corpus.skipped)
     return result
 
 
@@ -176,7 +180,7 @@ def _build_with_generator(
         records = list(builder.examples())
         if config["cot"] == "generator":
             generator.fill_cot(records)
-    counts = _counts(builder, {"qa_rows": len(qa), **sizes}, len(records), corpus.skipped)
+    counts = _counts(builder, {"qa_rows": len(builder.qa), **sizes}, len(records), corpus.skipped)
     counts["generated"] = generator.counts
     counts["skipped"].update(generator.skipped)
-    return BuildResult(records, counts, inputs, {"generator": generator.manifest()}, builder.quality)
+    return BuildResult(records, counts, inputs, {"generator": generator.manifest()}, builder.quality, builder.positions)

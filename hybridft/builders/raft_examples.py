@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridft.builders.common import Quality, RowDraws, row_draws, splits_of
+from hybridft.builders.common import Quality, RowDraws, row_draws, shard_rows, splits_of
 from hybridft.core.answers import AnswerFinder, GoldAnswers
 from hybridft.core.errors import UsageError
 from hybridft.core.evidence import MIN_COVERAGE, Quote, choose_quote, matched_coverage, question_terms
@@ -60,7 +60,10 @@ class RaftBuilder:
         holding_check: str = "distractor_holding_answer",
     ):
         self.config = config
-        self.qa = qa
+        # With --shard, the rows built are the shard's; counts that size every row's draws and
+        # rankings still come from all of them, so a row is built as in the unsharded build.
+        self.all_qa = qa
+        self.qa, self.positions = shard_rows(qa, config)
         self.corpus = corpus  # its saved --index, if any, ranks instead of a new index
         chunks = self.chunks = corpus.chunks
         self.finder = AnswerFinder(chunks.texts)
@@ -103,7 +106,7 @@ class RaftBuilder:
 
     def check_doc_ids(self) -> None:
         errors = []
-        for row in self.qa:
+        for row in self.all_qa:
             for doc_id in row.doc_ids or []:
                 if doc_id not in self.chunks.first_of_doc:
                     errors.append(f'{row.where}: doc_ids names "{doc_id}", which is not a document with text in --docs')
@@ -317,7 +320,7 @@ class RaftBuilder:
     def examples(self) -> Iterator[dict[str, Any]]:
         """The examples in QA order, one at a time (skipped rows are counted in ``counts``)."""
         config = self.config
-        max_oracles = max((len(set(r.doc_ids)) if r.doc_ids else 1) for r in self.qa)
+        max_oracles = max((len(set(r.doc_ids)) if r.doc_ids else 1) for r in self.all_qa)
         k = config["distractors"] + max_oracles + CANDIDATE_MARGIN
         bm25_ranked, ranked = self.rankings(k, True, "oracles", "distractors")
         if self.judge is not None:

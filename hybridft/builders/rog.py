@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from hybridft.builders.common import BuildResult, common_options, split_of
+from hybridft.builders.common import SHARD_OPTION, BuildResult, Shard, check_shard, common_options, split_of
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.progress import log, track
@@ -42,6 +42,7 @@ OPTIONS = [
     Option("directed", "bool", False, "walk edges head -> tail only (default: both ways, as RoG)"),
     Option("tasks", "list", list(DEFAULT_TASKS), "which examples to build (explain needs --generator)", choices=TASKS),
     Option("max_reasoning_paths", "int", 32, "reasoning paths kept per question (sorted)", minimum=1),
+    SHARD_OPTION,
     # RoG makes no random choice (paths are searched exhaustively and sorted; the split hashes
     # question ids): --seed is accepted, as in every recipe, and only reaches the generator.
     *(
@@ -56,6 +57,7 @@ OPTIONS = [
 
 def check(config: dict[str, Any]) -> list[str]:
     errors = [] if config["tasks"] else ["tasks: name at least one of plan, reason, explain"]
+    errors += check_shard(config)
     return errors + check_generator(config, "tasks=explain" if "explain" in config["tasks"] else None)
 
 
@@ -89,7 +91,9 @@ def build(config: dict[str, Any]) -> BuildResult:
 def _counted(config: dict[str, Any], result: BuildResult) -> Iterator[dict[str, Any]]:
     """The records in input order, then the counts (and the generator's manifest) in ``result``."""
     counts: Counter[str] = Counter()
-    records: Iterable[dict[str, Any]] = _records_in_order(config, counts)
+    if config.get("shard"):
+        result.positions = {}
+    records: Iterable[dict[str, Any]] = _records_in_order(config, counts, result.positions)
     generated: dict[str, Any] = {}
     if "explain" in config["tasks"]:  # the generator writes explanations for all records at once
         from hybridft.generators.tasks import explain_records
@@ -119,11 +123,22 @@ def _counted(config: dict[str, Any], result: BuildResult) -> Iterator[dict[str, 
     )
 
 
-def _records_in_order(config: dict[str, Any], counts: Counter[str]) -> Iterator[dict[str, Any]]:
+def _records_in_order(
+    config: dict[str, Any], counts: Counter[str], positions: dict[str, int] | None
+) -> Iterator[dict[str, Any]]:
+    """With ``--shard``, only the shard's rows, each row's position in the input noted in
+    ``positions``."""
     global_kg: KG | None = None
     batch: list[tuple[KGQuestion, PackedGraph]] = []
     batch_triples = 0
-    for row, packed in track(iter_questions_packed(config["questions"]), "finding relation paths"):
+    shard = Shard.parse(config.get("shard"))
+    rows = track(iter_questions_packed(config["questions"]), "finding relation paths")
+    for position, (row, packed) in enumerate(rows):
+        if shard is not None:
+            if not shard.holds(row.id):
+                continue
+            assert positions is not None
+            positions[row.id] = position
         counts["questions"] += 1
         packed = packed or _packed(row)
         if packed is not None:

@@ -25,9 +25,20 @@ long option (max_hops <-> --max-hops); the command line wins over the recipe.
 """
 
 
+MERGE_USAGE = """\
+usage: hybridft build-data merge SHARD_DIR... --out DIR [--overwrite] [--json]
+
+Join the folders of a `build-data KIND ... --shard I/N` build (all N of them, any order) into the
+folder the unsharded build writes: records.jsonl, train.jsonl and eval.jsonl byte for byte; the
+manifest sums the counts and lists the shards.
+"""
+
+
 def main(tokens: list[str]) -> int:
     from hybridft.builders import BUILDERS
 
+    if tokens[:1] == ["merge"]:
+        return _merge(tokens[1:])
     command = parse_kind_command(tokens, BUILDERS, name="build-data", usage=USAGE)
     if command is None:
         return EXIT_OK
@@ -73,6 +84,11 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
             counts = {**result.counts, "train": written["train"], "eval": written["eval"]}
             _check_splits(result.quality, written, config)
             write_jsonl(temp / "quality.jsonl", result.quality.rows())
+            if result.positions is not None:  # a shard: what `build-data merge` needs to restore the order
+                from hybridft.builders.merge import SHARD_FILE
+
+                shard = {"shard": config["shard"], "positions": result.positions}
+                (temp / SHARD_FILE).write_text(json.dumps(shard, ensure_ascii=False), encoding="utf-8")
             outputs = _output_hashes(hasher, temp)
             inputs = {path: digest for future in input_digests for path, digest in future.result().items()}
             extra = {**result.manifest, "quality": result.quality.manifest()}
@@ -99,10 +115,67 @@ def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
     return EXIT_OK
 
 
+def _merge(tokens: list[str]) -> int:
+    from hybridft.builders.merge import merge_shards
+    from hybridft.core.outputs import atomic_output_dir, check_output_dir, write_jsonl, write_manifest
+
+    if not tokens or "--help" in tokens or "-h" in tokens:
+        print(MERGE_USAGE)
+        return EXIT_OK
+    folders, out, flags = _merge_arguments(tokens)
+    check_output_dir(out, "--overwrite" in flags)
+    with atomic_output_dir(out, "--overwrite" in flags) as temp:
+        merged = merge_shards(folders, temp)
+        first, counts = merged["first"], merged["counts"]
+        options = {**first["options"], "shard": None, "out": str(out)}
+        _check_splits(merged["quality"], {"records": counts["train"] + counts["eval"], **counts}, options)
+        write_jsonl(temp / "quality.jsonl", merged["quality"].rows())
+        manifest = write_manifest(
+            temp,
+            kind=first["kind"],
+            options=options,
+            inputs=first["inputs"],
+            counts=counts,
+            extra={"quality": merged["quality"].manifest(), "shards": merged["shards"]},
+        )
+    human = f"merge: {len(folders)} shards, {counts['train']} train and {counts['eval']} eval rows -> {out}"
+    result = {"command": "build-data merge", "kind": first["kind"], "out": str(out), "counts": counts}
+    emit({**result, "outputs": manifest["outputs"]}, "--json" in flags, human)
+    return EXIT_OK
+
+
+def _merge_arguments(tokens: list[str]) -> tuple[list[str], Path, set[str]]:
+    folders: list[str] = []
+    flags: set[str] = set()
+    out = None
+    rest = iter(tokens)
+    for token in rest:
+        if token == "--out":
+            out = next(rest, None)
+            if out is None:
+                raise UsageError("--out needs a folder")
+        elif token in ("--overwrite", "--json"):
+            flags.add(token)
+        elif token.startswith("-"):
+            raise UsageError(f"{token}: unknown option of build-data merge (see `hybridft build-data merge --help`)")
+        else:
+            folders.append(token)
+    errors = [] if folders else ["give the shard folders: hybridft build-data merge SHARD_DIR... --out DIR"]
+    errors += [] if out else ["--out is required"]
+    errors += [f"{folder}: no such folder" for folder in folders if not Path(folder).is_dir()]
+    if errors:
+        raise UsageError(*errors)
+    assert out is not None
+    return folders, Path(out), flags
+
+
 def _check_splits(quality: Any, written: dict[str, int], config: dict[str, Any]) -> None:
-    """An empty split is a warning (and a quality count) that names the option to change."""
+    """An empty split is a warning (and a quality count) that names the option to change. (Not
+    for one shard of a build: `build-data merge` checks the whole.)"""
     fraction = config.get("eval_fraction")
     quality.counts.setdefault("empty_split", 0)
+    if config.get("shard"):
+        return
     for split in ("train", "eval"):
         if written[split] or (split == "eval" and fraction == 0):
             continue  # no eval split was asked for

@@ -60,6 +60,10 @@ class QARow:
     where: str = ""  # file:line, for messages about this row
 
 
+# Why the document reader skips a document (counted under these names in a build's manifest).
+DOCUMENT_SKIP_REASONS = ("empty_document", "unsupported_file")
+
+
 @dataclass
 class ReadStats:
     """What a reader skipped, and why, so that nothing is dropped silently."""
@@ -306,7 +310,7 @@ def read_documents(source: str | Path) -> tuple[Documents, ReadStats]:
     if len(set(ids)) < len(ids):
         raise _first_duplicate_id(source)
     if empty_ids:
-        stats.skip("empty_document", len(empty_ids))
+        stats.skip(DOCUMENT_SKIP_REASONS[0], len(empty_ids))
     if not documents:
         raise InputError(f"{source}: no documents with text (an empty corpus cannot be used)")
     return documents, stats
@@ -387,7 +391,7 @@ def _document_files(source: str | Path, stats: ReadStats) -> Iterator[tuple[Path
             # Ids of rows from several row files could clash; rows keep their own ids.
             yield file, ""
         else:
-            stats.skip("unsupported_file")
+            stats.skip(DOCUMENT_SKIP_REASONS[1])
 
 
 def _document_from_file(file: Path, doc_id: str) -> Document:

@@ -1,0 +1,132 @@
+"""Sharded builds: `--shard I/N` builds the questions whose id hash falls in shard I, and
+`build-data merge` joins the N folders into exactly the bytes the unsharded build writes."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from conftest import read_jsonl, write_jsonl
+
+from hybridft.builders.common import Shard, split_of
+
+RECIPES = Path(__file__).parent.parent / "data_recipes"
+OUTPUTS = ("records.jsonl", "train.jsonl", "eval.jsonl")
+
+
+def qa_and_docs(tmp_path: Path) -> tuple[Path, Path]:
+    """60 documents, 40 questions: half name their oracle, half are found by answer search, one
+    names three documents (so the number of draws per row comes from the whole QA set)."""
+    rng = random.Random(5)
+    words = ["river", "bank", "stone", "bridge", "tower", "market", "harbour", "castle", "valley", "forest"]
+    colours = ["red", "blue", "green", "amber", "violet"]
+    docs = [
+        {
+            "id": f"d{i}",
+            "text": f"Item {i} is {colours[i % 5]}. It stands near the {rng.choice(words)} {rng.choice(words)}.",
+        }
+        for i in range(60)
+    ]
+    qa = [
+        {
+            "id": f"q{i}",
+            "question": f"What colour is item {i} near the {rng.choice(words)}?",
+            "answers": [colours[i % 5]],
+            **({"doc_ids": [f"d{i}"]} if i % 2 else {}),
+        }
+        for i in range(40)
+    ]
+    qa[7]["doc_ids"] = ["d7", "d8", "d9"]
+    return write_jsonl(tmp_path / "qa.jsonl", qa), write_jsonl(tmp_path / "docs.jsonl", docs)
+
+
+def sharded_equals_unsharded(cli, tmp_path: Path, kind_args: list, n: int = 2) -> None:
+    whole = tmp_path / "whole"
+    assert cli(*kind_args, "--out", whole)[0] == 0
+    folders = [tmp_path / f"shard{i}" for i in range(n)]
+    for i, folder in enumerate(folders):
+        code, _, stderr = cli(*kind_args, "--shard", f"{i}/{n}", "--out", folder)
+        assert code == 0, stderr
+    # Each question is in exactly one shard, and its split is the unsharded one.
+    built = [r["source_id"] for folder in folders for r in read_jsonl(folder / "records.jsonl")]
+    assert sorted(set(built)) == sorted({r["source_id"] for r in read_jsonl(whole / "records.jsonl")})
+    merged = tmp_path / "merged"
+    code, _, stderr = cli("merge", *reversed(folders), "--out", merged)  # any order
+    assert code == 0, stderr
+    for name in OUTPUTS:
+        assert (merged / name).read_bytes() == (whole / name).read_bytes(), name
+    manifest, reference = (json.loads((f / "manifest.json").read_text()) for f in (merged, whole))
+    assert manifest["counts"] == reference["counts"]
+    assert manifest["quality"] == reference["quality"]
+    assert [s["shard"] for s in manifest["shards"]] == [f"{i}/{n}" for i in range(n)]
+    assert read_jsonl(merged / "quality.jsonl") == read_jsonl(whole / "quality.jsonl")
+
+
+@pytest.mark.parametrize("strategy", ["bm25", "random"])
+def test_raft_shards_merge_into_the_unsharded_bytes(cli, tmp_path: Path, strategy: str) -> None:
+    qa, docs = qa_and_docs(tmp_path)
+    args = ["raft", "--qa", qa, "--docs", docs, "--distractors", "3", "--distractor-strategy", strategy]
+    sharded_equals_unsharded(cli, tmp_path, [*args, "--oracle-p", "0.5", "--eval-fraction", "0.3"], n=3)
+
+
+def test_invar_shards_merge_into_the_unsharded_bytes(cli, tmp_path: Path) -> None:
+    qa, docs = qa_and_docs(tmp_path)
+    args = ["invar", "--qa", qa, "--docs", docs, "--negatives", "2", "--teacher", "none", "--eval-fraction", "0.3"]
+    sharded_equals_unsharded(cli, tmp_path, args)
+
+
+def test_rog_shards_merge_into_the_unsharded_bytes(cli, tmp_path: Path) -> None:
+    sharded_equals_unsharded(cli, tmp_path, ["--recipe", RECIPES / "rog_sample.yaml"])
+
+
+def test_shards_partition_the_questions_and_keep_their_splits() -> None:
+    ids = [f"question-{i}" for i in range(2000)]
+    for n in (1, 2, 5):
+        owners = [[i for i in range(n) if Shard(i, n).holds(qid)] for qid in ids]
+        assert all(len(owner) == 1 for owner in owners)
+        sizes = [sum(1 for owner in owners if owner == [i]) for i in range(n)]
+        assert min(sizes) > 2000 / n * 0.8  # the hash spreads them
+    # The split is a function of the id alone, whatever the number of shards.
+    assert [split_of(qid, 0.1) for qid in ids] == [split_of(qid, 0.1) for qid in ids]
+
+
+@pytest.mark.parametrize("spec", ["3/2", "0/0", "2/2", "-1/2", "a/b", "1", "1/2/3"])
+def test_a_bad_shard_spec_is_exit_2(cli, sample: dict[str, Path], spec: str) -> None:
+    code, _, stderr = cli("raft", "--qa", sample["qa"], "--docs", sample["docs"], "--shard", spec, "--out", "x")
+    assert code == 2 and f"shard={spec}: expected I/N with 0 <= I < N" in stderr
+
+
+def test_merge_refuses_a_missing_repeated_or_foreign_shard(cli, tmp_path: Path) -> None:
+    qa, docs = qa_and_docs(tmp_path)
+    args = ["raft", "--qa", qa, "--docs", docs, "--distractors", "2"]
+    folders = [tmp_path / f"s{i}" for i in range(3)]
+    for i, folder in enumerate(folders):
+        assert cli(*args, "--shard", f"{i}/3", "--out", folder)[0] == 0
+    other = tmp_path / "other"
+    assert cli(*args, "--seed", "1", "--shard", "2/3", "--out", other)[0] == 0
+    out = tmp_path / "merged"
+
+    code, _, stderr = cli("merge", folders[0], folders[1], "--out", out)
+    assert code == 2 and "missing shard(s) 2/3" in stderr
+    code, _, stderr = cli("merge", folders[0], folders[1], folders[1], folders[2], "--out", out)
+    assert code == 2 and "shard 1/3 given twice" in stderr
+    code, _, stderr = cli("merge", folders[0], folders[1], other, "--out", out)
+    assert code == 2 and "options seed differ" in stderr
+    code, _, stderr = cli("merge", folders[0], tmp_path, "--out", out)
+    assert code == 2 and "no manifest.json" in stderr
+    assert not out.exists()  # nothing half-written
+    code, _, stderr = cli("merge", *folders)
+    assert code == 2 and "--out is required" in stderr
+
+
+def test_a_shard_warns_of_no_empty_split_the_merge_does(cli, tmp_path: Path) -> None:
+    qa, docs = qa_and_docs(tmp_path)
+    args = ["raft", "--qa", qa, "--docs", docs, "--distractors", "2", "--eval-fraction", "0.001"]
+    folders = [tmp_path / f"s{i}" for i in range(2)]
+    for i, folder in enumerate(folders):
+        code, _, stderr = cli(*args, "--shard", f"{i}/2", "--out", folder)
+        assert code == 0 and "warning" not in stderr
+    code, _, stderr = cli("merge", *folders, "--out", tmp_path / "m")
+    assert code == 0 and "the eval split is empty" in " ".join(stderr.split())
