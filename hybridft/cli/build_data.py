@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hybridft.cli.common import EXIT_OK, emit, parse_kind_command, print_resolved
 from hybridft.core.errors import UsageError
-from hybridft.core.progress import log
 
 USAGE = """\
 usage: hybridft build-data KIND [--recipe FILE.yaml] [--OPTION VALUE ...] --out DIR
@@ -48,99 +46,36 @@ def main(tokens: list[str]) -> int:
             command.spec.read_inputs(command.config)  # a malformed row or too small a corpus: exit 2 now
         print_resolved("build-data", command.kind, command.config, as_json)
         return EXIT_OK
-    return _run(command.kind, command.spec, command.config, as_json)
+    return _run(command.kind, command.config, as_json)
 
 
-def _run(kind: str, spec: Any, config: dict[str, Any], as_json: bool) -> int:
-    from concurrent.futures import ThreadPoolExecutor
+def _run(kind: str, config: dict[str, Any], as_json: bool) -> int:
+    from hybridft.builders.folder import write_build
 
-    from hybridft.core.outputs import (
-        atomic_output_dir,
-        check_output_dir,
-        input_hashes,
-        write_jsonl,
-        write_manifest,
-        write_records_and_splits,
-    )
-    from hybridft.core.readers import paused_gc
-    from hybridft.core.render import render
-
-    check_output_dir(config["out"], config["overwrite"])
-    fmt = config.get("format", "")  # mix has no --format: its rows keep their inputs' format
-    render_row = spec.render or render
-    # sha256 of inputs and outputs runs on other threads (hashlib and file reads release the GIL):
-    # the inputs' while the records are built and written, the three outputs' side by side.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as hasher, paused_gc():
-        result = spec.build(config)
-        input_digests = [hasher.submit(input_hashes, source) for source in result.inputs]
-        with atomic_output_dir(config["out"], config["overwrite"]) as temp:
-            # A builder may hand its records over as they are built (RoG): its counts are complete
-            # once they are all written.
-            written = write_records_and_splits(temp, result.records, lambda record: render_row(record, fmt))
-            if not written["records"]:
-                reasons = json.dumps(result.counts.get("skipped", {}))
-                sources = ", ".join(str(path) for path in result.inputs) or "the inputs"
-                raise UsageError(f"{sources}: no {kind} examples could be built; skipped: {reasons}")
-            counts = {**result.counts, "train": written["train"], "eval": written["eval"]}
-            _check_splits(result.quality, written, config)
-            write_jsonl(temp / "quality.jsonl", result.quality.rows())
-            if result.positions is not None:  # a shard: what `build-data merge` needs to restore the order
-                from hybridft.builders.merge import SHARD_FILE
-
-                shard = {"shard": config["shard"], "positions": result.positions}
-                (temp / SHARD_FILE).write_text(json.dumps(shard, ensure_ascii=False), encoding="utf-8")
-            outputs = _output_hashes(hasher, temp)
-            inputs = {path: digest for future in input_digests for path, digest in future.result().items()}
-            extra = {**result.manifest, "quality": result.quality.manifest()}
-            manifest = write_manifest(
-                temp, kind=kind, options=config, inputs=inputs, outputs=outputs, counts=counts, extra=extra
-            )
-    log(f"wrote {counts['train']} train and {counts['eval']} eval rows to {config['out']}")
+    result = write_build(kind, config)
+    counts = result["counts"]
     skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
     human = (
-        f"{kind}: {written['records']} examples ({counts['train']} train, {counts['eval']} eval) -> {config['out']}"
+        f"{kind}: {result['examples']} examples ({counts['train']} train, {counts['eval']} eval) -> {config['out']}"
         + (f"\nskipped: {', '.join(f'{k}={v}' for k, v in skipped.items())}" if skipped else "")
     )
-    emit(
-        {
-            "command": "build-data",
-            "kind": kind,
-            "out": str(config["out"]),
-            "counts": counts,
-            "outputs": manifest["outputs"],
-        },
-        as_json,
-        human,
-    )
+    summary = {"command": "build-data", "kind": kind, "out": str(config["out"])}
+    emit({**summary, "counts": counts, "outputs": result["outputs"]}, as_json, human)
     return EXIT_OK
 
 
 def _merge(tokens: list[str]) -> int:
-    from hybridft.builders.merge import merge_shards
-    from hybridft.core.outputs import atomic_output_dir, check_output_dir, write_jsonl, write_manifest
+    from hybridft.builders.folder import write_merge
 
     if not tokens or "--help" in tokens or "-h" in tokens:
         print(MERGE_USAGE)
         return EXIT_OK
     folders, out, flags = _merge_arguments(tokens)
-    check_output_dir(out, "--overwrite" in flags)
-    with atomic_output_dir(out, "--overwrite" in flags) as temp:
-        merged = merge_shards(folders, temp)
-        first, counts = merged["first"], merged["counts"]
-        options = {**first["options"], "shard": None, "out": str(out)}
-        _check_splits(merged["quality"], {"records": counts["train"] + counts["eval"], **counts}, options)
-        write_jsonl(temp / "quality.jsonl", merged["quality"].rows())
-        manifest = write_manifest(
-            temp,
-            kind=first["kind"],
-            options=options,
-            inputs=first["inputs"],
-            counts=counts,
-            extra={"quality": merged["quality"].manifest(), "shards": merged["shards"]},
-        )
+    result = write_merge(folders, out, "--overwrite" in flags)
+    counts = result["counts"]
     human = f"merge: {len(folders)} shards, {counts['train']} train and {counts['eval']} eval rows -> {out}"
-    result = {"command": "build-data merge", "kind": first["kind"], "out": str(out), "counts": counts}
-    emit({**result, "outputs": manifest["outputs"]}, "--json" in flags, human)
+    summary = {"command": "build-data merge", "kind": result["kind"], "out": str(out), "counts": counts}
+    emit({**summary, "outputs": result["outputs"]}, "--json" in flags, human)
     return EXIT_OK
 
 
@@ -167,32 +102,3 @@ def _merge_arguments(tokens: list[str]) -> tuple[list[str], Path, set[str]]:
         raise UsageError(*errors)
     assert out is not None
     return folders, Path(out), flags
-
-
-def _check_splits(quality: Any, written: dict[str, int], config: dict[str, Any]) -> None:
-    """An empty split is a warning (and a quality count) that names the option to change. (Not
-    for one shard of a build: `build-data merge` checks the whole.)"""
-    fraction = config.get("eval_fraction")
-    quality.counts.setdefault("empty_split", 0)
-    if config.get("shard"):
-        return
-    for split in ("train", "eval"):
-        if written[split] or (split == "eval" and fraction == 0):
-            continue  # no eval split was asked for
-        if fraction is None:  # mix: its rows keep their inputs' splits
-            fix = f"rebuild the inputs so that their {split} splits hold rows"
-        elif split == "eval":
-            fix = f"raise --eval-fraction (now {fraction}) or add questions"
-        else:
-            fix = f"lower --eval-fraction (now {fraction}) or add questions"
-        quality.note("empty_split", split, split=split, rows=written["records"], fix=fix)
-        log(f"warning: the {split} split is empty ({written['records']} rows in all): {fix}")
-
-
-def _output_hashes(hasher: Any, folder: Path) -> dict[str, str]:
-    """sha256 of the output files, by name, computed side by side on ``hasher``'s threads."""
-    from hybridft.core.outputs import sha256_file
-
-    names = ("eval.jsonl", "quality.jsonl", "records.jsonl", "train.jsonl")
-    digests = [hasher.submit(sha256_file, folder / name) for name in names]
-    return {name: digest.result() for name, digest in zip(names, digests, strict=True)}
