@@ -1,0 +1,223 @@
+"""Scale: time and peak RSS as the inputs grow (issue 22, item 5). See docs/scale.md.
+
+Only the KG section exists so far (``--only kg``, also what runs without ``--only``); the corpus
+section (``hybridft index`` + a bm25 RAFT build at 100k, 300k and 1M chunks) is added with items
+1 and 4 of issue 22, as its own ``measure_corpus`` function beside :func:`measure_kg`, and
+``corpus`` joins ``--only``'s choices then.
+
+KG: a synthetic global KG (heads drawn Zipf-like, so a few entities are hubs; tails uniform;
+2,000 relations; half as many entities as triples) at each size of ``--kg-triples``, written as
+.tsv. Each configuration runs in a fresh process and reports its own peak RSS (VmHWM):
+
+  pack   ``hybridft index --kg KG.tsv --out KG_DIR``: read, index, save (once per KG);
+  again  what every run without a saved KG pays: ``read_kg(KG.tsv)`` and the first name lookup;
+  open   ``read_kg(KG_DIR)`` and the first name lookup (memory-mapped; the page cache is warm
+         after ``pack``, as it is for the 2nd..Nth shard process on one machine);
+
+then, in the ``again`` and ``open`` processes, ``--kg-questions`` questions (relation paths up to
+3 hops between a head and an entity two edges away, and the reasoning paths that follow them).
+Printed: each number per size, the ratio "pack again / open saved" (target >= 20x), the growth
+per step, and a projection to ``--project`` triples (a projection, from the largest measured step).
+
+    python bench/scale.py [--only kg] [--kg-triples 2000000,20000000] [--kg-questions 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def synthetic_kg(path: Path, n_triples: int, n_questions: int, seed: int = 1) -> list[list[str]]:
+    """Write a KG of ``n_triples`` as .tsv; return (question entity, answer entity) pairs two edges
+    apart, so that every question has a path to find."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    rng = np.random.default_rng(seed)
+    n_nodes = n_triples // 2
+    cumulative = np.cumsum(1.0 / np.arange(1, n_nodes + 1) ** 0.8)
+    heads = np.searchsorted(cumulative, rng.random(n_triples) * cumulative[-1])  # Zipf-like hubs
+    tails = rng.integers(n_nodes, size=n_triples)
+    rels = rng.integers(2000, size=n_triples)
+    names = pc.binary_join_element_wise("m.", pc.cast(pa.array(np.arange(n_nodes)), pa.string()), "")
+    table = pa.table(
+        {
+            "h": names.take(pa.array(heads)),
+            "r": pc.binary_join_element_wise("rel.r", pc.cast(pa.array(rels), pa.string()), ""),
+            "t": names.take(pa.array(tails)),
+        }
+    )
+    options = csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+    csv.write_csv(table, str(path), options)
+    by_head = np.argsort(heads, kind="stable")
+    sorted_heads = heads[by_head]
+    pairs = []
+    for edge in rng.integers(n_triples, size=n_questions * 4).tolist():
+        middle = tails[edge]
+        start = np.searchsorted(sorted_heads, middle)
+        if start < n_triples and sorted_heads[start] == middle and tails[by_head[start]] != heads[edge]:
+            pairs.append([f"m.{heads[edge]}", f"m.{tails[by_head[start]]}"])
+        if len(pairs) == n_questions:
+            break
+    return pairs
+
+
+# --- one configuration, in its own process ------------------------------------------------------
+
+
+def child(mode: str, source: str, saved: str, pairs_path: str) -> dict[str, Any]:
+    """``generate``, ``pack``, ``again`` or ``open``: one configuration, run in a fresh process.
+    The libraries are imported before the clock starts (every process pays that once, ~0.3 s)."""
+    import pyarrow.compute
+    import pyarrow.csv
+    import pyarrow.ipc  # noqa: F401
+
+    from hybridft.cli import index
+    from hybridft.kg.graph import read_kg, reasoning_paths, shortest_relation_paths
+
+    if mode == "generate":
+        n_triples, n_questions = (int(x) for x in saved.split(","))
+        Path(pairs_path).write_text(json.dumps(synthetic_kg(Path(source), n_triples, n_questions)))
+        return _memory()
+    if mode == "pack":
+        start = time.perf_counter()
+        code = index.main(["--kg", source, "--out", saved, "--overwrite"])
+        assert code == 0
+        return {"load_s": time.perf_counter() - start, **_memory()}
+    pairs = json.loads(Path(pairs_path).read_text())
+    start = time.perf_counter()
+    kg = read_kg(source if mode == "again" else saved)
+    kg.ids([pairs[0][0]])  # the name lookup's sorted order: computed (again) or mapped (open)
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    found = 0
+    for q, a in pairs:
+        q_ids, a_ids = kg.ids([q]), kg.ids([a])
+        paths = shortest_relation_paths(kg, q_ids, a_ids, 3, False)  # type: ignore[arg-type]
+        found += len(reasoning_paths(kg, q_ids, paths, False, 32).chains)  # type: ignore[arg-type]
+    query_s = time.perf_counter() - start
+    return {"load_s": load_s, "query_s": query_s, "chains": found, **_memory()}
+
+
+def _memory() -> dict[str, float]:
+    """Peak RSS (VmHWM) and, at the end, resident memory split into private (RssAnon) and
+    file-backed (RssFile: shared libraries and the page cache's mapped columns), in MiB.
+
+    VmHWM rather than getrusage's ru_maxrss: the latter keeps the forking parent's RSS of the
+    moment before exec, which would charge the bench's own memory to every child."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    memory = {key: int(status[key].split()[0]) / 1024 for key in ("VmHWM", "RssAnon", "RssFile")}
+    return {"peak_mib": memory.pop("VmHWM"), **memory}
+
+
+def run_child(mode: str, source: Path, saved: Path | str, pairs_path: Path) -> dict[str, Any]:
+    """Run one configuration in a fresh process and return what it measured."""
+    command = [sys.executable, __file__, "--child", mode, str(source), str(saved), str(pairs_path)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} on {source} failed with exit code {done.returncode}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the KG section -----------------------------------------------------------------------------
+
+
+def measure_kg(work: Path, sizes: list[int], n_questions: int, project: int) -> list[dict[str, Any]]:
+    rows = []
+    for n_triples in sizes:
+        source, saved, pairs_path = work / f"kg{n_triples}.tsv", work / f"kg{n_triples}", work / "pairs.json"
+        start = time.perf_counter()
+        run_child("generate", source, f"{n_triples},{n_questions}", pairs_path)
+        print(f"[{n_triples:,} triples: KG written in {time.perf_counter() - start:.0f} s]", file=sys.stderr)
+        row: dict[str, Any] = {"triples": n_triples, "tsv_mib": source.stat().st_size / 2**20}
+        for mode in ("pack", "again", "open"):
+            row[mode] = run_child(mode, source, saved, pairs_path)
+        row["saved_mib"] = sum(p.stat().st_size for p in saved.iterdir()) / 2**20
+        rows.append(row)
+        _print_size(row, n_questions)
+        source.unlink()
+        shutil.rmtree(saved)
+    if len(rows) > 1:
+        _print_growth(rows, project)
+    return rows
+
+
+def _print_size(row: dict[str, Any], n_questions: int) -> None:
+    pack, again, opened = row["pack"], row["again"], row["open"]
+    print(
+        f"KG {row['triples']:,} triples (tsv {row['tsv_mib']:.0f} MiB, saved {row['saved_mib']:.0f} MiB):\n"
+        f"  pack (index --kg)   {pack['load_s']:8.2f} s   peak RSS {pack['peak_mib']:7.0f} MiB\n"
+        f"  pack again (tsv)    {again['load_s']:8.2f} s   peak RSS {again['peak_mib']:7.0f} MiB "
+        f"(after {n_questions} questions: {again['query_s']:.2f} s, private {again['RssAnon']:.0f} MiB)\n"
+        f"  open saved          {opened['load_s']:8.3f} s   peak RSS {opened['peak_mib']:7.0f} MiB "
+        f"(after {n_questions} questions: {opened['query_s']:.2f} s, private {opened['RssAnon']:.0f} MiB, "
+        f"mapped from the page cache {opened['RssFile']:.0f} MiB)\n"
+        f"  pack again / open saved: {again['load_s'] / opened['load_s']:.0f}x (target >= 20x); with the "
+        f"questions: {(again['load_s'] + again['query_s']) / (opened['load_s'] + opened['query_s']):.1f}x; "
+        f"same reasoning paths found: {again['chains'] == opened['chains']} ({opened['chains']})"
+    )
+
+
+def _print_growth(rows: list[dict[str, Any]], project: int) -> None:
+    """Growth per step, and a projection from the last step (its exponent, at least linear)."""
+    print("growth per step:")
+    for low, high in zip(rows, rows[1:], strict=False):
+        scale = high["triples"] / low["triples"]
+        print(f"  {low['triples']:,} -> {high['triples']:,} triples ({scale:.0f}x):")
+        for mode, key in (("pack", "load_s"), ("pack", "peak_mib"), ("again", "load_s"), ("again", "peak_mib")):
+            print(f"    {mode:5} {key:8} x{high[mode][key] / low[mode][key]:.2f}")
+        for key in ("load_s", "query_s", "peak_mib", "RssAnon"):
+            print(f"    open  {key:8} x{high['open'][key] / low['open'][key]:.2f}")
+    low, high = rows[-2], rows[-1]
+    step = math.log(high["triples"] / low["triples"])
+    factor = project / high["triples"]
+
+    def projected(mode: str, key: str) -> float:
+        exponent = max(1.0, math.log(high[mode][key] / low[mode][key]) / step)
+        return high[mode][key] * factor**exponent
+
+    print(
+        f"projection to {project:,} triples (not measured: {factor:.0f}x the largest size, at the last "
+        f"step's growth, at least linear): pack {projected('pack', 'load_s'):.0f} s and "
+        f"{projected('pack', 'peak_mib') / 1024:.1f} GiB peak RSS once; every run without a saved KG "
+        f"{projected('again', 'load_s'):.0f} s and {projected('again', 'peak_mib') / 1024:.1f} GiB; saved KG on "
+        f"disk {high['saved_mib'] * factor / 1024:.1f} GiB, shared by every process on the machine"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("kg",), default="kg", help="the section to run (the corpus one: to come)")
+    parser.add_argument("--kg-triples", default="2000000,20000000", help="comma-separated KG sizes")
+    parser.add_argument("--kg-questions", type=int, default=200)
+    parser.add_argument("--project", type=int, default=100_000_000, help="the KG size to project to")
+    parser.add_argument("--json", action="store_true", help="also print every measurement as one JSON line")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+    work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    try:
+        sizes = [int(size) for size in args.kg_triples.split(",")]
+        rows = measure_kg(work, sizes, args.kg_questions, args.project)
+        if args.json:
+            print(json.dumps(rows))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
