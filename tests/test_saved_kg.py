@@ -118,6 +118,18 @@ def test_build_data_with_a_saved_kg_writes_the_same_bytes(
         assert (tmp_path / "saved" / name).read_bytes() == (tmp_path / "file" / name).read_bytes(), name
 
 
+def test_shards_over_one_saved_kg_merge_into_the_file_build(
+    capsys: pytest.CaptureFixture[str], sample_dir: Path, tmp_path: Path
+) -> None:
+    assert build(capsys, "--recipe", RECIPE, "--out", tmp_path / "file")[0] == 0
+    shards = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, shard in enumerate(shards):
+        assert build(capsys, "--recipe", RECIPE, "--kg", sample_dir, "--shard", f"{i}/2", "--out", shard)[0] == 0
+    assert build(capsys, "merge", *shards, "--out", tmp_path / "merged")[0] == 0
+    for name in ("records.jsonl", "train.jsonl", "eval.jsonl"):
+        assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "file" / name).read_bytes(), name
+
+
 def damage(folder: Path, how: str) -> None:
     manifest = folder / "manifest.json"
     if how == "truncated column":
