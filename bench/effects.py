@@ -171,12 +171,17 @@ def raft_job(work: Path, seed: int, variant: str, test: dict[str, Any], cfg: dic
     hybridft("eval", "raft", "--data", test_data, "--split", "all", "--adapter", run, "--distractors",
              ",".join(map(str, TEST_DISTRACTORS)), "--max-new-tokens", 100, "--batch-size", 32, "--out", report,
              "--overwrite", *limit(cfg))  # fmt: skip
-    by_k = metrics_of(report)["by_distractors"]
     rag = folder / f"eval-rag-{variant}"
     hybridft("eval", "rag", "--qa", dom / "qa_test.jsonl", "--docs", dom / "docs_test.jsonl", "--chunk-size", 64,
              "--k", "3", "--adapter", run, "--max-new-tokens", 100, "--batch-size", 32, "--out", rag,
              "--overwrite", *limit(cfg))  # fmt: skip
-    rag_metrics = metrics_of(rag)["metrics"]
+    return raft_result(folder, variant)
+
+
+def raft_result(folder: Path, variant: str) -> dict[str, Any]:
+    """Exact match at each test-time distractor count and through eval rag, from the reports."""
+    by_k = metrics_of(folder / f"eval-raft-{variant}")["by_distractors"]
+    rag_metrics = metrics_of(folder / f"eval-rag-{variant}")["metrics"]
     result = {f"d{k}": by_k[str(k)]["exact_match"] for k in TEST_DISTRACTORS}
     result["rag_top3"] = rag_metrics["exact_match"]
     result["answer_recall@3"] = rag_metrics.get("answer_recall@3")
@@ -190,13 +195,18 @@ def rog_job(work: Path, seed: int, arg: str | None, test: dict[str, Any], cfg: d
              "--seed", seed, "--out", data, "--overwrite")  # fmt: skip
     held_out_check(data, test)
     finetune(data, run, "rog", seed, cfg)
-    result: dict[str, Any] = {}
     for mode, extra in ROG_MODES.items():
         report = folder / f"eval-rog-{mode}"
         hybridft("eval", "rog", "--data", dom / "kg_test.jsonl", "--adapter", run, "--directed", "true",
                  "--max-hops", 2, "--beams", 3, "--max-new-tokens", 24, "--batch-size", 32, *extra,
                  "--out", report, "--overwrite", *limit(cfg))  # fmt: skip
-        metrics = metrics_of(report)["metrics"]
+    return rog_result(folder)
+
+
+def rog_result(folder: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for mode in ROG_MODES:
+        metrics = metrics_of(folder / f"eval-rog-{mode}")["metrics"]
         result[mode] = {name: metrics[name] for name in ("hits@1", "hit", "f1", "rog_f1", "path_validity")}
     return result
 
@@ -210,7 +220,11 @@ def invar_job(work: Path, seed: int, weight: str, test: dict[str, Any], cfg: dic
     report = folder / f"eval-invar-{weight}"
     hybridft("eval", "retrieval", "--data", test_data, "--split", "all", "--ranker", "adapter", "--retriever", run,
              "--k", "1,3", "--invariance-k", 3, "--out", report, "--overwrite", *limit(cfg))  # fmt: skip
-    metrics = metrics_of(report)["metrics"]
+    return invar_result(folder, weight)
+
+
+def invar_result(folder: Path, weight: str) -> dict[str, Any]:
+    metrics = metrics_of(folder / f"eval-invar-{weight}")["metrics"]
     keys = ("recall@1", "recall@3", "mrr", "invariance_overlap@3", "invariance_kendall_tau")
     return {key: metrics.get(key) for key in keys}
 
@@ -274,8 +288,10 @@ def raft_table(results: dict[str, dict[int, Any]]) -> tuple[str, list[str]]:
     pairs = [("b_distractors", "a_oracle_only"), ("c_oracle_p08", "a_oracle_only"), ("c_oracle_p08", "b_distractors")]
     for better, worse in pairs:
         if better in results and worse in results:
+            shared = results[better].keys() & results[worse].keys()
             for column in columns:
-                b, w = per_seed(results[better], column), per_seed(results[worse], column)
+                b = per_seed({k: results[better][k] for k in shared}, column)
+                w = per_seed({k: results[worse][k] for k in shared}, column)
                 verdict = (
                     "every seed" if every_seed(b, w) else "reversed in every seed" if every_seed(w, b) else "mixed"
                 )
@@ -312,8 +328,10 @@ def invar_table(results: dict[str, dict[int, Any]]) -> tuple[str, list[str]]:
             lines.append(f"| {weight} | " + " | ".join(spread(per_seed(results[weight], m)) for m in metrics) + " |")
     claims = []
     if len(results) == len(INVAR_WEIGHTS):
+        shared = results["weight_1_default"].keys() & results["weight_0"].keys()
         for metric in metrics:
-            b, w = per_seed(results["weight_1_default"], metric), per_seed(results["weight_0"], metric)
+            b = per_seed({k: results["weight_1_default"][k] for k in shared}, metric)
+            w = per_seed({k: results["weight_0"][k] for k in shared}, metric)
             verdict = "every seed" if every_seed(b, w) else "reversed in every seed" if every_seed(w, b) else "mixed"
             claims.append(f"weight 1 > weight 0 on {metric}: {verdict} ({_deltas(b, w)})")
     return "\n".join(lines), claims
@@ -336,7 +354,13 @@ def main() -> None:
     parser.add_argument("--out", default="effects-report", help="folder for effects.json and effects.md")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (data, runs, reports)")
     parser.add_argument("--smoke", action="store_true", help="a few training steps: checks the plumbing only")
+    parser.add_argument("--summarise", metavar="WORK", help="print the tables of a kept work folder's reports")
     args = parser.parse_args()
+    if args.summarise:
+        found = collect(Path(args.summarise))
+        done = sorted({key.split(":")[0] for key, by_seed in found.items() if by_seed})
+        print(summarise(found, done, sorted({s for by_seed in found.values() for s in by_seed}), 0.0, 0))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.only.split(",") if m]
     os.environ["OMP_NUM_THREADS"] = "1"  # one torch thread per worker: no oversubscription
@@ -379,6 +403,20 @@ def main() -> None:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def collect(work: Path) -> dict[str, dict[int, Any]]:
+    """The results of every finished job in a kept work folder (a partial run gives partial tables)."""
+    results: dict[str, dict[int, Any]] = {}
+    for folder in sorted(work.glob("seed*")):
+        seed = int(folder.name[4:])
+        readers: list[tuple[str, Any, tuple[Any, ...]]] = [("rog", rog_result, (folder,))]
+        readers += [(f"raft:{v}", raft_result, (folder, v)) for v in RAFT_VARIANTS]
+        readers += [(f"invar:{w}", invar_result, (folder, w)) for w in INVAR_WEIGHTS]
+        for key, read, arguments in readers:
+            with contextlib.suppress(FileNotFoundError):
+                results.setdefault(key, {})[seed] = read(*arguments)
+    return results
 
 
 def summarise(
