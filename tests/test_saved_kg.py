@@ -196,4 +196,6 @@ def test_index_kg_refuses_bad_input_and_writes_nothing(
     assert code == 2 and "a folder; give the .tsv or .jsonl KG file to pack" in err
     code, _, err = index(capsys, "--kg", SAMPLE_KG, "--out", sample_dir)
     assert code == 2 and "folder exists and is not empty" in err
+    code, _, err = index(capsys, "--kg", SAMPLE_KG, "--docs", SAMPLE_KG, "--out", tmp_path / "kg")
+    assert code == 2 and "--kg packs a KG, --docs indexes a corpus: give one of them" in err
     assert index(capsys, "--help")[0] == 0

@@ -90,6 +90,10 @@ def _check_kg(config: dict[str, Any]) -> list[str]:
 
 
 def _index_kg(tokens: list[str]) -> int:
+    if any(token == "--docs" or token.startswith("--docs=") for token in tokens):
+        from hybridft.core.errors import UsageError
+
+        raise UsageError("--kg packs a KG, --docs indexes a corpus: give one of them (two runs, two --out folders)")
     parsed = options_command(tokens, _kg_options(), _check_kg, name="index", usage=USAGE)
     if parsed is None:
         return EXIT_OK
