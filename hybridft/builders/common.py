@@ -43,6 +43,14 @@ SHARD_OPTION = Option(
 )
 
 
+RAY_OPTIONS = [
+    Option("shards", "int", None, "build as N shards on Ray (with --ray) and merge them into --out", minimum=2),
+    Option("ray", "str", None, "with --shards: local (a Ray on this machine; --ray alone) or a Ray cluster ADDRESS"),
+    Option("ray_gpus", "float", 0.0, "GPUs each shard task asks Ray for", minimum=0),
+    Option("ray_retries", "int", 3, "times Ray reruns a shard task whose worker or node died", minimum=0),
+]
+
+
 @dataclass(frozen=True)
 class Shard:
     """Shard ``index`` of ``count``: the questions whose id hash falls in it."""
@@ -71,10 +79,21 @@ class Shard:
 
 
 def check_shard(config: dict[str, Any]) -> list[str]:
+    """--shard I/N, or --shards N with --ray."""
     try:
         Shard.parse(config.get("shard"))
     except ValueError as error:
         return [str(error)]
+    shards, ray = config.get("shards"), config.get("ray")
+    if shards and config.get("shard"):
+        return ["shard, shards: give one: --shard I/N builds one shard, --shards N --ray builds all N"]
+    if shards and not ray:
+        return [
+            "shards: needs --ray (local or a cluster ADDRESS); without Ray, run each --shard I/N "
+            "yourself (e.g. a Slurm array) and join them with `hybridft build-data merge`"
+        ]
+    if ray and not shards:
+        return ["ray: needs --shards N"]
     return []
 
 

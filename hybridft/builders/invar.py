@@ -31,6 +31,7 @@ import numpy as np
 
 from hybridft.builders import raft
 from hybridft.builders.common import (
+    RAY_OPTIONS,
     SHARD_OPTION,
     BuildResult,
     Quality,
@@ -116,6 +117,7 @@ OPTIONS = [
     _RAFT["doubtful_oracles"],
     _RAFT["oracle_judge"],
     SHARD_OPTION,
+    *RAY_OPTIONS,
     Option("teacher", "str", "minilm", "teacher_scores by minilm (packaged all-MiniLM-L6-v2), a local folder, or none"),
     Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
     Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hybridft.builders.common import SHARD_OPTION, BuildResult, check_shard, common_options
+from hybridft.builders.common import RAY_OPTIONS, SHARD_OPTION, BuildResult, check_shard, common_options
 from hybridft.builders.raft_examples import RaftBuilder
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
@@ -61,6 +61,7 @@ OPTIONS = [
         choices=("none", "generator"),
     ),
     SHARD_OPTION,
+    *RAY_OPTIONS,
     *CHUNKING_OPTIONS,
     Option(
         "cot",

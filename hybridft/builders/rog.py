@@ -22,7 +22,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from hybridft.builders.common import SHARD_OPTION, BuildResult, Shard, check_shard, common_options, split_of
+from hybridft.builders.common import (
+    RAY_OPTIONS,
+    SHARD_OPTION,
+    BuildResult,
+    Shard,
+    check_shard,
+    common_options,
+    split_of,
+)
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.progress import log, track
@@ -43,6 +51,7 @@ OPTIONS = [
     Option("tasks", "list", list(DEFAULT_TASKS), "which examples to build (explain needs --generator)", choices=TASKS),
     Option("max_reasoning_paths", "int", 32, "reasoning paths kept per question (sorted)", minimum=1),
     SHARD_OPTION,
+    *RAY_OPTIONS,
     # RoG makes no random choice (paths are searched exhaustively and sorted; the split hashes
     # question ids): --seed is accepted, as in every recipe, and only reaches the generator.
     *(

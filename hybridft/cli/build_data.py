@@ -37,6 +37,7 @@ def main(tokens: list[str]) -> int:
 
     if tokens[:1] == ["merge"]:
         return _merge(tokens[1:])
+    tokens = _ray_alone_means_local(tokens)
     command = parse_kind_command(tokens, BUILDERS, name="build-data", usage=USAGE)
     if command is None:
         return EXIT_OK
@@ -49,10 +50,26 @@ def main(tokens: list[str]) -> int:
     return _run(command.kind, command.config, as_json)
 
 
+def _ray_alone_means_local(tokens: list[str]) -> list[str]:
+    """``--ray`` without an address: a Ray started on this machine."""
+    out = []
+    for n, token in enumerate(tokens):
+        out.append(token)
+        if token == "--ray" and (n + 1 == len(tokens) or tokens[n + 1].startswith("-")):
+            out.append("local")
+    return out
+
+
 def _run(kind: str, config: dict[str, Any], as_json: bool) -> int:
     from hybridft.builders.folder import write_build
 
-    result = write_build(kind, config)
+    if config.get("shards"):
+        from hybridft.builders.ray_shards import run_on_ray
+
+        result = run_on_ray(kind, config)
+        result["examples"] = result["counts"]["train"] + result["counts"]["eval"]
+    else:
+        result = write_build(kind, config)
     counts = result["counts"]
     skipped = {k: v for k, v in counts.get("skipped", {}).items() if v}
     human = (
