@@ -130,3 +130,23 @@ def test_a_shard_warns_of_no_empty_split_the_merge_does(cli, tmp_path: Path) -> 
         assert code == 0 and "warning" not in stderr
     code, _, stderr = cli("merge", *folders, "--out", tmp_path / "m")
     assert code == 0 and "the eval split is empty" in " ".join(stderr.split())
+
+
+@pytest.mark.parametrize("kind", ["raft", "invar"])
+def test_shards_over_one_saved_index_merge_into_the_unsharded_bytes(cli, tmp_path: Path, capsys, kind: str) -> None:
+    from hybridft.cli import index as index_cli
+    from hybridft.cli.common import run_guarded
+
+    qa, docs = qa_and_docs(tmp_path)
+    index = tmp_path / "index"
+    assert run_guarded(index_cli.main, ["--docs", str(docs), "--out", str(index)]) == 0
+    capsys.readouterr()
+    extra = ["--distractors", "2"] if kind == "raft" else ["--negatives", "2", "--teacher", "none"]
+    args = [kind, "--qa", qa, "--docs", docs, *extra]
+    assert cli(*args, "--out", tmp_path / "whole")[0] == 0
+    for i in range(2):
+        code, _, stderr = cli(*args, "--index", index, "--shard", f"{i}/2", "--out", tmp_path / f"s{i}")
+        assert code == 0 and "indexing" not in stderr  # each shard opened the saved index
+    assert cli("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged")[0] == 0
+    for name in OUTPUTS:
+        assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
