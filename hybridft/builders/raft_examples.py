@@ -16,7 +16,7 @@ import numpy as np
 from hybridft.builders.common import Quality, RowDraws, row_draws, shard_rows, splits_of
 from hybridft.core.answers import AnswerFinder, GoldAnswers
 from hybridft.core.errors import UsageError
-from hybridft.core.evidence import MIN_COVERAGE, Quote, choose_quote, matched_coverage, question_terms
+from hybridft.core.evidence import Quote, choose_quote, is_relevant, question_terms
 from hybridft.core.progress import log, track
 from hybridft.core.readers import QARow
 from hybridft.retrieval.chunking import Chunk
@@ -173,7 +173,7 @@ class RaftBuilder:
                 break
             if first is None:
                 first = index
-            if matched_coverage(terms, self.finder.normalized(index)) >= MIN_COVERAGE:
+            if is_relevant(terms, self.finder.normalized(index)):
                 picked.append(index)
                 if len(picked) == limit:
                     break
@@ -191,8 +191,7 @@ class RaftBuilder:
         for checked, (index, _) in enumerate(self.holders(row, ranked, gold)):
             if checked == HOLDERS_CHECKED or len(relevant) == HOLDERS_JUDGED:
                 break
-            is_relevant = matched_coverage(terms, self.finder.normalized(index)) >= MIN_COVERAGE
-            (relevant if is_relevant else others).append(index)
+            (relevant if is_relevant(terms, self.finder.normalized(index)) else others).append(index)
         return (relevant + others)[:HOLDERS_JUDGED]
 
     def judge_oracles(

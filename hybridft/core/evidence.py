@@ -82,9 +82,10 @@ def matched_coverage(terms: frozenset[str], matched_text: str) -> float:
     return len(terms & _stems(matched_text)) / len(terms)
 
 
-def is_relevant(terms: frozenset[str], text: str) -> bool:
-    """Whether ``text`` holds at least :data:`MIN_COVERAGE` of the question's ``terms``."""
-    return matched_coverage(terms, match_form(text)) >= MIN_COVERAGE
+def is_relevant(terms: frozenset[str], matched_text: str) -> bool:
+    """Whether a passage (in :func:`match_form`) holds at least :data:`MIN_COVERAGE` of the
+    question's ``terms``: whether it can be the question's oracle."""
+    return matched_coverage(terms, matched_text) >= MIN_COVERAGE
 
 
 class Quote(NamedTuple):
