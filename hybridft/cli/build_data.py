@@ -20,6 +20,7 @@ long option (max_hops <-> --max-hops); the command line wins over the recipe.
   --json                    print the result as one JSON document on stdout
   --debug                   show tracebacks
   hybridft build-data KIND --help   lists KIND's options
+  hybridft build-data merge SHARD_DIR... --out DIR   joins the folders of a --shard I/N build
 """
 
 
