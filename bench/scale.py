@@ -13,8 +13,11 @@ KG: a synthetic global KG (heads drawn Zipf-like, so a few entities are hubs; ta
   again  what every run without a saved KG pays: ``read_kg(KG.tsv)`` and the first name lookup;
   open   ``read_kg(KG_DIR)`` and the first name lookup (memory-mapped; the page cache is warm
          after ``pack``, as it is for the 2nd..Nth shard process on one machine);
+  cold   the same after dropping the saved KG's pages from the page cache (posix_fadvise);
+  shared two ``open`` processes at once, each reading its PSS while both hold the KG (the
+         mapped pages are counted once between them);
 
-then, in the ``again`` and ``open`` processes, ``--kg-questions`` questions (relation paths up to
+then, in the again, open, cold and shared processes, ``--kg-questions`` questions (relation paths up to
 3 hops between a head and an entity two edges away, and the reasoning paths that follow them).
 Printed: each number per size, the ratio "pack again / open saved" (target >= 20x), the growth
 per step, and a projection to ``--project`` triples (a projection, from the largest measured step).
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -97,6 +101,11 @@ def child(mode: str, source: str, saved: str, pairs_path: str) -> dict[str, Any]
         assert code == 0
         return {"load_s": time.perf_counter() - start, **_memory()}
     pairs = json.loads(Path(pairs_path).read_text())
+    if mode == "cold":  # the first process after a reboot: the saved KG's pages dropped from the cache
+        for file in Path(saved).iterdir():
+            fd = os.open(file, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
     start = time.perf_counter()
     kg = read_kg(source if mode == "again" else saved)
     kg.ids([pairs[0][0]])  # the name lookup's sorted order: computed (again) or mapped (open)
@@ -108,7 +117,27 @@ def child(mode: str, source: str, saved: str, pairs_path: str) -> dict[str, Any]
         paths = shortest_relation_paths(kg, q_ids, a_ids, 3, False)  # type: ignore[arg-type]
         found += len(reasoning_paths(kg, q_ids, paths, False, 32).chains)  # type: ignore[arg-type]
     query_s = time.perf_counter() - start
-    return {"load_s": load_s, "query_s": query_s, "chains": found, **_memory()}
+    result = {"load_s": load_s, "query_s": query_s, "chains": found, **_memory()}
+    if mode == "shared":  # measured while every sibling holds the KG too
+        _wait_for_siblings("ready")
+        result.update(_proportional())
+        _wait_for_siblings("measured")
+    return result
+
+
+def _wait_for_siblings(stage: str) -> None:
+    """Mark this ``stage`` done and wait until the other ``shared`` processes have done it."""
+    folder, rank, count = Path(os.environ["SCALE_SYNC"]), os.environ["SCALE_RANK"], int(os.environ["SCALE_N"])
+    (folder / f"{stage}.{rank}").touch()
+    while len(list(folder.glob(f"{stage}.*"))) < count:
+        time.sleep(0.05)
+
+
+def _proportional() -> dict[str, float]:
+    """PSS: each resident page divided by the number of processes mapping it, in MiB."""
+    rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in rollup[1:] if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("Pss", "Pss_Anon", "Pss_File")}
 
 
 def _memory() -> dict[str, float]:
@@ -124,11 +153,31 @@ def _memory() -> dict[str, float]:
 
 def run_child(mode: str, source: Path, saved: Path | str, pairs_path: Path) -> dict[str, Any]:
     """Run one configuration in a fresh process and return what it measured."""
+    return run_together(mode, source, saved, pairs_path, 1)[0]
+
+
+def run_together(mode: str, source: Path, saved: Path | str, pairs_path: Path, count: int) -> list[dict[str, Any]]:
+    """Run ``count`` processes of one configuration at the same time; what each measured."""
     command = [sys.executable, __file__, "--child", mode, str(source), str(saved), str(pairs_path)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} on {source} failed with exit code {done.returncode}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    sync = Path(tempfile.mkdtemp(prefix="sync-", dir=Path(pairs_path).parent))
+    processes = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SCALE_SYNC": str(sync), "SCALE_RANK": str(rank), "SCALE_N": str(count)},
+        )
+        for rank in range(count)
+    ]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"{mode} on {source} failed with exit code {process.returncode}:\n{stderr[-2000:]}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    shutil.rmtree(sync)
+    return results
 
 
 # --- the KG section -----------------------------------------------------------------------------
@@ -142,8 +191,9 @@ def measure_kg(work: Path, sizes: list[int], n_questions: int, project: int) -> 
         run_child("generate", source, f"{n_triples},{n_questions}", pairs_path)
         print(f"[{n_triples:,} triples: KG written in {time.perf_counter() - start:.0f} s]", file=sys.stderr)
         row: dict[str, Any] = {"triples": n_triples, "tsv_mib": source.stat().st_size / 2**20}
-        for mode in ("pack", "again", "open"):
+        for mode in ("pack", "again", "open", "cold"):
             row[mode] = run_child(mode, source, saved, pairs_path)
+        row["shared"] = run_together("shared", source, saved, pairs_path, 2)
         row["saved_mib"] = sum(p.stat().st_size for p in saved.iterdir()) / 2**20
         rows.append(row)
         _print_size(row, n_questions)
@@ -155,7 +205,7 @@ def measure_kg(work: Path, sizes: list[int], n_questions: int, project: int) -> 
 
 
 def _print_size(row: dict[str, Any], n_questions: int) -> None:
-    pack, again, opened = row["pack"], row["again"], row["open"]
+    pack, again, opened, cold, shared = row["pack"], row["again"], row["open"], row["cold"], row["shared"]
     print(
         f"KG {row['triples']:,} triples (tsv {row['tsv_mib']:.0f} MiB, saved {row['saved_mib']:.0f} MiB):\n"
         f"  pack (index --kg)   {pack['load_s']:8.2f} s   peak RSS {pack['peak_mib']:7.0f} MiB\n"
@@ -164,10 +214,21 @@ def _print_size(row: dict[str, Any], n_questions: int) -> None:
         f"  open saved          {opened['load_s']:8.3f} s   peak RSS {opened['peak_mib']:7.0f} MiB "
         f"(after {n_questions} questions: {opened['query_s']:.2f} s, private {opened['RssAnon']:.0f} MiB, "
         f"mapped from the page cache {opened['RssFile']:.0f} MiB)\n"
-        f"  pack again / open saved: {again['load_s'] / opened['load_s']:.0f}x (target >= 20x); with the "
-        f"questions: {(again['load_s'] + again['query_s']) / (opened['load_s'] + opened['query_s']):.1f}x; "
-        f"same reasoning paths found: {again['chains'] == opened['chains']} ({opened['chains']})"
+        f"  open saved, cold    {cold['load_s']:8.3f} s   peak RSS {cold['peak_mib']:7.0f} MiB "
+        f"(its pages dropped from the page cache first; after {n_questions} questions: {cold['query_s']:.2f} s)\n"
+        f"  pack again / open saved: {again['load_s'] / opened['load_s']:.0f}x (target >= 20x), cold "
+        f"{again['load_s'] / cold['load_s']:.0f}x; with the questions: "
+        f"{(again['load_s'] + again['query_s']) / (opened['load_s'] + opened['query_s']):.1f}x, cold "
+        f"{(again['load_s'] + again['query_s']) / (cold['load_s'] + cold['query_s']):.1f}x; "
+        f"same reasoning paths found: {again['chains'] == opened['chains'] == cold['chains']} ({opened['chains']})\n"
+        f"  2 processes on the saved KG at once: RSS {_each(shared, 'RssAnon', 'RssFile')} MiB, PSS "
+        f"{_each(shared, 'Pss')} MiB (mapped files {_each(shared, 'Pss_File')} MiB: the KG's pages counted "
+        f"once between them)"
     )
+
+
+def _each(results: list[dict[str, Any]], *keys: str) -> str:
+    return " + ".join(f"{sum(result[key] for key in keys):.0f}" for result in results)
 
 
 def _print_growth(rows: list[dict[str, Any]], project: int) -> None:
