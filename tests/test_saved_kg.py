@@ -95,6 +95,7 @@ def test_small_kg_with_parallel_and_reversed_edges(capsys: pytest.CaptureFixture
     memory, saved = KG.from_triples(SMALL), read_kg(tmp_path / "kg")
     same_paths(memory, saved, [memory.entity(i) for i in range(memory.size)], 4)
     a, b = saved.ids(["Ärger", "b"])
+    assert a is not None and b is not None
     assert shortest_relation_paths(saved, [a], [b], 2, False) == [("r1",), ("r2",), ("r3",)]
     assert reasoning_paths(saved, [b], [("r3",)], False, 32).chains == [[("b", "r3", "Ärger")]]
     assert reasoning_paths(saved, [b], [("r1",)], False, 32).chains == [[("Ärger", "r1", "b")]]
