@@ -17,6 +17,7 @@ from hybridft.cli import eval as eval_cli
 from hybridft.cli import index as index_cli
 from hybridft.cli.common import run_guarded
 from hybridft.core.answers import holds_answer
+from hybridft.core.errors import UsageError
 from hybridft.evaluation.metrics import raft_scores
 from hybridft.retrieval.index import corpus_index, open_saved
 
@@ -64,7 +65,7 @@ def test_a_saved_index_ranks_as_a_fresh_one(corpus, capsys, retriever: str) -> N
     code, _, err = run(index_cli, capsys, "--docs", corpus["docs"], "--retriever", retriever, "--out", out)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["chunks.jsonl", "manifest.json", "bm25" if retriever == "bm25" else "embeddings.npy"]
+        ["chunks.arrow", "manifest.json", "bm25" if retriever == "bm25" else "embeddings.npy"]
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["retriever"]["kind"] == ("bm25" if retriever == "bm25" else "dense")
@@ -270,3 +271,23 @@ def test_eval_rag_reads_the_questions_of_an_invar_generation_build(corpus, capsy
         corpus["tmp"] / "r2",
     )
     assert code == 2 and 'records.jsonl:2: missing field "answers"' in err
+
+
+def test_a_saved_index_keeps_its_texts_in_the_mapped_file(corpus, capsys) -> None:
+    from hybridft.retrieval.chunking import ArrowStrings
+    from hybridft.retrieval.index import open_saved
+
+    index = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    saved = open_saved(index)
+    assert isinstance(saved.chunks.texts, ArrowStrings) and isinstance(saved.chunks.titles, ArrowStrings)
+    texts = {row["id"]: row["text"] for row in FIVE}
+    assert [saved.chunks.texts[i] for i in range(len(saved.chunks))] == [texts[i] for i in saved.chunks.ids]
+    assert list(saved.chunks.texts) == saved.chunks.text_list() == [texts[i] for i in saved.chunks.ids]
+    # An index from before (chunks.jsonl) or a damaged file: exit 2, saying to rebuild it.
+    (index / "chunks.arrow").write_bytes(b"not arrow")
+    with pytest.raises(UsageError, match="chunks.arrow is damaged"):
+        open_saved(index)
+    (index / "chunks.arrow").unlink()
+    with pytest.raises(UsageError, match="no chunks.arrow"):
+        open_saved(index)

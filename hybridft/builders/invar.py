@@ -22,7 +22,7 @@ machinery (:class:`hybridft.builders.RaftBuilder`), with negatives in place of d
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,7 +331,7 @@ def teacher_scores(
     queries: list[str],
     candidates: list[list[str]],
     batch_size: int,
-    encoded: tuple[list[str], DenseIndex] | None = None,
+    encoded: tuple[Sequence[str], DenseIndex] | None = None,
 ) -> list[list[float]]:
     """Cosine similarity of each query to each of its candidate texts under the teacher model
     (normalised sentence embeddings), rounded to 4 decimals. Each distinct text is encoded once,
@@ -378,7 +378,7 @@ def build_generation(config: dict[str, Any], qa: list[QARow], corpus: Corpus) ->
     index = corpus.saved_ranker(retriever)
     if index is None:
         log(f"indexing {len(chunks)} chunks with {config['retriever']}")
-        index = RETRIEVERS.get(config["retriever"], _trained)(chunks.texts, config)
+        index = RETRIEVERS.get(config["retriever"], _trained)(chunks.text_list(), config)
     found, _ = index.search([r.question for r in qa], config["top_k"], f"{config['retriever']} retrieval")
     finder = AnswerFinder(chunks.texts)
     records = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ARTICLE_WORDS = frozenset(("a", "an", "the"))
@@ -221,7 +222,7 @@ class GoldAnswers:
 class AnswerFinder:
     """Checks corpus texts for gold answers, normalising each text at most once."""
 
-    def __init__(self, texts: list[str]):
+    def __init__(self, texts: Sequence[str]):
         self._texts = texts
         self._normalized: dict[int, str] = {}
 

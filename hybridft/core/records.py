@@ -4,8 +4,7 @@ file is an exit-2 error naming the file, line (or record) and field, never a ``K
 
 Kinds: ``RAFT_RECORD``, ``ROG_RECORD`` and ``INVAR_RECORD`` (``records.jsonl``), and the trainer
 rows of train/eval.jsonl: ``MESSAGES_ROW``, ``PROMPT_COMPLETION_ROW`` (read by the sft trainer) and
-``RETRIEVAL_ROW`` (``build-data invar``'s ``retrieval`` format, read by the invar-retriever trainer);
-``CHUNK_ROW``, the chunks of a saved index. The
+``RETRIEVAL_ROW`` (``build-data invar``'s ``retrieval`` format, read by the invar-retriever trainer). The
 readers of inputs (documents, QA sets, KG questions) are in :mod:`hybridft.core.readers`.
 """
 
@@ -205,11 +204,6 @@ def _ends_with_an_answer(row: dict[str, Any]) -> str | None:
 MESSAGES_ROW = Schema("messages row", (Field("messages", "messages", non_empty=True),), _ends_with_an_answer)
 
 PROMPT_COMPLETION_ROW = Schema("prompt-completion row", (Field("prompt", "text"), Field("completion", "text")))
-
-# A saved index's chunks.jsonl (hybridft index).
-CHUNK_ROW = Schema(
-    "chunk", (Field("id", "text"), Field("doc_id", "text"), Field("title", "text"), Field("text", "text"))
-)
 
 TRAINER_ROWS = {"messages": MESSAGES_ROW, "prompt-completion": PROMPT_COMPLETION_ROW, "retrieval": RETRIEVAL_ROW}
 

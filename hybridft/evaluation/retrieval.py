@@ -280,7 +280,7 @@ def rank_corpus(
     """Per record: the top ``depth`` corpus ids of its query, then of each variant (with the saved
     ``--index`` when it was built by this ranker)."""
     queries = [query for record in records for query in [record["query"], *record.get("variants", [])]]
-    ids, texts = corpus.chunks.ids, corpus.chunks.texts
+    ids, texts = corpus.chunks.ids, corpus.chunks.text_list()
     name = {"bm25": "bm25", "minilm": "minilm", "adapter": config["retriever"]}[config["ranker"]]
     saved = corpus.saved_ranker(name)
     if saved is not None:

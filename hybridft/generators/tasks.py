@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -171,7 +172,7 @@ class TaskCounts:
         }
 
 
-def write_questions(gen: Generator, texts: list[str], n: int) -> tuple[list[list[str]], TaskCounts]:
+def write_questions(gen: Generator, texts: Sequence[str], n: int) -> tuple[list[list[str]], TaskCounts]:
     """``n`` questions per text (fewer when the model gives fewer; counted as ``short``)."""
     outputs = gen.run(prompts.QUESTIONS, [{"n": n, "text": t} for t in texts], "writing questions")
     counts = TaskCounts(items=len(texts))

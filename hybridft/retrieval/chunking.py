@@ -8,7 +8,7 @@ in one chunk, else ``id#0``, ``id#1``, ...
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,21 +83,47 @@ class Chunk:
     text: str
 
 
+class ArrowStrings(Sequence[str]):
+    """A string column of an Arrow table as a read-only sequence of ``str``: a saved index's chunk
+    texts stay in the memory-mapped file, and only those looked at become Python strings."""
+
+    def __init__(self, column: Any):
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._column[index].to_pylist()
+        return self._column[index].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        for block in self._column.chunks:  # a batch of Python strings at a time, never all of them
+            yield from block.to_pylist()
+
+
 @dataclass
 class Chunks:
-    """The corpus cut into chunks, one list per field: corpora have 100,000s of chunks and only a
-    few per example are ever looked at as :class:`Chunk` objects."""
+    """The corpus cut into chunks, one sequence per field: corpora have 100,000s of chunks and only
+    a few per example are ever looked at as :class:`Chunk` objects. Titles and texts are lists, or
+    :class:`ArrowStrings` for a saved index."""
 
     ids: list[str]
     doc_ids: list[str]
-    titles: list[str]
-    texts: list[str]
+    titles: Sequence[str]
+    texts: Sequence[str]
     # A document's chunks are contiguous: the index of its first one (an int per document is cheaper
     # to build than a range per document, for the few documents that questions name).
     first_of_doc: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def text_list(self) -> list[str]:
+        """Every text as a Python string, for indexing the corpus anew (a saved index's texts are
+        read from its file only then)."""
+        return self.texts if isinstance(self.texts, list) else list(self.texts)
 
     def __getitem__(self, index: int) -> Chunk:
         return Chunk(self.ids[index], self.doc_ids[index], self.titles[index], self.texts[index])

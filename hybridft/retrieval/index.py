@@ -2,13 +2,14 @@
 sentence-transformers model or a trained Invar-RAG retriever, built once and opened by every
 command that ranks documents (``--index INDEX_DIR``) instead of being rebuilt.
 
-``INDEX_DIR`` holds ``chunks.jsonl`` (``{"id", "doc_id", "title", "text"}`` per chunk, in index
-order), the index in its library's own format (``bm25/``: bm25s's save, opened memory-mapped;
-``embeddings.npy``: normalised float32 rows, opened memory-mapped) and ``manifest.json`` (the
-corpus's sha256, the chunking, the retriever's identity and, for a trained retriever, the sha256
-of its adapter). It is written to a temporary sibling and renamed at the end; dense encoding is
-cached shard by shard (``$HYBRIDFT_CACHE/index``), so a rerun after Ctrl-C continues where the
-interrupted one stopped.
+``INDEX_DIR`` holds ``chunks.arrow`` (an Arrow IPC file with the columns ``id``, ``doc_id``,
+``title``, ``text``, one row per chunk in index order, opened memory-mapped: a build over a saved
+index holds only the texts it looks at), the index in its library's own format (``bm25/``:
+bm25s's save, opened memory-mapped; ``embeddings.npy``: normalised float32 rows, opened
+memory-mapped) and ``manifest.json`` (the corpus's sha256, the chunking, the retriever's identity
+and, for a trained retriever, the sha256 of its adapter). It is written to a temporary sibling and
+renamed at the end; dense encoding is cached shard by shard (``$HYBRIDFT_CACHE/index``), so a rerun
+after Ctrl-C continues where the interrupted one stopped.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import numpy as np
 
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
-from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_jsonl, write_manifest
+from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_manifest
 from hybridft.core.progress import log
-from hybridft.core.readers import iter_rows, read_documents, read_json_object
-from hybridft.core.records import CHUNK_ROW
-from hybridft.retrieval.chunking import CHUNKING_OPTIONS, Chunks, check_chunking, chunk_documents
+from hybridft.core.readers import read_documents, read_json_object
+from hybridft.retrieval.chunking import CHUNKING_OPTIONS, ArrowStrings, Chunks, check_chunking, chunk_documents
 
 MANIFEST = "manifest.json"
-CHUNKS = "chunks.jsonl"
+CHUNKS = "chunks.arrow"
+CHUNK_COLUMNS = ("id", "doc_id", "title", "text")
 EMBEDDINGS = "embeddings.npy"
 BM25_FOLDER = "bm25"
 CHUNKING_KEYS = ("chunk_size", "chunk_overlap", "tokenizer")
@@ -138,9 +139,9 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--docs {config['docs']}: no text to index")
     identity = retriever_identity(config["retriever"])  # before the long work: a bad run folder fails now
     log(f"indexing {len(chunks)} chunks of {len(documents)} documents with {config['retriever']}")
-    ranker = make_ranker(config["retriever"], chunks.texts, config["batch_size"], cached=True)
+    ranker = make_ranker(config["retriever"], chunks.text_list(), config["batch_size"], cached=True)
     with atomic_output_dir(config["out"], config["overwrite"]) as temp:
-        write_jsonl(temp / CHUNKS, _chunk_rows(chunks))
+        write_chunks(temp / CHUNKS, chunks)
         if identity["kind"] == "bm25":
             ranker.save(temp / BM25_FOLDER)
         else:
@@ -155,9 +156,15 @@ def build(config: dict[str, Any]) -> dict[str, Any]:
         )
 
 
-def _chunk_rows(chunks: Chunks) -> Any:
-    for i in range(len(chunks)):
-        yield {"id": chunks.ids[i], "doc_id": chunks.doc_ids[i], "title": chunks.titles[i], "text": chunks.texts[i]}
+def write_chunks(path: Path, chunks: Chunks) -> None:
+    import pyarrow as pa
+
+    columns = (chunks.ids, chunks.doc_ids, chunks.titles, chunks.texts)
+    table = pa.table(
+        {name: pa.array(list(values), pa.string()) for name, values in zip(CHUNK_COLUMNS, columns, strict=True)}
+    )
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=1 << 16)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -244,18 +251,23 @@ def _describe(identity: dict[str, Any]) -> str:
 
 
 def read_chunks(path: Path) -> Chunks:
-    ids: list[str] = []
-    doc_ids: list[str] = []
-    titles: list[str] = []
-    texts: list[str] = []
+    """A saved index's chunks, memory-mapped: ids as lists (every lookup by id needs them), titles
+    and texts as :class:`ArrowStrings`."""
+    import pyarrow as pa
+
+    if not path.is_file():
+        raise UsageError(f"--index {path.parent}: no {CHUNKS} (an index from an older hybridft?): rebuild it")
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    except (pa.ArrowInvalid, OSError) as error:
+        raise UsageError(f"--index {path.parent}: {CHUNKS} is damaged ({error}); rebuild it") from None
+    if table.column_names != list(CHUNK_COLUMNS) or any(not pa.types.is_string(t) for t in table.schema.types):
+        raise UsageError(f"--index {path.parent}: {CHUNKS} has columns {table.column_names}, not {list(CHUNK_COLUMNS)}")
+    ids, doc_ids = table.column("id").to_pylist(), table.column("doc_id").to_pylist()
     first_of_doc: dict[str, int] = {}
-    for row in CHUNK_ROW.checked(iter_rows(path)):
-        first_of_doc.setdefault(row["doc_id"], len(ids))
-        ids.append(row["id"])
-        doc_ids.append(row["doc_id"])
-        titles.append(row["title"])
-        texts.append(row["text"])
-    return Chunks(ids, doc_ids, titles, texts, first_of_doc)
+    for index, doc_id in enumerate(doc_ids):
+        first_of_doc.setdefault(doc_id, index)
+    return Chunks(ids, doc_ids, ArrowStrings(table.column("title")), ArrowStrings(table.column("text")), first_of_doc)
 
 
 def corpus_index(
@@ -281,7 +293,7 @@ def corpus_index(
 
         embeddings = llm.index(chunks.texts, batch_size, None, f"indexing {len(chunks)} chunks ({llm.name})")
         return SavedIndex(chunks, RetrieverIndex(llm, embeddings, batch_size), manifest)
-    return SavedIndex(chunks, make_ranker(retriever, chunks.texts, batch_size), manifest)
+    return SavedIndex(chunks, make_ranker(retriever, chunks.text_list(), batch_size), manifest)
 
 
 @dataclass
