@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from hybridft.builders.common import (
@@ -45,7 +46,12 @@ DEFAULT_TASKS = ("plan", "reason")
 
 OPTIONS = [
     Option("questions", "path", None, "KG questions: .jsonl/.parquet rows (RoG-webqsp/cwq as they are)", required=True),
-    Option("kg", "path", None, "global KG (.tsv or .jsonl triples) for rows without a graph"),
+    Option(
+        "kg",
+        "path",
+        None,
+        "global KG for rows without a graph: .tsv or .jsonl triples, or a folder written by `hybridft index --kg`",
+    ),
     Option("max_hops", "int", 3, "longest relation path searched", minimum=1),
     Option("directed", "bool", False, "walk edges head -> tail only (default: both ways, as RoG)"),
     Option("tasks", "list", list(DEFAULT_TASKS), "which examples to build (explain needs --generator)", choices=TASKS),
@@ -92,9 +98,17 @@ def build(config: dict[str, Any]) -> BuildResult:
     threads cut the next rows' graphs, and no question's records wait in memory for the others.
     The counts and manifest sections are complete once it is exhausted.
     """
-    result = BuildResult([], {}, [config["questions"], *([config["kg"]] if config["kg"] else [])])
+    result = BuildResult([], {}, [config["questions"], *_kg_input(config["kg"])])
     result.records = _counted(config, result)
     return result
+
+
+def _kg_input(kg: str | None) -> list[str]:
+    """What the manifest hashes for ``--kg``: the file, or a saved KG's manifest (which holds the
+    sha256 of every column: hashing the columns again would read the whole KG on every run)."""
+    if not kg:
+        return []
+    return [str(Path(kg) / "manifest.json")] if Path(kg).is_dir() else [kg]
 
 
 def _counted(config: dict[str, Any], result: BuildResult) -> Iterator[dict[str, Any]]:
