@@ -280,6 +280,17 @@ def every_seed(better: list[float | None], worse: list[float | None], margin: fl
     return bool(pairs) and all(b is not None and w is not None and b - w > margin for b, w in pairs)
 
 
+def compare(better: list[float | None], worse: list[float | None]) -> str:
+    """ "every seed" (better wins in each), "reversed in every seed", "equal in every seed" or "mixed"."""
+    if every_seed(better, worse):
+        return "every seed"
+    if every_seed(worse, better):
+        return "reversed in every seed"
+    if better and all(b is not None and b == w for b, w in zip(better, worse, strict=True)):
+        return "equal in every seed"
+    return "mixed"
+
+
 def per_seed(results: dict[int, Any], *path: str) -> list[Any]:
     values = []
     for seed in sorted(results):
@@ -310,9 +321,7 @@ def raft_table(results: dict[str, dict[int, Any]]) -> tuple[str, list[str]]:
             for column in columns:
                 b = per_seed({k: results[better][k] for k in shared}, column)
                 w = per_seed({k: results[worse][k] for k in shared}, column)
-                verdict = (
-                    "every seed" if every_seed(b, w) else "reversed in every seed" if every_seed(w, b) else "mixed"
-                )
+                verdict = compare(b, w)
                 claims.append(f"{better} > {worse} at {column}: {verdict} ({_deltas(b, w)})")
     return "\n".join(lines), claims
 
@@ -333,7 +342,7 @@ def rog_table(results: dict[int, Any]) -> tuple[str, list[str]]:
     ]
     for better, worse, metric in comparisons:
         b, w = per_seed(results, better, metric), per_seed(results, worse, metric)
-        verdict = "every seed" if every_seed(b, w) else "reversed in every seed" if every_seed(w, b) else "mixed"
+        verdict = compare(b, w)
         claims.append(f"{better} > {worse} on {metric}: {verdict} ({_deltas(b, w)})")
     return "\n".join(lines), claims
 
@@ -350,7 +359,7 @@ def invar_table(results: dict[str, dict[int, Any]]) -> tuple[str, list[str]]:
         for metric in metrics:
             b = per_seed({k: results["weight_1_default"][k] for k in shared}, metric)
             w = per_seed({k: results["weight_0"][k] for k in shared}, metric)
-            verdict = "every seed" if every_seed(b, w) else "reversed in every seed" if every_seed(w, b) else "mixed"
+            verdict = compare(b, w)
             claims.append(f"weight 1 > weight 0 on {metric}: {verdict} ({_deltas(b, w)})")
     return "\n".join(lines), claims
 
