@@ -1,9 +1,13 @@
 """Scale: time and peak RSS as the inputs grow (issue 22, item 5). See docs/scale.md.
 
-Only the KG section exists so far (``--only kg``, also what runs without ``--only``); the corpus
-section (``hybridft index`` + a bm25 RAFT build at 100k, 300k and 1M chunks) is added with items
-1 and 4 of issue 22, as its own ``measure_corpus`` function beside :func:`measure_kg`, and
-``corpus`` joins ``--only``'s choices then.
+Two sections, ``--only kg`` and ``--only corpus`` (both run without ``--only``).
+
+Corpus: ``bench/raft_build.py``'s synthetic chunks (Zipf words, 10,000 questions naming their
+oracle) at each size of ``--corpus-chunks``; at each, in fresh processes that report their own
+peak RSS (VmHWM): ``hybridft index`` (bm25), ``build-data raft`` with bm25 distractors indexing
+the corpus itself, and the same build over the saved index (``--index``). Printed: time and peak
+RSS of each, the ratio of the two builds' peak RSS (target <= 0.5x at 1M chunks), the growth per
+step, and a projection to ``--project-chunks`` (a projection, from the largest measured step).
 
 KG: a synthetic global KG (heads drawn Zipf-like, so a few entities are hubs; tails uniform;
 2,000 relations; half as many entities as triples) at each size of ``--kg-triples``, written as
@@ -22,7 +26,8 @@ then, in the again, open, cold and shared processes, ``--kg-questions`` question
 Printed: each number per size, the ratio "pack again / open saved" (target >= 20x), the growth
 per step, and a projection to ``--project`` triples (a projection, from the largest measured step).
 
-    python bench/scale.py [--only kg] [--kg-triples 2000000,20000000] [--kg-questions 200]
+    python bench/scale.py [--only kg|corpus] [--kg-triples 2000000,20000000] [--kg-questions 200]
+        [--corpus-chunks 100000,300000,1000000]
 """
 
 from __future__ import annotations
@@ -258,9 +263,92 @@ def _print_growth(rows: list[dict[str, Any]], project: int) -> None:
     )
 
 
+# Runs a hybridft command in this process and prints its peak RSS (kB) on the last line of stderr.
+_CLI_WITH_PEAK = """
+import sys
+from hybridft.cli.main import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print("PEAK_KB", peak.split()[1], file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_cli(*tokens: Any) -> dict[str, float]:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI_WITH_PEAK, *map(str, tokens)], capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"hybridft {' '.join(map(str, tokens))} failed:\n{done.stderr[-2000:]}")
+    peak_kb = int(done.stderr.rstrip().rsplit("PEAK_KB", 1)[1])
+    return {"seconds": seconds, "peak_mib": peak_kb / 1024}
+
+
+def measure_corpus(work: Path, sizes: list[int], project: int) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from raft_build import synthetic_corpus
+
+    rows = []
+    for n_chunks in sizes:
+        folder = work / f"corpus{n_chunks}"
+        folder.mkdir()
+        docs, qa = synthetic_corpus(folder, n_chunks, 10_000)
+        row: dict[str, Any] = {"chunks": n_chunks}
+        row["index"] = run_cli("index", "--docs", docs, "--out", folder / "index")
+        row["build"] = run_cli("build-data", "raft", "--qa", qa, "--docs", docs, "--out", folder / "a")
+        row["build_saved"] = run_cli(
+            "build-data", "raft", "--qa", qa, "--docs", docs, "--index", folder / "index", "--out", folder / "b"
+        )
+        same = (folder / "a" / "records.jsonl").read_bytes() == (folder / "b" / "records.jsonl").read_bytes()
+        ratio = row["build_saved"]["peak_mib"] / row["build"]["peak_mib"]
+        print(
+            f"{n_chunks:,} chunks: index {row['index']['seconds']:.1f} s / {row['index']['peak_mib']:.0f} MiB; "
+            f"build indexing itself {row['build']['seconds']:.1f} s / {row['build']['peak_mib']:.0f} MiB; "
+            f"build over the saved index {row['build_saved']['seconds']:.1f} s / "
+            f"{row['build_saved']['peak_mib']:.0f} MiB (peak RSS {ratio:.2f}x, target <= 0.5x at 1M chunks); "
+            f"records {'identical' if same else 'DIFFERENT'}"
+        )
+        rows.append(row)
+        shutil.rmtree(folder)
+    for before, after in zip(rows, rows[1:], strict=False):
+        step = after["chunks"] / before["chunks"]
+        growth = {k: after[k]["seconds"] / before[k]["seconds"] for k in ("index", "build", "build_saved")}
+        memory = {k: after[k]["peak_mib"] / before[k]["peak_mib"] for k in ("index", "build", "build_saved")}
+        print(
+            f"x{step:g} chunks: time "
+            + ", ".join(f"{k} x{v:.2f}" for k, v in growth.items())
+            + "; peak RSS "
+            + ", ".join(f"{k} x{v:.2f}" for k, v in memory.items())
+        )
+    if len(rows) > 1:
+        last, before = rows[-1], rows[-2]
+        exponent = {
+            k: math.log(last[k]["seconds"] / before[k]["seconds"]) / math.log(last["chunks"] / before["chunks"])
+            for k in ("index", "build_saved")
+        }
+        scale = project / last["chunks"]
+        print(
+            f"projection to {project:,} chunks (not measured; time ~ chunks^e from the last step, memory "
+            "linear): "
+            + ", ".join(
+                f"{k} ~{last[k]['seconds'] * scale ** exponent[k] / 3600:.1f} h, "
+                f"~{last[k]['peak_mib'] * scale / 1024:.0f} GiB"
+                for k in ("index", "build_saved")
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("kg",), default="kg", help="the section to run (the corpus one: to come)")
+    parser.add_argument("--only", choices=("kg", "corpus"), help="run one section (default: both)")
+    parser.add_argument("--corpus-chunks", default="100000,300000,1000000", help="comma-separated corpus sizes")
+    parser.add_argument("--project-chunks", type=int, default=21_000_000, help="the corpus size to project to")
     parser.add_argument("--kg-triples", default="2000000,20000000", help="comma-separated KG sizes")
     parser.add_argument("--kg-questions", type=int, default=200)
     parser.add_argument("--project", type=int, default=100_000_000, help="the KG size to project to")
@@ -272,8 +360,13 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
-        sizes = [int(size) for size in args.kg_triples.split(",")]
-        rows = measure_kg(work, sizes, args.kg_questions, args.project)
+        rows: dict[str, Any] = {}
+        if args.only in (None, "kg"):
+            sizes = [int(size) for size in args.kg_triples.split(",")]
+            rows["kg"] = measure_kg(work, sizes, args.kg_questions, args.project)
+        if args.only in (None, "corpus"):
+            sizes = [int(size) for size in args.corpus_chunks.split(",")]
+            rows["corpus"] = measure_corpus(work, sizes, args.project_chunks)
         if args.json:
             print(json.dumps(rows))
     finally:
