@@ -646,3 +646,26 @@ def test_overwrite_with_a_model_that_cannot_load_keeps_the_previous_run(
     code, _, err = run_cli(capsys, "--model", missing, "--data", trained["data"], "--out", out, "--overwrite")
     assert code == 2 and f"model={missing}: {missing}: no such folder" in " ".join(err.split())
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_run_stopped_after_its_last_step_completes_without_training_more(raft_data: Path, tmp_path: Path) -> None:
+    """Ctrl-C during the last step saves that step's checkpoint and stops before the end; the rerun
+    takes that checkpoint as the trained model (transformers would train one step too many)."""
+    from transformers import TrainerCallback
+
+    from hybridft.training.sft import train
+
+    class CtrlCInTheLastStep(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "run"
+    settings = {"max_steps": 4, "save_steps": 2}
+    first = train(config_for(raft_data, out, **settings), extra_callbacks=[CtrlCInTheLastStep()])
+    assert first["status"] == "interrupted" and first["steps"] == 4 and (out / "checkpoint-4").is_dir()
+    second = train(config_for(raft_data, out, **settings))
+    assert second["status"] == "complete" and second["steps"] == 4 and second["resumed_from"] == "checkpoint-4"
+    assert (out / "adapter_model.safetensors").is_file()
+    steps = [r["step"] for r in read_jsonl(out / "log.jsonl") if "loss" in r]
+    assert steps == [1, 2, 3, 4]

@@ -202,8 +202,12 @@ def finish(
     """Train (or resume), then save the model and complete run.json; an interrupted run keeps its
     checkpoint and says so in run.json. Returns run.json's content."""
     out, state = run_start.out, run_start.state
-    result = trainer.train(resume_from_checkpoint=run_start.checkpoint)
-    run["train_seconds"] = round(result.metrics.get("train_runtime", 0.0), 3)
+    if _trained_to_the_end(trainer, run_start.checkpoint):
+        train_loss, seconds = _load_last_checkpoint(trainer, run_start.checkpoint)
+    else:
+        result = trainer.train(resume_from_checkpoint=run_start.checkpoint)
+        train_loss, seconds = result.training_loss, result.metrics.get("train_runtime", 0.0)
+    run["train_seconds"] = round(seconds, 3)
     run["steps"] = trainer.state.global_step
     if interrupt.interrupted:
         run["status"] = "interrupted"
@@ -211,7 +215,7 @@ def finish(
             write_run_json(out, run)
         return run
 
-    final = {"train_loss": result.training_loss}
+    final = {"train_loss": train_loss}
     if trainer.eval_dataset is not None and len(trainer.eval_dataset):
         final["eval_loss"] = final_eval_loss(trainer)
     trainer.save_model(str(out))
@@ -224,6 +228,26 @@ def finish(
         write_run_json(out, run)
         write_model_card(out, out, run)
     return run
+
+
+def _trained_to_the_end(trainer: Any, checkpoint: str | None) -> bool:
+    """Whether the checkpoint to resume from is the last step's: the run was stopped after saving
+    it and before completing. (transformers would resume it with one step too many.)"""
+    if checkpoint is None or trainer.args.max_steps <= 0:
+        return False
+    return int(Path(checkpoint).name.removeprefix("checkpoint-")) >= trainer.args.max_steps
+
+
+def _load_last_checkpoint(trainer: Any, checkpoint: str) -> tuple[float, float]:
+    """The last step's checkpoint as the trained model and state; its mean training loss (over the
+    logged steps) and no training time."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    losses = [record["loss"] for record in trainer.state.log_history if "loss" in record]
+    log(f"{Path(checkpoint).name} is the last step's: nothing left to train")
+    return (sum(losses) / len(losses) if losses else float("nan")), 0.0
 
 
 def final_eval_loss(trainer: Any) -> float:
