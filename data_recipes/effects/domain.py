@@ -82,7 +82,7 @@ def draw(
     people: list[Person] = []
     for family in range(families):
         firsts = rng.sample(first_names, per_family)  # first names recur across families too
-        members = []
+        members: list[Person] = []
         for first in firsts:
             key, held_out = f"p{len(people) + len(members)}", family >= families - held_out_families
             person = Person(key, f"{first} {family_names[family]}", family, held_out)
