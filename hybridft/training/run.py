@@ -202,7 +202,7 @@ def finish(
     """Train (or resume), then save the model and complete run.json; an interrupted run keeps its
     checkpoint and says so in run.json. Returns run.json's content."""
     out, state = run_start.out, run_start.state
-    if _trained_to_the_end(trainer, run_start.checkpoint):
+    if run_start.checkpoint is not None and _trained_to_the_end(trainer, run_start.checkpoint):
         train_loss, seconds = _load_last_checkpoint(trainer, run_start.checkpoint)
     else:
         result = trainer.train(resume_from_checkpoint=run_start.checkpoint)
@@ -230,10 +230,10 @@ def finish(
     return run
 
 
-def _trained_to_the_end(trainer: Any, checkpoint: str | None) -> bool:
+def _trained_to_the_end(trainer: Any, checkpoint: str) -> bool:
     """Whether the checkpoint to resume from is the last step's: the run was stopped after saving
     it and before completing. (transformers would resume it with one step too many.)"""
-    if checkpoint is None or trainer.args.max_steps <= 0:
+    if trainer.args.max_steps <= 0:
         return False
     return int(Path(checkpoint).name.removeprefix("checkpoint-")) >= trainer.args.max_steps
 
