@@ -325,3 +325,12 @@ def test_an_example_does_not_depend_on_the_other_rows(tmp_path: Path) -> None:
     fewer = build(config(fewer_qa, docs, **options)).records
     assert len(fewer) == 20
     assert all(record == whole[record["id"]] for record in fewer)
+
+
+@pytest.mark.parametrize("strategy", ["bm25", "random"])
+def test_no_distractors_builds_every_row_with_its_oracle_alone(tmp_path: Path, strategy: str) -> None:
+    qa, docs = synthetic(tmp_path)
+    result = build(config(qa, docs, distractors=0, oracle_p=1.0, distractor_strategy=strategy))
+    records = list(result.records)
+    assert len(records) == len(read_jsonl(qa)) and result.counts["skipped"]["not_enough_distractors"] == 0
+    assert all([d["is_oracle"] for d in r["docs"]] == [True] for r in records)

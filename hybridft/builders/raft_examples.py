@@ -243,6 +243,8 @@ class RaftBuilder:
         gold answer, and the chunks passed over for holding one."""
         picked: list[int] = []
         holding: list[int] = []
+        if needed == 0:
+            return picked, holding
         check_answers = self.config["exclude_answer_from_distractors"]
         for value in ranked:
             index = int(value)
