@@ -11,10 +11,10 @@ from conftest import read_jsonl, write_jsonl
 
 from hybridft.builders import raft
 from hybridft.builders.common import BuildResult, split_of
+from hybridft.core.answers import GoldAnswers, holds_answer
 from hybridft.core.options import resolve
 from hybridft.core.readers import read_documents
 from hybridft.core.render import render
-from hybridft.core.answers import GoldAnswers, holds_answer
 from hybridft.retrieval.chunking import chunk_documents, chunk_text
 from hybridft.retrieval.rankers import BM25Index
 
