@@ -15,9 +15,9 @@ from test_raft import synthetic
 
 from hybridft.builders import invar
 from hybridft.builders.common import split_of
+from hybridft.core import answers
 from hybridft.core.options import resolve
 from hybridft.core.render import render
-from hybridft.core import answers
 
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "eval.jsonl")
 
