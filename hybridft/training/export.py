@@ -116,7 +116,11 @@ def _save_causal_lm(folder: Path, model: Any, tokenizer: Any) -> None:
 
 def _save_sentence_transformer(folder: Path, model: Any, tokenizer: Any, run_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers import models as st  # type: ignore[attr-defined]
+
+    try:  # where newer sentence-transformers keep the modules (importing the old place warns)
+        from sentence_transformers.sentence_transformer import modules as st
+    except ImportError:
+        from sentence_transformers import models as st  # type: ignore[attr-defined,no-redef]
 
     from hybridft.retrieval.llm_index import read_settings
 
@@ -127,7 +131,9 @@ def _save_sentence_transformer(folder: Path, model: Any, tokenizer: Any, run_dir
     tokenizer.chat_template = None  # sentence-transformers would wrap each text in it as a chat message
     tokenizer.save_pretrained(backbone)
     transformer = st.Transformer(str(backbone), max_seq_length=int(settings["max_length"]))
-    pooling = st.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="lasttoken")
+    # sentence-transformers 5 renamed get_word_embedding_dimension (the old name warns).
+    dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+    pooling = st.Pooling(dimension(), pooling_mode="lasttoken")
     prompts = {"query": settings["query_prefix"], "passage": settings["passage_prefix"]}
     encoder = SentenceTransformer(modules=[transformer, pooling, st.Normalize()], prompts=prompts, device="cpu")
     for child in backbone.iterdir():
