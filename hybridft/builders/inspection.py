@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridft.core.errors import InputError
+from hybridft.core.readers import read_json_object
 
 
 def inspect_build(folder: str | Path, examples: int) -> dict[str, Any]:
@@ -18,13 +19,9 @@ def inspect_build(folder: str | Path, examples: int) -> dict[str, Any]:
     manifest_path = folder / "manifest.json"
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder (give the --out folder of `hybridft build-data`)")
-    if not manifest_path.is_file():
-        raise InputError(f"{folder}: no manifest.json: not the --out folder of a finished `hybridft build-data`")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{manifest_path}: not valid JSON ({error})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("kind"), str):
+    missing = f"{folder}: no manifest.json: not the --out folder of a finished `hybridft build-data`"
+    manifest = read_json_object(manifest_path, missing, f"{manifest_path}: not valid JSON")
+    if not isinstance(manifest.get("kind"), str):
         raise InputError(f"{manifest_path}: not a build-data manifest (no 'kind')")
     counts = manifest.get("quality")
     quality = None

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hybridft.builders.common import FLAGGED_KEPT, Quality
+from hybridft.builders.common import FLAGGED_KEPT, Quality, Shard
 from hybridft.core.errors import InputError, UsageError
-from hybridft.core.readers import DOCUMENT_SKIP_REASONS
+from hybridft.core.readers import DOCUMENT_SKIP_REASONS, read_json_object
 
 SHARD_FILE = "shard.json"
 # Counts that describe the inputs every shard reads whole (the corpus), not its questions: the
@@ -35,17 +35,15 @@ class ShardFolder:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        manifest_path, shard_path = self.folder / "manifest.json", self.folder / SHARD_FILE
-        if not manifest_path.is_file() or not shard_path.is_file():
-            missing = "manifest.json" if not manifest_path.is_file() else SHARD_FILE
-            raise InputError(f"{self.folder}: no {missing}: not the --out folder of a `build-data --shard I/N` build")
-        self.manifest = _read_json(manifest_path)
-        shard = _read_json(shard_path)
-        spec, positions = shard.get("shard"), shard.get("positions")
-        if not isinstance(spec, str) or not isinstance(positions, dict):
-            raise InputError(f"{shard_path}: expected {{'shard': 'I/N', 'positions': {{id: position}}}}")
-        index, _, count = spec.partition("/")
-        self.index, self.count = int(index), int(count)
+        self.manifest, shard = (_read_json(self.folder / name) for name in ("manifest.json", SHARD_FILE))
+        positions = shard.get("positions")
+        try:
+            parsed = Shard.parse(shard.get("shard"))
+        except ValueError as error:
+            raise InputError(f"{self.folder / SHARD_FILE}: {error}") from None
+        if parsed is None or not isinstance(positions, dict):
+            raise InputError(f"{self.folder / SHARD_FILE}: expected {{'shard': 'I/N', 'positions': {{id: position}}}}")
+        self.index, self.count = parsed.index, parsed.count
         self.positions: dict[str, int] = positions
 
     def lines(self, name: str) -> Iterator[bytes]:
@@ -154,10 +152,5 @@ def merge_counts(counts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return value
+    missing = f"{path.parent}: no {path.name}: not the --out folder of a `build-data --shard I/N` build"
+    return read_json_object(path, missing, f"{path}: not valid JSON")

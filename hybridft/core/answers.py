@@ -176,14 +176,10 @@ class GoldAnswers:
                 return True
         return False
 
-    def sentence_end_bound(self, text: str) -> int:
-        """Where in ``text`` a sentence that passes :meth:`might_be_in` can end at the earliest,
-        so that a search for the quote skips the sentences before it (0: none can be skipped)."""
-        return self.locate(text)[0]
-
     def locate(self, text: str) -> tuple[int, int | None]:
-        """:meth:`sentence_end_bound`, and at most how many sentences of ``text`` can hold an
-        answer (None: not known), so that a search for every such sentence can stop early.
+        """Where in ``text`` a sentence that passes :meth:`might_be_in` can end at the earliest
+        (0: no sentence can be skipped), and at most how many sentences can hold an answer (None:
+        not known), so that a search for every such sentence starts late and stops early.
 
         Sound for ASCII text, where deleting punctuation only moves characters earlier: a sentence
         holding an answer holds the answer's first looked-for word in its stripped form, so it ends
