@@ -60,7 +60,9 @@ def test_rog_planning_that_follows_the_graph_plans_only_real_paths(work: tuple[P
     assert result["question_alone"]["path_validity"] is None
 
 
-def test_invar_invariance_term_steadies_rankings_without_losing_recall(tmp_path: Path) -> None:
+def test_invar_invariance_term_steadies_rankings(tmp_path: Path) -> None:
+    """Recall is not asserted: on this task it is 1.0 with either weight (docs/results.md), so a
+    recall check here could not fail."""
     import torch
 
     torch.set_num_threads(1)
@@ -69,4 +71,3 @@ def test_invar_invariance_term_steadies_rankings_without_losing_recall(tmp_path:
     weight_1 = effects.invar_job(tmp_path, SEED, "weight_1_default", test, REDUCED)
     assert weight_1["invariance_overlap@3"] - weight_0["invariance_overlap@3"] > 0.02, (weight_1, weight_0)
     assert weight_1["invariance_kendall_tau"] - weight_0["invariance_kendall_tau"] > 0.02, (weight_1, weight_0)
-    assert weight_1["recall@3"] >= weight_0["recall@3"] - 0.02, (weight_1, weight_0)
