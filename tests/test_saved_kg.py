@@ -117,6 +117,10 @@ def test_build_data_with_a_saved_kg_writes_the_same_bytes(
     assert build(capsys, "--recipe", RECIPE, "--kg", sample_dir, "--out", tmp_path / "saved")[0] == 0
     for name in ("records.jsonl", "train.jsonl", "eval.jsonl"):
         assert (tmp_path / "saved" / name).read_bytes() == (tmp_path / "file" / name).read_bytes(), name
+    # The saved folder was the KG used (the recipe names the .tsv), and its manifest is what was hashed.
+    manifest = json.loads((tmp_path / "saved" / "manifest.json").read_text())
+    assert manifest["options"]["kg"] == str(sample_dir)
+    assert str(sample_dir / "manifest.json") in manifest["inputs"]
 
 
 def test_shards_over_one_saved_kg_merge_into_the_file_build(
@@ -199,4 +203,5 @@ def test_index_kg_refuses_bad_input_and_writes_nothing(
     assert code == 2 and "folder exists and is not empty" in err
     code, _, err = index(capsys, "--kg", SAMPLE_KG, "--docs", SAMPLE_KG, "--out", tmp_path / "kg")
     assert code == 2 and "--kg packs a KG, --docs indexes a corpus: give one of them" in err
-    assert index(capsys, "--help")[0] == 0
+    code, out, _ = index(capsys, "--help")
+    assert code == 0 and "--kg" in out

@@ -22,13 +22,13 @@ This module knows the format only; :func:`hybridft.kg.graph.read_kg` opens a fol
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hybridft.core.errors import UsageError
+from hybridft.core.readers import read_json_object
 
 MANIFEST = "manifest.json"
 KIND = "kg"
@@ -122,11 +122,11 @@ def _bytes(names: np.ndarray) -> int:
 
 def open_columns(folder: str | Path) -> dict[str, Any]:
     """The columns of the saved KG in ``folder``, memory-mapped (numpy memmaps and arrow arrays
-    over ``pa.memory_map``), plus ``manifest``. Every check reads headers and single elements
+    over ``pa.memory_map``). Every check reads headers and single elements
     only; a folder that is no saved KG, or is damaged, is an exit-2 error naming it."""
     path = Path(folder)
     manifest = read_manifest(path)
-    columns: dict[str, Any] = {"manifest": manifest}
+    columns: dict[str, Any] = {}
     layout = manifest["columns"]
     for name in INT_COLUMNS:
         columns[name] = _open_npy(path, f"{name}.npy", layout)
@@ -140,15 +140,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """A saved KG's manifest, checked to be one this version can open."""
     if not path.is_dir():
         raise UsageError(f"--kg {path}: no such folder; {HINT}")
-    file = path / MANIFEST
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--kg {path}: not a saved KG (no {MANIFEST}); {HINT}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--kg {path}: {MANIFEST} is damaged ({exc}); rebuild the folder") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        kind = manifest.get("kind") if isinstance(manifest, dict) else None
+    manifest = read_json_object(
+        path / MANIFEST,
+        f"--kg {path}: not a saved KG (no {MANIFEST}); {HINT}",
+        f"--kg {path}: {MANIFEST} is damaged; rebuild the folder",
+    )
+    if manifest.get("kind") != KIND:
+        kind = manifest.get("kind")
         written_by = f"a `{kind}` folder" if isinstance(kind, str) else "a folder of another kind"
         raise UsageError(f"--kg {path}: {written_by}, not a saved KG; {HINT}")
     if manifest.get("format") != FORMAT:
