@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybridft.core.outputs import write_jsonl
+
 SYLLABLES = "ka lo ve rin to mar sel dun pi ro ne bas tul qui zen fa gor li mo tes bri dax ul wen sho pra vik"
 SYLLABLE_LIST = SYLLABLES.split()
 # Values are made-up words like the names, from pools large enough that no value is a likely
@@ -173,9 +175,9 @@ def write_domain(folder: Path, seed: int, **sizes: int) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     held = {"train": [p for p in people if not p.held_out], "test": [p for p in people if p.held_out]}
     for split, members in held.items():
-        _write(folder / f"docs_{split}.jsonl", documents(members))
-        _write(folder / f"qa_{split}.jsonl", qa_rows(members))
-        _write(folder / f"kg_{split}.jsonl", kg_rows(members, all_triples))
+        write_jsonl(folder / f"docs_{split}.jsonl", documents(members))
+        write_jsonl(folder / f"qa_{split}.jsonl", qa_rows(members))
+        write_jsonl(folder / f"kg_{split}.jsonl", kg_rows(members, all_triples))
     test = {
         "entities": [p.name for p in held["test"]],
         "questions": [row["question"] for row in qa_rows(held["test"])]
@@ -184,12 +186,6 @@ def write_domain(folder: Path, seed: int, **sizes: int) -> dict[str, Any]:
     }
     (folder / "domain.json").write_text(json.dumps({"seed": seed, "test": test}, indent=1) + "\n")
     return test
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
 
 
 def leaks(train_rows_file: Path, test: dict[str, Any]) -> list[str]:
