@@ -122,3 +122,18 @@ def test_gzipped_tsv_kg_with_a_bad_line_is_named(cli, tmp_path: Path) -> None:
     questions = write_jsonl(tmp_path / "q.jsonl", [question("n")])
     code, _, stderr = cli("rog", "--questions", questions, "--kg", kg, "--out", tmp_path / "out")
     assert code == 2 and "kg.tsv.gz:3: expected head<TAB>relation<TAB>tail" in stderr
+
+
+def test_rows_are_written_as_json_dumps_writes_them(tmp_path: Path) -> None:
+    """The writer builds its JSON encoder once (a RoG build writes two rows per relation path):
+    the bytes stay json.dumps(row, ensure_ascii=False)'s, escapes, non-ASCII and numbers included."""
+    from hybridft.core.outputs import write_jsonl
+
+    rows = [
+        {"question": 'who "directed" Amélie?\n\t\x01\\', "answers": ["Jean-Pierre Jeunet", "北京", "\u2028"]},
+        {"n": [0, -1, 10**20, 1.5, 1e16, 1e-7, float("nan"), float("inf")], "ok": [True, False, None]},
+        {"nested": [[["h", "r", "t"]], []], "empty": {}, "emoji": "🙂"},
+    ]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    expected = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    assert (tmp_path / "rows.jsonl").read_bytes() == expected.encode("utf-8")

@@ -38,7 +38,8 @@ class TokenTrie:
 
 class PathGrammar:
     """Allowed next tokens for plans at most ``max_hops`` long, over ``relations`` at every hop, or,
-    with ``follow`` (relation names planned so far -> names that may come next), along the graph."""
+    with ``follow`` (relation names planned so far -> names that may come next), along the graph
+    (``relations`` is then not used)."""
 
     def __init__(
         self,
@@ -50,8 +51,10 @@ class PathGrammar:
         self._tokenizer = tokenizer
         self._ids: dict[str, list[int]] = {}
         self.open, self.close, self.sep = self.ids(OPEN), self.ids(CLOSE), self.ids(SEP)
-        self.trie = TokenTrie((name, self.ids(name)) for name in sorted(set(relations)) if name)
         self.follow = follow
+        # One token trie of every relation serves all hops; following the graph, each prefix gets
+        # its own (built when a beam reaches it), and tokenising every relation would be wasted.
+        self._every = None if follow else TokenTrie((name, self.ids(name)) for name in sorted(set(relations)) if name)
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
         self.max_hops = max_hops
         self.end = [tokenizer.eos_token_id]
@@ -64,8 +67,9 @@ class PathGrammar:
 
     def _names_after(self, prefix: tuple[str, ...]) -> TokenTrie:
         """The token trie of the relation names allowed after ``prefix``."""
-        if self.follow is None:
-            return self.trie
+        if self._every is not None:
+            return self._every
+        assert self.follow is not None
         if prefix not in self._tries:
             self._tries[prefix] = TokenTrie((name, self.ids(name)) for name in self.follow(prefix) if name)
         return self._tries[prefix]
