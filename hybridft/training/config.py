@@ -61,6 +61,13 @@ OPTIONS = [
     Option("gradient_checkpointing", "bool", True, "recompute activations in backward (less memory, ~30% slower)"),
     Option("group_by_length", "bool", True, "batch examples of similar length (less padding)"),
     Option("seed", "int", 0, "seed for initialisation, dropout and data order", minimum=0),
+    Option(
+        "dataset_num_proc",
+        "int",
+        None,
+        "processes that read, check and tokenise the rows (datasets' map num_proc; default: this one)",
+        minimum=1,
+    ),
     Option("resume", "bool", True, "continue from the newest checkpoint in --out when its options match"),
     Option("save_merged", "bool", False, "also save the base model with the adapter merged in (OUT/merged)"),
     Option("report_to", "list", ["none"], "experiment trackers", choices=("none", "tensorboard", "wandb", "mlflow")),
@@ -127,6 +134,10 @@ def _chat_template_errors(path: str) -> list[str]:
     return []
 
 
+# Fields of the trainer's arguments that are finetune options (one knob each, shared by every trainer).
+OWN_FIELDS = {"output_dir": "--out", "dataset_num_proc": "--dataset-num-proc"}
+
+
 def trainer_arguments_class(trainer: str) -> Any:
     """The dataclass ``trainer_args`` are fields of (imports TRL or transformers)."""
     if trainer == "invar-retriever":
@@ -152,13 +163,13 @@ def parse_trainer_args(trainer: str, raw: dict[str, Any] | None) -> dict[str, An
     names = sorted(f.name for f in dataclasses.fields(cls) if f.init)
     errors = []
     for key in raw:
-        if key == "output_dir":
-            errors.append("trainer_args: output_dir is --out")
+        if key in OWN_FIELDS:
+            errors.append(f"trainer_args: {key} is {OWN_FIELDS[key]}")
         elif key not in names:
             close = difflib.get_close_matches(key, names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             errors.append(f"trainer_args: {key} is not a field of {cls.__name__}{hint}")
-    known = {key: value for key, value in raw.items() if key in names and key != "output_dir"}
+    known = {key: value for key, value in raw.items() if key in names and key not in OWN_FIELDS}
     parser = HfArgumentParser(cls)
 
     def refuse(message: str) -> Any:

@@ -27,8 +27,6 @@ from hybridft.core import models
 from hybridft.core.errors import UsageError
 from hybridft.core.outputs import sha256_file
 from hybridft.core.progress import log
-from hybridft.core.readers import iter_rows
-from hybridft.core.records import RETRIEVAL_ROW
 from hybridft.retrieval.llm_index import (
     PASSAGE_PREFIX,
     QUERY_PREFIX,
@@ -40,6 +38,7 @@ from hybridft.retrieval.llm_index import (
 )
 from hybridft.training import losses
 from hybridft.training import run as training_run
+from hybridft.training.rows import checked_rows
 from hybridft.training.run_folder import write_run_json
 from hybridft.training.sft_data import read_manifest
 
@@ -48,37 +47,39 @@ TERMS = ("info_nce", "alignment", "invariance")
 
 @dataclass
 class RetrievalData:
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]]
+    """Train and eval ``retrieval`` rows (``datasets.Dataset``; ``eval`` None when there is no eval
+    row), and what run.json records about them."""
+
+    train: Any
+    eval: Any
     manifest_sha256: str
     teacher_rows: int  # train rows with teacher scores
     variant_rows: int  # train rows with at least one variant
 
 
-def load_retrieval_data(data_dir: str | Path) -> RetrievalData:
+def load_retrieval_data(data_dir: str | Path, num_proc: int | None = None) -> RetrievalData:
     """``retrieval`` rows of a ``build-data invar`` folder, each checked (errors name file:line)."""
+    import pyarrow.compute as pc
+
     folder = Path(data_dir)
     manifest = read_manifest(folder)
     fmt = (manifest.get("options") or {}).get("format", "messages")
     if fmt != "retrieval":
         raise UsageError(f"data={folder}: rows are in format {fmt!r}; trainer=invar-retriever reads retrieval rows")
-    splits: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
-    for split in splits:
-        path = folder / f"{split}.jsonl"
-        if not path.is_file():
-            if split == "train":
-                raise UsageError(f"data={folder}: no train.jsonl")
-            continue
-        splits[split] = RETRIEVAL_ROW.checked(iter_rows(path))
-    if not splits["train"]:
+    if not (folder / "train.jsonl").is_file():
+        raise UsageError(f"data={folder}: no train.jsonl")
+    train = checked_rows(folder / "train.jsonl", "retrieval", num_proc)
+    if not len(train):
         raise UsageError(f"{folder / 'train.jsonl'}: no training rows")
-    train = splits["train"]
+    eval_path = folder / "eval.jsonl"
+    evaluation = checked_rows(eval_path, "retrieval", num_proc) if eval_path.is_file() else None
+    columns = train.data  # counted by Arrow over the columns
     return RetrievalData(
         train,
-        splits["eval"],
+        evaluation if evaluation is not None and len(evaluation) else None,
         sha256_file(folder / "manifest.json"),
-        sum(r.get("teacher_scores") is not None for r in train),
-        sum(bool(r.get("variants")) for r in train),
+        len(train) - columns.column("teacher_scores").null_count,
+        pc.sum(pc.greater(pc.list_value_length(columns.column("variants")), 0)).as_py() or 0,
     )
 
 
@@ -267,7 +268,7 @@ def build_trainer(
 ) -> tuple[Any, dict[str, Any]]:
     from transformers import TrainingArguments
 
-    has_eval = bool(data.eval)
+    has_eval = data.eval is not None
     args = TrainingArguments(
         **training_run.training_arguments(
             config,
@@ -287,7 +288,7 @@ def build_trainer(
         model=model,
         args=args,
         train_dataset=data.train,
-        eval_dataset=data.eval or None,
+        eval_dataset=data.eval,
         data_collator=RetrievalCollator(tokenizer, config["max_length"], context_window=config["context_window"]),
         processing_class=tokenizer,
         callbacks=[*callbacks.values(), *extra_callbacks],
@@ -300,21 +301,49 @@ def build_trainer(
     return trainer, callbacks
 
 
-def _truncated(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> dict[str, int]:
-    """Texts longer than ``max_length`` tokens (embedded from their first ``max_length - 1``)."""
-    queries = [r["query"] for r in rows] + [v for r in rows for v in r.get("variants", [])]
-    documents = sorted({t for r in rows for t in r["positives"] + r.get("negatives", [])})
+def _truncated(tokenizer: Any, data: RetrievalData, max_length: int, num_proc: int | None) -> dict[str, int]:
+    """Texts longer than ``max_length`` tokens (embedded from their first ``max_length - 1``):
+    every query and variant, and each distinct document once, counted by a batched map."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counted = [
+        split.map(
+            _cut_texts,
+            batched=True,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+            remove_columns=split.column_names,
+            keep_in_memory=True,  # a few numbers: recounted each run, never stale
+            num_proc=num_proc if num_proc and num_proc > 1 else None,
+        ).data
+        for split in (data.train, data.eval)
+        if split is not None
+    ]
+    cut_documents = pa.chunked_array(
+        [c for table in counted for c in pc.list_flatten(table.column("cut_documents")).chunks], pa.string()
+    )
     return {
-        "queries_cut": tokenize(tokenizer, queries, QUERY_PREFIX, max_length)[1],
-        "documents_cut": tokenize(tokenizer, documents, PASSAGE_PREFIX, max_length)[1],
+        "queries_cut": sum(pc.sum(table.column("queries_cut")).as_py() or 0 for table in counted),
+        "documents_cut": len(pc.unique(cut_documents)),
     }
+
+
+def _cut_texts(batch: dict[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
+    """One row per batch: how many of its queries and variants are cut, and its documents that are
+    (a document can recur across batches: the caller counts distinct ones)."""
+    queries = batch["query"] + [v for variants in batch["variants"] for v in variants]
+    documents = sorted({t for pos, neg in zip(batch["positives"], batch["negatives"], strict=True) for t in pos + neg})
+    cut = []
+    if tokenize(tokenizer, documents, PASSAGE_PREFIX, max_length)[1]:  # rare: find which ones
+        cut = [t for t in documents if tokenize(tokenizer, [t], PASSAGE_PREFIX, max_length)[1]]
+    return {"queries_cut": [tokenize(tokenizer, queries, QUERY_PREFIX, max_length)[1]], "cut_documents": [cut]}
 
 
 def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run (or resume) one invar-retriever run described by resolved ``config``; return run.json."""
     import transformers
 
-    data = load_retrieval_data(config["data"])
+    data = load_retrieval_data(config["data"], config["dataset_num_proc"])
     if config["align_weight"] > 0 and data.teacher_rows == 0:
         raise UsageError(
             f"align_weight={config['align_weight']}: data={config['data']} has no teacher_scores (built with "
@@ -331,7 +360,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
     if method != "full":
         model = _with_lora(model, config)
     trainer, callbacks = build_trainer(config, model, tokenizer, data, device, extra_callbacks)
-    truncated = _truncated(tokenizer, data.train + data.eval, config["max_length"])
+    truncated = _truncated(tokenizer, data, config["max_length"], config["dataset_num_proc"])
     run = training_run.new_run(start, config, method, device)
     run |= {
         "data": {
@@ -339,7 +368,7 @@ def train(config: dict[str, Any], extra_callbacks: Sequence[Any] = ()) -> dict[s
             "manifest_sha256": data.manifest_sha256,
             "format": "retrieval",
             "train_rows": len(data.train),
-            "eval_rows": len(data.eval),
+            "eval_rows": len(data.eval) if data.eval is not None else 0,
             "train_rows_with_teacher_scores": data.teacher_rows,
             "train_rows_with_variants": data.variant_rows,
         },

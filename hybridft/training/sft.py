@@ -12,7 +12,7 @@ from hybridft.core import models
 from hybridft.core.errors import UsageError
 from hybridft.core.progress import log
 from hybridft.training import run as training_run
-from hybridft.training.sft_data import load_sft_data
+from hybridft.training.sft_data import SFTData, load_sft_data
 
 
 def train(
@@ -31,7 +31,7 @@ def train(
     """
     import transformers
 
-    data = load_sft_data(config["data"])  # bad data is refused before --out is touched
+    data = load_sft_data(config["data"], config["dataset_num_proc"])  # bad data is refused before --out is touched
     start = training_run.start(config)
     transformers.set_seed(config["seed"])  # LoRA and marker rows are initialised before the Trainer seeds
     device = models.detect_device()
@@ -47,7 +47,7 @@ def train(
 
     trainer, callbacks = _build_trainer(config, model, tokenizer, data, device, extra_callbacks)
     skipped = _drop_too_long(trainer, config["max_length"])
-    trained_tokens = sum(sum(1 for t in labels if t != -100) for labels in trainer.train_dataset["labels"])
+    trained_tokens = _answer_tokens(trainer.train_dataset)
 
     run = training_run.new_run(start, config, method, device)
     run |= {
@@ -100,15 +100,14 @@ def _build_trainer(
     config: dict[str, Any],
     model: Any,
     tokenizer: Any,
-    data: Any,
+    data: SFTData,
     device: models.Device,
     extra_callbacks: Sequence[Any],
 ) -> tuple[Any, dict[str, Any]]:
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     out = Path(config["out"])
-    has_eval = bool(data.eval)
+    has_eval = data.eval is not None
     args = SFTConfig(
         **training_run.training_arguments(
             config,
@@ -119,6 +118,7 @@ def _build_trainer(
             max_length=None,  # over-long rows are dropped and counted below, never cut mid-answer
             packing=config["packing"],
             completion_only_loss=True,
+            dataset_num_proc=config["dataset_num_proc"],
         )
     )
     if config["attn_implementation"]:
@@ -127,8 +127,8 @@ def _build_trainer(
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(data.train),
-        eval_dataset=Dataset.from_list(data.eval) if has_eval else None,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
         processing_class=tokenizer,
         callbacks=[*callbacks.values(), *extra_callbacks],
     )
@@ -139,12 +139,18 @@ def _build_trainer(
 def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
     """Drop (and count) tokenised rows longer than ``max_length``: cutting them would cut the
     answer, which comes last, and train on a prompt with no answer."""
+    import numpy as np
+    import pyarrow.compute as pc
+
     skipped = {}
     for split in ("train", "eval"):
         dataset = getattr(trainer, f"{split}_dataset")
         if dataset is None:
             continue
-        keep = [i for i, ids in enumerate(dataset["input_ids"]) if len(ids) <= max_length]
+        lengths = np.concatenate(
+            [[], *(pc.list_value_length(batch["input_ids"]).to_numpy() for batch in _batches(dataset))]
+        )
+        keep = np.flatnonzero(lengths <= max_length)
         skipped[f"{split}_too_long"] = len(dataset) - len(keep)
         if len(keep) < len(dataset):
             setattr(trainer, f"{split}_dataset", dataset.select(keep))
@@ -153,3 +159,15 @@ def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
     if not len(trainer.train_dataset):
         raise UsageError(f"max_length={max_length}: every train row is longer; raise max_length")
     return skipped
+
+
+def _answer_tokens(dataset: Any) -> int:
+    """Tokens that carry a label (the answers'), over the tokenised rows."""
+    import pyarrow.compute as pc
+
+    return sum(pc.sum(pc.not_equal(pc.list_flatten(batch["labels"]), -100)).as_py() or 0 for batch in _batches(dataset))
+
+
+def _batches(dataset: Any) -> Any:
+    """The rows as Arrow tables of 10,000 (an index mapping from ``select`` applied)."""
+    return dataset.with_format("arrow").iter(batch_size=10_000)

@@ -5,31 +5,31 @@ loss on answers only.
 ``messages`` rows become conversational prompt/completion pairs (every turn before the last
 assistant turn is the prompt). TRL then masks the prompt with the model's own chat template, so
 answer-only loss works with any template, not only those carrying ``{% generation %}`` markers.
+The rows are Arrow datasets read, checked and shaped by :mod:`hybridft.training.rows`; what
+run.json records about them is counted from their columns.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hybridft.core.errors import InputError, UsageError
-from hybridft.core.models import MARKERS
 from hybridft.core.outputs import sha256_file
-from hybridft.core.readers import iter_rows, read_json_object
-from hybridft.core.records import TRAINER_ROWS
+from hybridft.core.readers import read_json_object
+from hybridft.training import rows
 
 SFT_FORMATS = ("messages", "prompt-completion")
 
 
 @dataclass
 class SFTData:
-    """Train and eval rows as prompt/completion pairs, and what run.json records about them."""
+    """Train and eval rows as prompt/completion pairs (``datasets.Dataset``; ``eval`` None when
+    there is no eval row), and what run.json records about them."""
 
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]]
+    train: Any
+    eval: Any
     format: str
     manifest_sha256: str
     markers: set[str] = field(default_factory=set)
@@ -52,12 +52,13 @@ def dataset_format(first: dict[str, Any], where: str) -> str:
     raise InputError(f'{where}: expected TRL rows with "messages" or "prompt" and "completion" (columns: {columns})')
 
 
-def load_sft_data(data_dir: str | Path) -> SFTData:
+def load_sft_data(data_dir: str | Path, num_proc: int | None = None) -> SFTData:
     """Read ``train.jsonl`` and ``eval.jsonl`` of a build-data folder for the ``sft`` trainer, or
-    every row of a TRL-format dataset (its train split; it has no eval split here)."""
+    every row of a TRL-format dataset (its train split; it has no eval split here), in
+    ``num_proc`` processes."""
     source = str(data_dir)
     if source.startswith("hf:") or Path(source).is_file():
-        return _load_dataset(source)
+        return _load_dataset(source, num_proc)
     folder = Path(data_dir)
     manifest = read_manifest(folder)
     fmt = (manifest.get("options") or {}).get("format", "messages")
@@ -69,46 +70,32 @@ def load_sft_data(data_dir: str | Path) -> SFTData:
     train_path = folder / "train.jsonl"
     if not train_path.is_file():
         raise UsageError(f"data={folder}: no train.jsonl")
-    data = SFTData([], [], fmt, sha256_file(folder / "manifest.json"))
-    for split, rows in (("train", data.train), ("eval", data.eval)):
-        path = folder / f"{split}.jsonl"
-        if not path.is_file():
-            continue
-        _add_rows(data, rows, iter_rows(path), split == "train")
-    if not data.train:
+    train = rows.checked_rows(train_path, fmt, num_proc)
+    if not len(train):
         raise UsageError(f"{train_path}: no training rows")
-    return data
+    eval_path = folder / "eval.jsonl"
+    evaluation = rows.checked_rows(eval_path, fmt, num_proc) if eval_path.is_file() else None
+    return _counted(train, evaluation, fmt, sha256_file(folder / "manifest.json"))
 
 
-def _load_dataset(source: str) -> SFTData:
-    rows = iter_rows(source)
-    first = next(rows, None)
+def _load_dataset(source: str, num_proc: int | None) -> SFTData:
+    dataset, where = rows.source_rows(source)
+    first = rows.first_row(dataset, where)
     if first is None:
         raise InputError(f"{source}: no rows (an empty input is an error, not an empty output)")
     fmt = dataset_format(first[1], first[0])
     digest = "hf-dataset" if source.startswith("hf:") else sha256_file(source)
-    data = SFTData([], [], fmt, digest)
-    _add_rows(data, data.train, itertools.chain([first], rows), True)
-    return data
+    return _counted(rows.checked(dataset, where, fmt, num_proc), None, fmt, digest)
 
 
-def _add_rows(data: SFTData, rows: list[dict[str, Any]], source: Any, count_sources: bool) -> None:
-    for where, row in source:
-        pair = _as_pair(row, data.format, where)
-        rows.append(pair)
-        text = json.dumps(pair, ensure_ascii=False)
-        data.markers.update(m for m in MARKERS if m in text)
-        origin = row.get("source")
-        if count_sources and isinstance(origin, str):
-            data.sources[origin] = data.sources.get(origin, 0) + 1
+def _counted(train: Any, evaluation: Any, fmt: str, digest: str) -> SFTData:
+    """The markers used (train and eval) and the rows per ``source`` (train; in order of first
+    appearance), counted by Arrow over the columns, which then leave the rows."""
+    import pyarrow.compute as pc
 
-
-def _as_pair(row: dict[str, Any], fmt: str, where: str) -> dict[str, Any]:
-    problem = TRAINER_ROWS[fmt].problem(row)
-    if problem:
-        raise InputError(f"{where}: {problem}")
-    if fmt == "prompt-completion":
-        return {"prompt": row["prompt"], "completion": row["completion"]}
-    messages = row["messages"]
-    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return {"prompt": clean[:-1], "completion": clean[-1:]}
+    splits = [train] + ([evaluation] if evaluation is not None and len(evaluation) else [])
+    markers = {m for split in splits for m in pc.unique(pc.list_flatten(split.data.column("markers"))).to_pylist()}
+    counts = pc.value_counts(train.data.column("source").drop_null()).to_pylist()
+    sources = {item["values"]: item["counts"] for item in counts}
+    prompt_pairs = [split.select_columns(["prompt", "completion"]) for split in splits]
+    return SFTData(prompt_pairs[0], prompt_pairs[1] if len(prompt_pairs) > 1 else None, fmt, digest, markers, sources)

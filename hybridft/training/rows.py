@@ -1,0 +1,219 @@
+"""Trainer rows through ``datasets``: a file's rows go into an Arrow table (memory-mapped, cached in
+the Hugging Face datasets cache, ``$HF_DATASETS_CACHE``), and one ``Dataset.map`` (``num_proc``
+processes) parses, checks and shapes them. No step holds every row as Python objects, so a
+million-row build trains in the memory of a few thousand.
+
+A .jsonl file is stored as its raw lines, one Arrow row per line (blank ones too), so the map's
+index + 1 is the line number and each line is parsed by the readers' own parser: a bad row is
+refused with the same ``file:line: problem`` as everywhere else (datasets' json loader would
+infer column types across rows, turn a missing field into null and lose the line numbers).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hybridft.core import models, readers, records
+from hybridft.core.errors import InputError, cannot_load
+from hybridft.core.readers import JSONL_SUFFIXES, numbered_lines, parse_json_line
+from hybridft.core.records import MAX_PROBLEMS, TRAINER_ROWS
+
+SHAPED = ("prompt", "completion", "source", "markers")  # sft rows
+RETRIEVAL_COLUMNS = ("query", "positives", "negatives", "variants", "teacher_scores")
+
+
+def source_rows(source: str | Path) -> tuple[Any, str]:
+    """``(dataset, where)``: the rows of a .jsonl / .jsonl.gz file as raw lines (``where`` ``file:``,
+    the line number follows), or of a .parquet file or ``hf:`` dataset as they are (``where``
+    ``file:row ``)."""
+    import datasets
+
+    datasets.disable_progress_bars()  # hybridft draws its own progress (rich, on stderr)
+    text = str(source)
+    if text.startswith("hf:"):
+        return _hub_rows(text), f"{text}:row "
+    path = Path(source)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder; expected a .jsonl, .jsonl.gz or .parquet file")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.name.endswith(".parquet"):
+        try:
+            return datasets.Dataset.from_parquet(str(path)), f"{path}:row "
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for damaged files
+            raise InputError(f"{path}: cannot read parquet: {exc}") from None
+    if not path.name.endswith(JSONL_SUFFIXES):
+        raise InputError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
+    features = datasets.Features({"raw": datasets.Value("binary")})
+    with numbered_lines(path) as lines:
+        if next(lines, None) is None:  # datasets builds no dataset from a generator of nothing
+            return datasets.Dataset.from_dict({"raw": []}, features=features), f"{path}:"
+    stat = path.stat()
+    try:
+        lines = datasets.Dataset.from_generator(
+            _lines,
+            features=features,
+            # The file's size and mtime are part of the cache key: an edited file is read again.
+            gen_kwargs={"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        )
+    except datasets.exceptions.DatasetGenerationError as exc:
+        raise (exc.__cause__ if isinstance(exc.__cause__, InputError) else exc) from None
+    return lines, f"{path}:"
+
+
+def _lines(path: str, size: int, mtime_ns: int) -> Iterator[dict[str, bytes]]:
+    with numbered_lines(Path(path)) as lines:
+        for _, raw in lines:
+            yield {"raw": raw}
+
+
+def _hub_rows(spec: str) -> Any:
+    """``hf:NAME[:CONFIG][@SPLIT]`` (needs the network, or the local cache)."""
+    from datasets import load_dataset
+
+    body, _, split = spec[3:].partition("@")
+    name, _, config = body.partition(":")
+    try:
+        return load_dataset(name, config or None, split=split or "train")
+    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
+        raise InputError(cannot_load(spec, name, exc, "dataset")) from None
+
+
+def first_row(dataset: Any, where: str) -> tuple[str, dict[str, Any]] | None:
+    """The first row of :func:`source_rows`' dataset and where it is (None when it has none)."""
+    if "raw" not in dataset.column_names:
+        return (f"{where}1", dict(dataset[0])) if len(dataset) else None
+    for index, raw in enumerate(dataset.with_format("arrow").iter(batch_size=1000)):
+        for offset, line in enumerate(raw["raw"].to_pylist()):
+            if not line.isspace():
+                place = f"{where}{index * 1000 + offset + 1}"
+                return place, parse_json_line(line, place)
+    return None
+
+
+def checked_rows(source: str | Path, fmt: str, num_proc: int | None) -> Any:
+    """The rows of ``source`` as a Dataset in trainer shape for ``fmt`` (a key of
+    ``TRAINER_ROWS``), checked: InputError naming ``file:line`` of every bad row (up to
+    ``MAX_PROBLEMS``). sft formats give ``prompt``, ``completion``, ``source`` and ``markers``;
+    ``retrieval`` gives :data:`RETRIEVAL_COLUMNS`."""
+    dataset, where = source_rows(source)
+    return checked(dataset, where, fmt, num_proc)
+
+
+def checked(dataset: Any, where: str, fmt: str, num_proc: int | None) -> Any:
+    """:func:`checked_rows` on a dataset from :func:`source_rows`."""
+    from datasets import Dataset
+    from datasets.fingerprint import Hasher
+
+    features = _features(fmt)
+    if not len(dataset):  # map would return it unchanged, without the trainer's columns
+        return Dataset.from_dict({name: [] for name in features}, features=features).remove_columns("problem")
+    kwargs = {"fmt": fmt, "where": where}
+    shaped = dataset.map(
+        _shape,
+        batched=True,
+        with_indices=True,
+        fn_kwargs=kwargs,
+        remove_columns=dataset.column_names,
+        features=features,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        # datasets hashes a module's function by its name only: the code is part of the key, so
+        # another hybridft never reuses rows shaped by this one.
+        new_fingerprint=Hasher.hash([dataset._fingerprint, kwargs, _code_fingerprint()]),
+        desc=f"checking {where.rstrip(':')}",
+    )
+    problems = shaped.data.column("problem").drop_null()
+    if len(problems):
+        shown = problems.slice(0, MAX_PROBLEMS).to_pylist()
+        raise InputError(
+            *shown, *([f"(stopped after {MAX_PROBLEMS} problems)"] if len(problems) > MAX_PROBLEMS else [])
+        )
+    return shaped.remove_columns("problem")
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    from datasets.fingerprint import Hasher
+
+    sources = [inspect.getsource(module) for module in (readers, records, models)]
+    return str(Hasher.hash([*sources, Path(__file__).read_text(encoding="utf-8")]))
+
+
+def _shape(batch: dict[str, list[Any]], indices: list[int], fmt: str, where: str) -> dict[str, list[Any]]:
+    """One batch of rows in trainer shape, each with its problem (None when it has none); blank
+    lines are dropped."""
+    columns = RETRIEVAL_COLUMNS if fmt == "retrieval" else SHAPED
+    out: dict[str, list[Any]] = {name: [] for name in (*columns, "problem")}
+    raw = batch.get("raw")
+    rows = (
+        raw
+        if raw is not None
+        else [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+    )
+    for index, item in zip(indices, rows, strict=True):
+        if raw is not None and item.isspace():
+            continue
+        place = f"{where}{index + 1}"
+        try:
+            row = parse_json_line(item, place) if raw is not None else item
+            problem = TRAINER_ROWS[fmt].problem(row)
+        except InputError as exc:
+            row, problem = {}, str(exc)
+        else:
+            problem = f"{place}: {problem}" if problem else None
+        shaped = {} if problem else _retrieval_row(row) if fmt == "retrieval" else _pair(row, fmt)
+        for name in columns:
+            out[name].append(shaped.get(name))
+        out["problem"].append(problem)
+    return out
+
+
+def _pair(row: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A prompt/completion pair; ``messages`` rows become conversational pairs (every turn before
+    the last assistant turn is the prompt), which TRL masks with the model's own chat template."""
+    if fmt == "prompt-completion":
+        pair = {"prompt": row["prompt"], "completion": row["completion"]}
+    else:
+        clean = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        pair = {"prompt": clean[:-1], "completion": clean[-1:]}
+    text = json.dumps(pair, ensure_ascii=False)
+    origin = row.get("source")
+    return {
+        **pair,
+        "source": origin if isinstance(origin, str) else None,
+        "markers": [m for m in models.MARKERS if m in text],
+    }
+
+
+def _retrieval_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "query": row["query"],
+        "positives": row["positives"],
+        "negatives": row.get("negatives", []),
+        "variants": row.get("variants", []),
+        "teacher_scores": row.get("teacher_scores"),
+    }
+
+
+def _features(fmt: str) -> Any:
+    from datasets import Features, List, Value
+
+    text = Value("string")
+    if fmt == "retrieval":
+        columns = {
+            "query": text,
+            "positives": List(text),
+            "negatives": List(text),
+            "variants": List(text),
+            "teacher_scores": List(Value("float64")),
+        }
+    else:
+        turns = List({"role": text, "content": text})
+        part = text if fmt == "prompt-completion" else turns
+        columns = {"prompt": part, "completion": part, "source": text, "markers": List(text)}
+    return Features({**columns, "problem": text})

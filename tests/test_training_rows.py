@@ -1,0 +1,163 @@
+"""Trainer rows read, checked and shaped through `datasets` (hybridft.training.rows): errors name
+file:line, several processes give the same rows, a second load reuses the cache, and what run.json
+counts from the columns is exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TINY_TRAINING, write_jsonl
+
+from hybridft.cli import finetune as finetune_cli
+from hybridft.cli.common import run_guarded
+from hybridft.core.errors import InputError, UsageError
+from hybridft.core.options import resolve
+from hybridft.training.config import OPTIONS
+from hybridft.training.invar_retriever import load_retrieval_data
+from hybridft.training.sft_data import load_sft_data
+
+
+@pytest.fixture(autouse=True)
+def datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own datasets cache, so "hit the cache" means this test's own load."""
+    import datasets
+
+    cache = tmp_path / "hf-datasets"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    return cache
+
+
+def chat(question: str, answer: str, **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}], **extra}
+
+
+def sft_folder(folder: Path, train: list[Any], evaluation: list[Any] | None = None) -> Path:
+    """A build-data folder; rows that are strings are written as they are (bad lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"kind": "mix", "options": {"format": "messages"}}))
+    for name, rows in (("train", train), ("eval", evaluation)):
+        if rows is not None:
+            lines = (row if isinstance(row, str) else json.dumps(row) for row in rows)
+            (folder / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines))
+    return folder
+
+
+def retrieval_row(n: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"query": f"where is item {n}?", "positives": [f"item {n} is in room {n}"]}
+    if n % 2:
+        row |= {"negatives": [f"item {n + 1} is in room {n + 1}"], "teacher_scores": [0.9, 0.1 * n]}
+    if n % 3:
+        row["variants"] = [f"item {n}: where?"]
+    return row
+
+
+def test_a_bad_row_on_a_line_of_eval_jsonl_is_exit_2_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = [chat(f"q{n}", f"a{n}") for n in range(4)]
+    bad_eval = [chat("q", "a"), "", {"messages": [{"role": "user", "content": "no answer"}]}, "{not json"]
+    folder = sft_folder(tmp_path / "data", good, bad_eval)
+    with pytest.raises(InputError) as caught:
+        load_sft_data(folder)
+    eval_path = folder / "eval.jsonl"
+    assert caught.value.messages == [
+        f"{eval_path}:3: the last message must be the assistant's answer, after at least one other turn",
+        f"{eval_path}:4: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+    ]
+    out = tmp_path / "run"
+    code = run_guarded(finetune_cli.main, ["--model", "tiny", "--data", str(folder), "--out", str(out)])
+    assert code == 2 and f"{eval_path}:3: the last message" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()  # bad data is refused before --out is touched
+
+    retrieval = tmp_path / "retrieval"
+    write_jsonl(retrieval / "train.jsonl", [retrieval_row(1), {"query": "q", "positives": []}])
+    (retrieval / "manifest.json").write_text(json.dumps({"options": {"format": "retrieval"}}))
+    with pytest.raises(InputError, match=f'{retrieval / "train.jsonl"}:2: field "positives" must not be empty'):
+        load_retrieval_data(retrieval)
+
+
+def test_two_processes_give_the_same_rows_as_one(tmp_path: Path) -> None:
+    train = [chat(f"question {n}", f"answer {n}", source=["raft", "rog"][n % 2]) for n in range(40)]
+    train[7] = chat("a <PATH> b </PATH>", "c")
+    lines = [json.dumps(row) for row in train]
+    lines[12:12] = ["", "   "]  # blank lines are skipped, and later line numbers still count them
+    folder = sft_folder(tmp_path / "data", lines, [chat("e", "f")])
+    one, two = load_sft_data(folder, 1), load_sft_data(folder, 2)
+    assert one.train.to_list() == two.train.to_list() and len(one.train) == 40
+    assert one.train[7] == {
+        "prompt": [{"role": "user", "content": "a <PATH> b </PATH>"}],
+        "completion": [{"role": "assistant", "content": "c"}],
+    }
+    assert (one.markers, one.sources) == (two.markers, two.sources) == ({"<PATH>", "</PATH>"}, {"raft": 20, "rog": 19})
+
+    retrieval = tmp_path / "retrieval"
+    write_jsonl(retrieval / "train.jsonl", [retrieval_row(n) for n in range(30)])
+    (retrieval / "manifest.json").write_text(json.dumps({"options": {"format": "retrieval"}}))
+    first, second = load_retrieval_data(retrieval, 1), load_retrieval_data(retrieval, 2)
+    assert first.train.to_list() == second.train.to_list()
+    assert first.train[0] == {
+        "query": "where is item 0?",
+        "positives": ["item 0 is in room 0"],
+        "negatives": [],
+        "variants": [],
+        "teacher_scores": None,
+    }
+    assert (first.teacher_rows, first.variant_rows, first.eval) == (15, 20, None)
+
+    (folder / "eval.jsonl").write_text("")  # an empty file is no eval split, and an empty train split an error
+    assert load_sft_data(folder).eval is None
+    (folder / "train.jsonl").write_text("\n")
+    with pytest.raises(UsageError, match="train.jsonl: no training rows"):
+        load_sft_data(folder)
+
+
+def test_a_second_load_reuses_the_cache_and_an_edited_file_is_read_again(tmp_path: Path) -> None:
+    folder = sft_folder(tmp_path / "data", [chat(f"q{n}", f"a{n}") for n in range(6)])
+    first = load_sft_data(folder)
+    files = [f["filename"] for f in first.train.cache_files]
+    assert files and all(Path(f).is_file() for f in files)
+    written = {f: Path(f).stat().st_mtime_ns for f in files}
+    second = load_sft_data(folder)
+    assert second.train._fingerprint == first.train._fingerprint
+    assert [f["filename"] for f in second.train.cache_files] == files
+    assert {f: Path(f).stat().st_mtime_ns for f in files} == written  # reused, not written again
+
+    with (folder / "train.jsonl").open("a") as handle:
+        handle.write(json.dumps(chat("q6", "a6")) + "\n")
+    third = load_sft_data(folder)
+    assert len(third.train) == 7 and third.train._fingerprint != first.train._fingerprint
+
+
+def test_run_json_counts_are_exact_for_a_hand_made_folder(tmp_path: Path) -> None:
+    from hybridft.training.sft import train
+
+    long_question = " ".join(["word"] * 400)
+    rows = [
+        chat("What is the capital of France?", "Paris", source="raft"),
+        chat("Which river flows through Paris?", "The Seine", source="rog"),
+        chat(long_question, "too long", source="raft"),
+        chat("Path: <PATH> Paris <SEP> France </PATH>", "Paris", source="raft"),
+        chat("What is brewed from leaves?", "Tea", source=7),  # not a name: not counted
+    ]
+    folder = sft_folder(tmp_path / "data", rows, [chat("Capital of Italy?", "Rome"), chat(long_question, "x")])
+    seen: dict[str, Any] = {}
+
+    class Look:
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            seen["labels"] = kwargs["train_dataloader"].dataset["labels"]
+
+        def __getattr__(self, name: str) -> Any:
+            return (lambda *args, **kwargs: None) if name.startswith("on_") else super().__getattribute__(name)
+
+    config = resolve(OPTIONS, {**TINY_TRAINING, "data": str(folder), "out": str(tmp_path / "run")}, {})
+    run = train({**config, "max_length": 256, "max_steps": 1}, extra_callbacks=[Look()])
+    data = run["data"]
+    assert (data["train_rows"], data["eval_rows"]) == (4, 1)
+    assert run["skipped"] == {"train_too_long": 1, "eval_too_long": 1}
+    assert list(data["sources"].items()) == [("raft", 3), ("rog", 1)]
+    assert sorted(run["added_tokens"]) == ["</PATH>", "<PATH>", "<SEP>"]
+    assert data["answer_tokens_per_epoch"] == sum(sum(1 for t in labels if t != -100) for labels in seen["labels"])
+    assert data["answer_tokens_per_epoch"] > 4
