@@ -72,6 +72,13 @@ def test_a_bad_row_on_a_line_of_eval_jsonl_is_exit_2_naming_file_and_line(
     assert code == 2 and f"{eval_path}:3: the last message" in " ".join(capsys.readouterr().err.split())
     assert not out.exists()  # bad data is refused before --out is touched
 
+    import gzip
+
+    cut = tmp_path / "cut.jsonl.gz"  # a .gz cut short: its rows are read while datasets stores them
+    cut.write_bytes(gzip.compress("".join(json.dumps(chat(f"q{n}", "a")) + "\n" for n in range(5000)).encode())[:4000])
+    with pytest.raises(InputError, match=f"{cut}: cannot read: Compressed file ended"):
+        load_sft_data(cut)
+
     retrieval = tmp_path / "retrieval"
     write_jsonl(retrieval / "train.jsonl", [retrieval_row(1), {"query": "q", "positives": []}])
     (retrieval / "manifest.json").write_text(json.dumps({"options": {"format": "retrieval"}}))

@@ -25,6 +25,7 @@ from hybridft.core.records import MAX_PROBLEMS, TRAINER_ROWS
 
 SHAPED = ("prompt", "completion", "source", "markers")  # sft rows
 RETRIEVAL_COLUMNS = ("query", "positives", "negatives", "variants", "teacher_scores")
+RAW = "_jsonl_line"  # the column of a .jsonl's raw lines (a name no dataset's own column takes)
 
 
 def source_rows(source: str | Path) -> tuple[Any, str]:
@@ -49,13 +50,13 @@ def source_rows(source: str | Path) -> tuple[Any, str]:
             raise InputError(f"{path}: cannot read parquet: {exc}") from None
     if not path.name.endswith(JSONL_SUFFIXES):
         raise InputError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz or .parquet)")
-    features = datasets.Features({"raw": datasets.Value("binary")})
+    features = datasets.Features({RAW: datasets.Value("binary")})
     with numbered_lines(path) as lines:
         if next(lines, None) is None:  # datasets builds no dataset from a generator of nothing
-            return datasets.Dataset.from_dict({"raw": []}, features=features), f"{path}:"
+            return datasets.Dataset.from_dict({RAW: []}, features=features), f"{path}:"
     stat = path.stat()
     try:
-        lines = datasets.Dataset.from_generator(
+        table = datasets.Dataset.from_generator(
             _lines,
             features=features,
             # The file's size and mtime are part of the cache key: an edited file is read again.
@@ -63,13 +64,13 @@ def source_rows(source: str | Path) -> tuple[Any, str]:
         )
     except datasets.exceptions.DatasetGenerationError as exc:
         raise (exc.__cause__ if isinstance(exc.__cause__, InputError) else exc) from None
-    return lines, f"{path}:"
+    return table, f"{path}:"
 
 
 def _lines(path: str, size: int, mtime_ns: int) -> Iterator[dict[str, bytes]]:
     with numbered_lines(Path(path)) as lines:
         for _, raw in lines:
-            yield {"raw": raw}
+            yield {RAW: raw}
 
 
 def _hub_rows(spec: str) -> Any:
@@ -86,10 +87,10 @@ def _hub_rows(spec: str) -> Any:
 
 def first_row(dataset: Any, where: str) -> tuple[str, dict[str, Any]] | None:
     """The first row of :func:`source_rows`' dataset and where it is (None when it has none)."""
-    if "raw" not in dataset.column_names:
+    if RAW not in dataset.column_names:
         return (f"{where}1", dict(dataset[0])) if len(dataset) else None
     for index, raw in enumerate(dataset.with_format("arrow").iter(batch_size=1000)):
-        for offset, line in enumerate(raw["raw"].to_pylist()):
+        for offset, line in enumerate(raw[RAW].to_pylist()):
             if not line.isspace():
                 place = f"{where}{index * 1000 + offset + 1}"
                 return place, parse_json_line(line, place)
@@ -149,7 +150,7 @@ def _shape(batch: dict[str, list[Any]], indices: list[int], fmt: str, where: str
     lines are dropped."""
     columns = RETRIEVAL_COLUMNS if fmt == "retrieval" else SHAPED
     out: dict[str, list[Any]] = {name: [] for name in (*columns, "problem")}
-    raw = batch.get("raw")
+    raw = batch.get(RAW)
     rows = (
         raw
         if raw is not None
