@@ -553,18 +553,23 @@ def test_trainer_args_reach_the_trainer_and_typos_name_the_field(
         max_steps=1,
         trainer_args={"weight_decay": "0.1", "optim": "adamw_torch"},
         chat_template=str(template),
+        dataset_num_proc=2,
     )
     run = train(config, extra_callbacks=[seen])
     assert run["status"] == "complete"
     assert seen.args.weight_decay == 0.1 and seen.args.optim == "adamw_torch"
+    assert seen.args.dataset_num_proc == 2  # --dataset-num-proc reaches TRL's own maps
     assert run["config"]["trainer_args"] == {"weight_decay": "0.1", "optim": "adamw_torch"}
     assert (tmp_path / "run" / "chat_template.jinja").read_text() == template.read_text()
 
     out = tmp_path / "typo"
     tokens = ["--model", "tiny", "--data", raft_data, "--out", out, "--trainer-arg", "wieght_decay=0.1"]
-    code, _, err = run_cli(capsys, *tokens, "--trainer-arg", "max_grad_norm=big", "--dry-run")
+    code, _, err = run_cli(
+        capsys, *tokens, "--trainer-arg", "max_grad_norm=big", "--trainer-arg", "dataset_num_proc=2", "--dry-run"
+    )
     assert code == 2
     assert "wieght_decay is not a field of SFTConfig; did you mean weight_decay" in err
+    assert "trainer_args: dataset_num_proc is --dataset-num-proc" in err  # one knob for every trainer
     assert "max_grad_norm" in err and "big" in err
     assert not out.exists()
     bad = tmp_path / "bad.jinja"
