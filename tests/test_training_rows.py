@@ -168,3 +168,37 @@ def test_run_json_counts_are_exact_for_a_hand_made_folder(tmp_path: Path) -> Non
     assert sorted(run["added_tokens"]) == ["</PATH>", "<PATH>", "<SEP>"]
     assert data["answer_tokens_per_epoch"] == sum(sum(1 for t in labels if t != -100) for labels in seen["labels"])
     assert data["answer_tokens_per_epoch"] > 4
+
+
+def test_retriever_truncation_counts_match_counting_every_text_at_once(tmp_path: Path) -> None:
+    """Queries and variants are each counted; a document shared by rows in different batches once."""
+    from hybridft.core import models
+    from hybridft.retrieval.llm_index import PASSAGE_PREFIX, QUERY_PREFIX, tokenize
+    from hybridft.training.invar_retriever import _truncated
+
+    long = " ".join(f"word{n}" for n in range(60))
+    rows = [retrieval_row(n) for n in range(2500)]
+    for n in range(0, 2500, 7):
+        rows[n]["positives"] = [long]  # in every batch of 1,000
+        rows[n]["query"] = f"{long} {n}"
+    folder = tmp_path / "retrieval"
+    write_jsonl(folder / "train.jsonl", rows[:2000])
+    write_jsonl(folder / "eval.jsonl", rows[2000:])
+    (folder / "manifest.json").write_text(json.dumps({"options": {"format": "retrieval"}}))
+    tokenizer = models.load_tokenizer(models.resolve_model("tiny"))
+    queries = [r["query"] for r in rows] + [v for r in rows for v in r.get("variants", [])]
+    documents = sorted({t for r in rows for t in r["positives"] + r.get("negatives", [])})
+    expected = {
+        "queries_cut": tokenize(tokenizer, queries, QUERY_PREFIX, 24)[1],
+        "documents_cut": tokenize(tokenizer, documents, PASSAGE_PREFIX, 24)[1],
+    }
+    assert expected["queries_cut"] == 358 and expected["documents_cut"] >= 1
+    for num_proc in (None, 2):
+        assert _truncated(tokenizer, load_retrieval_data(folder, num_proc), 24, num_proc) == expected
+
+
+def test_a_max_length_every_row_exceeds_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = sft_folder(tmp_path / "data", [chat(f"question {n}", f"answer {n}") for n in range(3)])
+    tokens = ["--model", "tiny", "--data", str(folder), "--out", str(tmp_path / "run"), "--max-length", "8"]
+    assert run_guarded(finetune_cli.main, tokens) == 2
+    assert "max_length=8: every train row is longer; raise max_length" in capsys.readouterr().err

@@ -304,27 +304,21 @@ def build_trainer(
 def _truncated(tokenizer: Any, data: RetrievalData, max_length: int, num_proc: int | None) -> dict[str, int]:
     """Texts longer than ``max_length`` tokens (embedded from their first ``max_length - 1``):
     every query and variant, and each distinct document once, counted by a batched map."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     counted = [
         split.map(
             _cut_texts,
             batched=True,
             fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
             remove_columns=split.column_names,
-            keep_in_memory=True,  # a few numbers: recounted each run, never stale
+            keep_in_memory=True,  # one row per batch: recounted each run, never stale
             num_proc=num_proc if num_proc and num_proc > 1 else None,
-        ).data
+        )
         for split in (data.train, data.eval)
         if split is not None
     ]
-    cut_documents = pa.chunked_array(
-        [c for table in counted for c in pc.list_flatten(table.column("cut_documents")).chunks], pa.string()
-    )
     return {
-        "queries_cut": sum(pc.sum(table.column("queries_cut")).as_py() or 0 for table in counted),
-        "documents_cut": len(pc.unique(cut_documents)),
+        "queries_cut": sum(n for batches in counted for n in batches["queries_cut"]),
+        "documents_cut": len({text for batches in counted for cut in batches["cut_documents"] for text in cut}),
     }
 
 

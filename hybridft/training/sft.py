@@ -147,9 +147,7 @@ def _drop_too_long(trainer: Any, max_length: int) -> dict[str, int]:
         dataset = getattr(trainer, f"{split}_dataset")
         if dataset is None:
             continue
-        lengths = np.concatenate(
-            [[], *(pc.list_value_length(batch["input_ids"]).to_numpy() for batch in _batches(dataset))]
-        )
+        lengths = np.concatenate([pc.list_value_length(batch["input_ids"]).to_numpy() for batch in _batches(dataset)])
         keep = np.flatnonzero(lengths <= max_length)
         skipped[f"{split}_too_long"] = len(dataset) - len(keep)
         if len(keep) < len(dataset):
