@@ -168,7 +168,8 @@ def global_side(side: str, kg_path: Path, pairs_path: Path, sample: int, max_hop
         index_s = time.perf_counter() - start
         start = time.perf_counter()
         for q, a in pairs:
-            q_ids, a_ids = kg.ids([q]), kg.ids([a])
+            # as build-data does: a name missing from the KG has no id (none is, in this KG)
+            q_ids, a_ids = ([i for i in kg.ids([name]) if i is not None] for name in (q, a))
             paths = shortest_relation_paths(kg, q_ids, a_ids, max_hops, False)
             reasoning_paths(kg, q_ids, paths, False, 32)
         per_question = (time.perf_counter() - start) / len(pairs)
