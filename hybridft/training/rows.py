@@ -1,7 +1,9 @@
 """Trainer rows through ``datasets``: a file's rows go into an Arrow table (memory-mapped, cached in
 the Hugging Face datasets cache, ``$HF_DATASETS_CACHE``), and one ``Dataset.map`` (``num_proc``
-processes) parses, checks and shapes them. No step holds every row as Python objects, so a
-million-row build trains in the memory of a few thousand.
+processes) parses, checks and shapes them. No step holds every row as Python objects: reading
+200,000 RAFT rows peaks at 0.6 GB instead of 2.8 GB (bench/sft_rows.py), and a second run reads
+them from the cache. Not the run folder's: rows are checked before ``--out`` is touched, and runs
+on the same data share them (TRL's tokenising maps cache beside them, keyed the same way).
 
 A .jsonl file is stored as its raw lines, one Arrow row per line (blank ones too), so the map's
 index + 1 is the line number and each line is parsed by the readers' own parser: a bad row is
