@@ -1,5 +1,10 @@
 """Reading inputs (documents, QA sets, KG questions, any .jsonl/.parquet/hf: rows) with errors that
-name the file and line, exit 2 on bad input."""
+name the file and line, exit 2 on bad input.
+
+Why this module is long: every reader shares the row parsing and its error messages (file:line,
+the field, the fix), and a corpus is read in Arrow batches besides; split, the error wording would
+drift between modules.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from hybridft.core.errors import InputError, UsageError, cannot_load
 DOCUMENT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
+DOCUMENT_COLUMNS = ("id", "title", "text")
+DOCUMENT_BATCH = 8192  # documents per Arrow batch: a few MB of text, however large the corpus
 
 
 @dataclass(slots=True)
@@ -30,9 +37,10 @@ class Document:
 
 @dataclass
 class Documents:
-    """A document collection as three columns: corpora have millions of documents, and three
-    lists are cheaper to build, chunk and free than an object per document. Every text holds more
-    than whitespace (readers skip and count the others)."""
+    """Documents as three columns of Python strings: the rows of one batch of
+    :func:`document_batches` while it is filled, or a small collection read whole
+    (:func:`read_documents`). Every text holds more than whitespace (readers skip and count the
+    others)."""
 
     ids: list[str] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
@@ -48,6 +56,13 @@ class Documents:
         self.ids.append(doc.id)
         self.titles.append(doc.title)
         self.texts.append(doc.text)
+
+    def to_batch(self) -> Any:
+        """The rows as an Arrow record batch (``id``, ``title``, ``text``)."""
+        import pyarrow as pa
+
+        columns = [pa.array(column, pa.string()) for column in (self.ids, self.titles, self.texts)]
+        return pa.record_batch(columns, names=DOCUMENT_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -210,14 +225,17 @@ def _json_type(value: Any) -> str:
 
 
 def _iter_parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rows of a parquet file, read a record batch at a time (a corpus is never whole in memory)."""
     import pyarrow.parquet as pq
 
+    index = 0
     try:
-        table = pq.read_table(path)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=DOCUMENT_BATCH):
+            for row in batch.to_pylist():
+                index += 1
+                yield f"{path}:row {index}", row
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise InputError(f"{path}: cannot read parquet: {exc}") from None
-    for index, row in enumerate(table.to_pylist(), start=1):
-        yield f"{path}:row {index}", row
 
 
 def _iter_hf_rows(spec: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -286,34 +304,65 @@ def _question(row: dict[str, Any], where: str) -> str:
 
 
 def read_documents(source: str | Path) -> tuple[Documents, ReadStats]:
-    """Read a document collection: a folder, a .txt/.md file, or rows with ``id`` and ``text``
-    (``title`` optional) or FlashRAG/DPR ``contents`` whose first line is the title.
-
-    Documents with no text are skipped and counted; duplicate ids and an empty collection are
-    errors.
-    """
+    """A small document collection read whole, as Python strings (:func:`document_batches`
+    concatenated)."""
     stats = ReadStats()
     documents = Documents()
+    for batch in document_batches(source, stats):
+        for column, values in zip(DOCUMENT_COLUMNS, (documents.ids, documents.titles, documents.texts), strict=True):
+            values += batch.column(column).to_pylist()
+    return documents, stats
+
+
+def document_batches(source: str | Path, stats: ReadStats, batch_rows: int = DOCUMENT_BATCH) -> Iterator[Any]:
+    """A document collection as Arrow record batches (``id``, ``title``, ``text``) of at most
+    ``batch_rows`` rows, so that a corpus of millions of documents is never held as a Python
+    string per document. The source is a folder, a .txt/.md file, or rows with ``id`` and
+    ``text`` (``title`` optional) or FlashRAG/DPR ``contents`` whose first line is the title.
+
+    Documents with no text are skipped and counted in ``stats``; duplicate ids and an empty
+    collection are errors, raised after the last batch (ids are checked once, as Arrow columns).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    batch = Documents()
+    all_ids: list[Any] = []  # every document's id, skipped ones too, as Arrow arrays
     empty_ids: list[str] = []  # documents without text, skipped, but their ids may not repeat either
+    count = skipped = 0
+
+    def take() -> Any:
+        """The batch as Arrow; its lists emptied in place (the .jsonl reader holds them)."""
+        nonlocal count, skipped
+        arrow = batch.to_batch()
+        all_ids.extend((arrow.column("id"), pa.array(empty_ids, pa.string())))
+        count, skipped = count + len(batch), skipped + len(empty_ids)
+        for column in (batch.ids, batch.titles, batch.texts, empty_ids):
+            column.clear()
+        return arrow
+
     for file, prefix in _document_files(source, stats):
         if file.name.endswith(JSONL_SUFFIXES):
-            _read_document_lines(file, documents, empty_ids)
+            for _ in _read_document_lines(file, batch, empty_ids, batch_rows):
+                yield take()
             continue
         for _, doc in _documents_of(file, prefix):
             if doc.text and not doc.text.isspace():
-                documents.add(doc)
+                batch.add(doc)
+                if len(batch) >= batch_rows:
+                    yield take()
             else:
                 empty_ids.append(doc.id)
-    # One set for the whole collection is cheaper than a lookup per row; where the repeated id is
-    # is found again only when there is one.
-    ids = documents.ids + empty_ids if empty_ids else documents.ids
-    if len(set(ids)) < len(ids):
+    last = take()
+    if len(last):
+        yield last
+    ids = pa.chunked_array(all_ids, pa.string())
+    if pc.count_distinct(ids).as_py() < len(ids):  # where the repeated id is is found again only then
         raise _first_duplicate_id(source)
-    if empty_ids:
-        stats.skip(DOCUMENT_SKIP_REASONS[0], len(empty_ids))
-    if not documents:
+    if skipped:
+        stats.skip(DOCUMENT_SKIP_REASONS[0], skipped)
+    if not count:
         raise InputError(f"{source}: no documents with text (an empty corpus cannot be used)")
-    return documents, stats
 
 
 def _documents_of(file: Path, prefix: str) -> Iterator[tuple[str, Document]]:
@@ -336,10 +385,11 @@ def _first_duplicate_id(source: str | Path) -> InputError:
     return InputError(f"{source}: duplicate document ids")  # the files changed while being read
 
 
-def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str]) -> None:
-    """Append the rows of a .jsonl file to ``documents``. Corpora have millions of rows, so the loop
-    is kept tight: in the common case (``id``, ``text`` and ``title`` strings) no generator, object
-    or call stands between a parsed row and the columns."""
+def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str], batch_rows: int) -> Iterator[None]:
+    """Append the rows of a .jsonl file to ``documents``, yielding whenever it holds ``batch_rows``
+    (the caller empties it). Corpora have millions of rows, so the loop is kept tight: in the
+    common case (``id``, ``text`` and ``title`` strings) no generator, object or call stands
+    between a parsed row and the columns."""
     ids, titles, texts = documents.ids, documents.titles, documents.texts
     with numbered_lines(file) as lines:
         for lineno, raw in lines:
@@ -359,6 +409,8 @@ def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str])
                 ids.append(doc_id)
                 titles.append(title or "")
                 texts.append(text)
+                if len(ids) >= batch_rows:
+                    yield
             else:
                 empty_ids.append(doc_id)
 

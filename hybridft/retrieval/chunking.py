@@ -8,7 +8,7 @@ in one chunk, else ``id#0``, ``id#1``, ...
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,8 +106,8 @@ class ArrowStrings(Sequence[str]):
 @dataclass
 class Chunks:
     """The corpus cut into chunks, one sequence per field: corpora have 100,000s of chunks and only
-    a few per example are ever looked at as :class:`Chunk` objects. Titles and texts are lists, or
-    :class:`ArrowStrings` for a saved index."""
+    a few per example are ever looked at as :class:`Chunk` objects. Titles and texts are
+    :class:`ArrowStrings` (a saved index's file memory-mapped, or a corpus chunked now, in memory)."""
 
     ids: list[str]
     doc_ids: list[str]
@@ -140,35 +140,60 @@ class Chunks:
         return {"id": self.ids[index], "title": self.titles[index], "text": self.texts[index], "is_oracle": False}
 
 
-def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: str | None) -> Chunks:
-    """Chunks keep their document's id when it fits in one chunk, else ``id#0``, ``id#1``, ..."""
+CHUNK_COLUMNS = ("id", "doc_id", "title", "text")
+
+
+def chunk_batches(batches: Iterable[Any], size: int, overlap: int, tokenizer: str | None) -> Iterator[Any]:
+    """Each Arrow batch of documents (``id``, ``title``, ``text``) as an Arrow batch of its chunks
+    (``id``, ``doc_id``, ``title``, ``text``): a corpus is chunked a batch at a time, and only one
+    batch's texts are Python strings at once. Chunks keep their document's id when it fits in one
+    chunk, else ``id#0``, ``id#1``, ..."""
+    import pyarrow as pa
+
     spans = tokenizer_spans(tokenizer) if tokenizer else word_spans
-    # A text of c characters holds at most (c + 1) // 2 words: when chunks are counted in words and
-    # no text is longer than 2 * size characters, every document is one chunk (the common case of
-    # a corpus cut into passages already), and the columns are the documents' own.
-    if spans is word_spans and max(map(len, documents.texts), default=0) <= 2 * size:
-        stripped = list(map(str.strip, documents.texts))  # never empty: documents hold more than whitespace
-        first_chunks = dict(zip(documents.ids, range(len(documents)), strict=True))
-        return Chunks(documents.ids, documents.ids, documents.titles, stripped, first_chunks)
-    ids: list[str] = []
-    doc_ids: list[str] = []
-    titles: list[str] = []
-    texts: list[str] = []
-    first_of_doc: dict[str, int] = {}
-    for doc in documents:
-        pieces = chunk_text(doc.text, size, overlap, spans)
-        if not pieces:
+    for batch in batches:
+        doc_ids, doc_titles, doc_texts = (batch.column(name) for name in ("id", "title", "text"))
+        texts = doc_texts.to_pylist()
+        # A text of c characters holds at most (c + 1) // 2 words: when chunks are counted in words
+        # and no text is longer than 2 * size characters, every document is one chunk (the common
+        # case of a corpus cut into passages already), and the id and title columns are the batch's.
+        if spans is word_spans and max(map(len, texts), default=0) <= 2 * size:
+            stripped = pa.array([text.strip() for text in texts], pa.string())  # never empty: see Documents
+            yield pa.record_batch([doc_ids, doc_ids, doc_titles, stripped], names=CHUNK_COLUMNS)
             continue
-        first_of_doc[doc.id] = len(ids)
-        if len(pieces) == 1:
-            ids.append(doc.id)
-            doc_ids.append(doc.id)
-            titles.append(doc.title)
-            texts.append(pieces[0])
-        else:
-            for number, piece in enumerate(pieces):
-                ids.append(f"{doc.id}#{number}")
-                doc_ids.append(doc.id)
-                titles.append(doc.title)
-                texts.append(piece)
-    return Chunks(ids, doc_ids, titles, texts, first_of_doc)
+        ids: list[str] = []
+        of_doc: list[str] = []
+        titles: list[str] = []
+        pieces_texts: list[str] = []
+        for doc_id, title, text in zip(doc_ids.to_pylist(), doc_titles.to_pylist(), texts, strict=True):
+            pieces = chunk_text(text, size, overlap, spans)
+            if len(pieces) == 1:
+                ids.append(doc_id)
+            else:
+                ids += (f"{doc_id}#{number}" for number in range(len(pieces)))
+            of_doc += [doc_id] * len(pieces)
+            titles += [title] * len(pieces)
+            pieces_texts += pieces
+        columns = [pa.array(column, pa.string()) for column in (ids, of_doc, titles, pieces_texts)]
+        yield pa.record_batch(columns, names=CHUNK_COLUMNS)
+
+
+def chunks_of_table(table: Any) -> Chunks:
+    """Chunks over an Arrow table with :data:`CHUNK_COLUMNS` (in memory, or a saved index's file
+    memory-mapped): ids as lists (every lookup by id needs them), titles and texts as
+    :class:`ArrowStrings`."""
+    ids = table.column("id").to_pylist()
+    # Most corpora are passages already, one chunk each: one list then serves both columns.
+    doc_ids = ids if table.column("id").equals(table.column("doc_id")) else table.column("doc_id").to_pylist()
+    first_of_doc: dict[str, int] = {}
+    for index, doc_id in enumerate(doc_ids):
+        first_of_doc.setdefault(doc_id, index)
+    return Chunks(ids, doc_ids, ArrowStrings(table.column("title")), ArrowStrings(table.column("text")), first_of_doc)
+
+
+def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: str | None) -> Chunks:
+    """A small collection read whole (:func:`~hybridft.core.readers.read_documents`) as chunks."""
+    import pyarrow as pa
+
+    batches = list(chunk_batches([documents.to_batch()], size, overlap, tokenizer))
+    return chunks_of_table(pa.Table.from_batches(batches))

@@ -7,14 +7,19 @@ command that ranks documents (``--index INDEX_DIR``) instead of being rebuilt.
 index holds only the texts it looks at), the index in its library's own format (``bm25/``:
 bm25s's save, opened memory-mapped; ``embeddings.npy``: normalised float32 rows, opened
 memory-mapped) and ``manifest.json`` (the corpus's sha256, the chunking, the retriever's identity
-and, for a trained retriever, the sha256 of its adapter). It is written to a temporary sibling and
-renamed at the end; dense encoding is cached shard by shard (``$HYBRIDFT_CACHE/index``), so a rerun
-after Ctrl-C continues where the interrupted one stopped.
+and, for a trained retriever, the sha256 of its adapter).
+
+It is written to a temporary sibling and renamed at the end, never holding the corpus as Python
+strings: the corpus is read in Arrow batches, chunked and appended to ``chunks.arrow`` as it is
+read; the ranker then reads the texts back from that file (bm25s tokenises them as they stream by;
+dense encodings go into ``embeddings.npy``, memory-mapped, shard by shard). Dense encoding is cached shard by shard
+(``$HYBRIDFT_CACHE/index``), so a rerun after Ctrl-C continues where the interrupted one stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +29,21 @@ from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.outputs import atomic_output_dir, input_hashes, sha256_file, write_manifest
 from hybridft.core.progress import log
-from hybridft.core.readers import read_documents, read_json_object
-from hybridft.retrieval.chunking import CHUNKING_OPTIONS, ArrowStrings, Chunks, check_chunking, chunk_documents
+from hybridft.core.readers import DOCUMENT_BATCH, ReadStats, document_batches, read_json_object
+from hybridft.retrieval.chunking import (
+    CHUNK_COLUMNS,
+    CHUNKING_OPTIONS,
+    ArrowStrings,
+    Chunks,
+    check_chunking,
+    chunk_batches,
+    chunks_of_table,
+)
 
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.arrow"
-CHUNK_COLUMNS = ("id", "doc_id", "title", "text")
+CHUNK_BLOCK = 1 << 16  # rows per record batch of chunks.arrow
+CHUNK_LOOKAHEAD = 1024  # rows held after a block before it is written (see write_chunks)
 EMBEDDINGS = "embeddings.npy"
 BM25_FOLDER = "bm25"
 CHUNKING_KEYS = ("chunk_size", "chunk_overlap", "tokenizer")
@@ -116,55 +130,108 @@ def retriever_identity(name: str) -> dict[str, Any]:
     }
 
 
-def make_ranker(name: str, texts: list[str], batch_size: int, cached: bool = False) -> Any:
-    """A fresh ranker over ``texts``; ``cached``: dense encodings kept in cached shards, so an
-    interrupted build resumes (a trained retriever's always are)."""
+def make_ranker(name: str, texts: Sequence[str], batch_size: int) -> Any:
+    """A fresh ranker over ``texts``."""
     from hybridft.retrieval.rankers import BM25Index, DenseIndex
 
     kind = retriever_kind(name)
     if kind == "bm25":
         return BM25Index(texts)
     if kind == "dense":
-        return DenseIndex(texts, name, batch_size, cached=cached)
+        return DenseIndex(texts, name, batch_size)
     from hybridft.retrieval.llm_index import open_index
 
-    return open_index(name, texts, batch_size)
+    return open_index(name, list(texts), batch_size)
 
 
-def build(config: dict[str, Any]) -> dict[str, Any]:
-    """Write ``config["out"]``; return its manifest."""
-    documents, stats = read_documents(config["docs"])
-    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
-    if not len(chunks):
-        raise UsageError(f"--docs {config['docs']}: no text to index")
+@dataclass
+class CorpusReading:
+    """``--docs`` read and chunked a batch at a time: iterate :meth:`chunk_batches` once, then
+    ``documents`` and ``stats`` hold what was read and skipped."""
+
+    docs: str
+    chunking: dict[str, Any]
+    batch_rows: int = DOCUMENT_BATCH
+    documents: int = 0
+    stats: ReadStats = field(default_factory=ReadStats)
+
+    def chunk_batches(self) -> Iterator[Any]:
+        def counted() -> Iterator[Any]:
+            for batch in document_batches(self.docs, self.stats, self.batch_rows):
+                self.documents += batch.num_rows
+                yield batch
+
+        size, overlap, tokenizer = (self.chunking[key] for key in CHUNKING_KEYS)
+        return chunk_batches(counted(), size, overlap, tokenizer)
+
+
+def build(config: dict[str, Any], batch_rows: int = DOCUMENT_BATCH) -> dict[str, Any]:
+    """Write ``config["out"]``; return its manifest. The corpus is read, chunked and appended to
+    chunks.arrow ``batch_rows`` documents at a time, and bm25s tokenises each batch's chunks as
+    they go by; a dense ranker reads the texts back from the file, memory-mapped. No step holds
+    the corpus as Python strings."""
+    from hybridft.retrieval.rankers import BM25Index, DenseIndex
+
     identity = retriever_identity(config["retriever"])  # before the long work: a bad run folder fails now
-    log(f"indexing {len(chunks)} chunks of {len(documents)} documents with {config['retriever']}")
-    ranker = make_ranker(config["retriever"], chunks.text_list(), config["batch_size"], cached=True)
+    reading = CorpusReading(config["docs"], {key: config[key] for key in CHUNKING_KEYS}, batch_rows)
+    log(f"indexing {config['docs']} with {config['retriever']}")
     with atomic_output_dir(config["out"], config["overwrite"]) as temp:
-        write_chunks(temp / CHUNKS, chunks)
+        batches = appended_chunks(temp / CHUNKS, reading.chunk_batches())
         if identity["kind"] == "bm25":
-            ranker.save(temp / BM25_FOLDER)
+            bm25 = BM25Index(text for batch in batches for text in batch.column("text").to_pylist())
+            n_chunks = bm25.size
         else:
-            np.save(temp / EMBEDDINGS, ranker.embeddings_of_all())
+            n_chunks = sum(batch.num_rows for batch in batches)
+        if not n_chunks:
+            raise UsageError(f"--docs {config['docs']}: no text to index")
+        if identity["kind"] == "bm25":
+            bm25.save(temp / BM25_FOLDER)
+        else:
+            log(f"encoding {n_chunks} chunks of {reading.documents} documents")
+            texts = ArrowStrings(_open_chunks(temp / CHUNKS).column("text"))
+            if identity["kind"] == "dense":
+                DenseIndex(texts, config["retriever"], config["batch_size"], save_to=temp / EMBEDDINGS)
+            else:  # a trained retriever: its encodings are cached in shards too (resumable)
+                ranker = make_ranker(config["retriever"], texts, config["batch_size"])
+                np.save(temp / EMBEDDINGS, ranker.embeddings_of_all())
         return write_manifest(
             temp,
             kind="index",
             options=config,
             inputs=input_hashes(config["docs"]),
-            counts={"documents": len(documents), "chunks": len(chunks), "skipped": dict(stats.skipped)},
-            extra={"retriever": identity, "chunking": {key: config[key] for key in CHUNKING_KEYS}},
+            counts={"documents": reading.documents, "chunks": n_chunks, "skipped": dict(reading.stats.skipped)},
+            extra={"retriever": identity, "chunking": reading.chunking},
         )
 
 
-def write_chunks(path: Path, chunks: Chunks) -> None:
+def appended_chunks(path: Path, batches: Iterable[Any]) -> Iterator[Any]:
+    """Each Arrow batch of chunks, passed on as it is appended to the IPC file ``path`` (complete
+    when the iteration ends). The file holds record batches of :data:`CHUNK_BLOCK` rows, whatever the
+    batches given, and its bytes are those of the whole table written at once: Arrow pads each
+    string column of a record batch to 64 bytes with the bytes that follow it in memory, so a
+    block is written only once :data:`CHUNK_LOOKAHEAD` more rows follow it (or the corpus ends)."""
     import pyarrow as pa
 
-    columns = (chunks.ids, chunks.doc_ids, chunks.titles, chunks.texts)
-    table = pa.table(
-        {name: pa.array(list(values), pa.string()) for name, values in zip(CHUNK_COLUMNS, columns, strict=True)}
-    )
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=1 << 16)
+    schema = pa.schema([(name, pa.string()) for name in CHUNK_COLUMNS])
+    pending = pa.Table.from_batches([], schema)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for batch in batches:
+            pending = pa.concat_tables([pending, pa.Table.from_batches([batch], schema)])
+            while len(pending) >= CHUNK_BLOCK + CHUNK_LOOKAHEAD:
+                writer.write_table(_copied(pending.slice(0, CHUNK_BLOCK + CHUNK_LOOKAHEAD)).slice(0, CHUNK_BLOCK))
+                pending = pending.slice(CHUNK_BLOCK)
+            yield batch
+        writer.write_table(_copied(pending), max_chunksize=CHUNK_BLOCK)
+    del pending
+    pa.default_memory_pool().release_unused()  # the blocks' copies, before a ranker's peak (bm25s indexing)
+
+
+def _copied(table: Any) -> Any:
+    """``table`` with each column copied into one array that ends where the table ends (a slice
+    keeps its whole buffer, which Arrow would read its padding from)."""
+    import pyarrow as pa
+
+    return pa.table([pa.concat_arrays(column.chunks) for column in table.columns], schema=table.schema)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -250,24 +317,26 @@ def _describe(identity: dict[str, Any]) -> str:
     return identity.get("model") or identity.get("run") or identity["kind"]
 
 
+def _open_chunks(path: Path) -> Any:
+    """chunks.arrow as an Arrow table, memory-mapped."""
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+
 def read_chunks(path: Path) -> Chunks:
-    """A saved index's chunks, memory-mapped: ids as lists (every lookup by id needs them), titles
-    and texts as :class:`ArrowStrings`."""
+    """A saved index's chunks, memory-mapped (see :func:`chunks_of_table`)."""
     import pyarrow as pa
 
     if not path.is_file():
         raise UsageError(f"--index {path.parent}: no {CHUNKS} (an index from an older hybridft?): rebuild it")
     try:
-        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        table = _open_chunks(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise UsageError(f"--index {path.parent}: {CHUNKS} is damaged ({error}); rebuild it") from None
     if table.column_names != list(CHUNK_COLUMNS) or any(not pa.types.is_string(t) for t in table.schema.types):
         raise UsageError(f"--index {path.parent}: {CHUNKS} has columns {table.column_names}, not {list(CHUNK_COLUMNS)}")
-    ids, doc_ids = table.column("id").to_pylist(), table.column("doc_id").to_pylist()
-    first_of_doc: dict[str, int] = {}
-    for index, doc_id in enumerate(doc_ids):
-        first_of_doc.setdefault(doc_id, index)
-    return Chunks(ids, doc_ids, ArrowStrings(table.column("title")), ArrowStrings(table.column("text")), first_of_doc)
+    return chunks_of_table(table)
 
 
 def corpus_index(
@@ -293,7 +362,7 @@ def corpus_index(
 
         embeddings = llm.index(chunks.texts, batch_size, None, f"indexing {len(chunks)} chunks ({llm.name})")
         return SavedIndex(chunks, RetrieverIndex(llm, embeddings, batch_size), manifest)
-    return SavedIndex(chunks, make_ranker(retriever, chunks.text_list(), batch_size), manifest)
+    return SavedIndex(chunks, make_ranker(retriever, chunks.texts, batch_size), manifest)
 
 
 @dataclass
@@ -315,11 +384,15 @@ class Corpus:
 
 
 def load_corpus(config: dict[str, Any]) -> Corpus:
+    """``--docs`` as chunks: the saved ``--index``'s, or cut now into an Arrow table in memory (a
+    batch of documents at a time)."""
+    import pyarrow as pa
+
     chunking = {key: config[key] for key in CHUNKING_KEYS}
     if config.get("index"):
         saved = open_saved(config["index"], docs=config["docs"], chunking=chunking)
         counts = saved.manifest["counts"]
         return Corpus(saved.chunks, counts["documents"], dict(counts.get("skipped") or {}), saved)
-    documents, stats = read_documents(config["docs"])
-    chunks = chunk_documents(documents, config["chunk_size"], config["chunk_overlap"], config["tokenizer"])
-    return Corpus(chunks, len(documents), dict(stats.skipped))
+    reading = CorpusReading(config["docs"], chunking)
+    table = pa.Table.from_batches(list(reading.chunk_batches()))
+    return Corpus(chunks_of_table(table), reading.documents, dict(reading.stats.skipped))

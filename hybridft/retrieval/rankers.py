@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +27,16 @@ QUERY_BATCH = 1024
 class BM25Index:
     """BM25 (Lucene variant, k1=1.5, b=0.75) over English tokens without stopwords."""
 
-    def __init__(self, texts: list[str]):
+    def __init__(self, texts: Iterable[str]):
+        """``texts`` is tokenised as it is iterated (bm25s's streaming tokenizer): it may be a
+        generator over batches of chunks or a memory-mapped column, and no list of all the texts
+        is made."""
         import bm25s
 
         self._bm25s = bm25s
-        self.size = len(texts)
         self._tokenizer = bm25s.tokenization.Tokenizer(stopwords="english")
-        ids = self._tokenizer.tokenize(texts, show_progress=False, return_as="ids")
+        ids = list(self._tokenizer.streaming_tokenize(texts, update_vocab=True))
+        self.size = len(ids)
         self._model = bm25s.BM25()
         self._model.index(self._tokenized(ids), show_progress=False)
 
@@ -134,7 +137,7 @@ ENCODE_BLOCK = 2048
 SHARD_TEXTS = 4096  # texts per cached shard when a corpus is encoded for a saved index
 
 
-def shard_folder(identity: str, texts: list[str]) -> Path:
+def shard_folder(identity: str, texts: Iterable[str]) -> Path:
     """``$HYBRIDFT_CACHE/index/KEY``, KEY a hash of the encoder's identity and the texts."""
     from hybridft.core.models import cache_dir
 
@@ -146,34 +149,39 @@ def shard_folder(identity: str, texts: list[str]) -> Path:
 
 def encode_in_shards(
     encode: Callable[[list[str], str | None], np.ndarray],
-    texts: list[str],
+    texts: Sequence[str],
     folder: Path,
     dimension: int,
     description: str,
     shard_size: int = SHARD_TEXTS,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``encode(block, description)`` over ``texts`` in shards of ``shard_size``, each saved in
     ``folder`` as it is done: an interrupted run resumes at the first missing shard, and a rerun
-    over the same texts reads them back."""
+    over the same texts reads them back. Each shard is written into ``out`` (default: a new array;
+    a memory-mapped .npy for a saved index) as it is encoded or read back."""
     folder.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        out = np.zeros((len(texts), dimension), dtype=np.float32)
     starts = list(range(0, len(texts), shard_size))
     shards = [folder / f"shard-{n:05d}.npy" for n in range(len(starts))]
-    missing = [n for n, path in enumerate(shards) if not path.is_file()]
-    if len(missing) < len(shards):
-        log(f"index: {len(shards) - len(missing)} of {len(shards)} shard(s) already in {folder}")
-    todo = [(n, starts[n]) for n in missing]
+    done = [n for n, path in enumerate(shards) if path.is_file()]
+    if done:
+        log(f"index: {len(done)} of {len(shards)} shard(s) already in {folder}")
+    for n in done:
+        out[starts[n] : starts[n] + shard_size] = np.load(shards[n])
+    todo = [(n, start) for n, start in enumerate(starts) if not shards[n].is_file()]
     for n, start in track(todo, description, total=len(todo)) if len(todo) > 1 else todo:
-        block = encode(texts[start : start + shard_size], None if len(todo) > 1 else description)
+        block = encode(list(texts[start : start + shard_size]), None if len(todo) > 1 else description)
         temporary = shards[n].with_name(shards[n].name + ".tmp.npy")
         np.save(temporary, block)
         os.replace(temporary, shards[n])
-    if not shards:
-        return np.zeros((0, dimension), dtype=np.float32)
-    return np.concatenate([np.load(path) for path in shards])
+        out[start : start + shard_size] = block
+    return out
 
 
 def encode_texts(
-    model: SentenceTransformer, texts: list[str], batch_size: int = 64, description: str | None = None
+    model: SentenceTransformer, texts: Sequence[str], batch_size: int = 64, description: str | None = None
 ) -> np.ndarray:
     """Normalised float32 embeddings of ``texts``, in their order. With a ``description``, texts are
     encoded in blocks under a progress bar, shortest first (less padding per batch)."""
@@ -199,24 +207,28 @@ def encode_texts(
 class DenseIndex:
     """Cosine similarity of sentence embeddings (normalised, so a dot product)."""
 
-    def __init__(self, texts: list[str], model: str = "minilm", batch_size: int = 64, cached: bool = False):
-        """``cached``: encode in shards kept in the cache folder (resumable; ``hybridft index``)."""
+    def __init__(self, texts: Sequence[str], model: str = "minilm", batch_size: int = 64, save_to: Path | None = None):
+        """``save_to``: a .npy file the embeddings are written to, memory-mapped, shard by shard as
+        they are encoded; the shards are also kept in the cache folder, so an interrupted
+        ``hybridft index`` resumes."""
         self._encoder = load_sentence_model(model)
         self._batch_size = batch_size
         self.size = len(texts)
-        if cached:
-            dimension = int(self._encoder.get_embedding_dimension() or 0)
-            folder = shard_folder(f"dense:{model}:{batch_size}:{SHARD_TEXTS}", texts)
-            self._embeddings = encode_in_shards(
-                lambda block, description: encode_texts(self._encoder, block, batch_size, description),
-                texts,
-                folder,
-                dimension,
-                f"encoding {len(texts)} texts ({model})",
-                SHARD_TEXTS,
-            )
-        else:
+        if save_to is None:
             self._embeddings = self._encode(texts)
+            return
+        dimension = int(self._encoder.get_embedding_dimension() or 0)
+        out = np.lib.format.open_memmap(save_to, mode="w+", dtype=np.float32, shape=(len(texts), dimension))
+        self._embeddings = encode_in_shards(
+            lambda block, description: encode_texts(self._encoder, block, batch_size, description),
+            texts,
+            shard_folder(f"dense:{model}:{batch_size}:{SHARD_TEXTS}", texts),
+            dimension,
+            f"encoding {len(texts)} texts ({model})",
+            SHARD_TEXTS,
+            out,
+        )
+        out.flush()
 
     @classmethod
     def from_embeddings(cls, embeddings: np.ndarray, model: str = "minilm", batch_size: int = 64) -> DenseIndex:
@@ -228,10 +240,7 @@ class DenseIndex:
         index._embeddings = embeddings
         return index
 
-    def embeddings_of_all(self) -> np.ndarray:
-        return self._embeddings
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
         return encode_texts(self._encoder, texts, self._batch_size)
 
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
