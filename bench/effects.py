@@ -24,6 +24,9 @@ document texts (none may appear). Jobs run in --workers processes with one torch
 effects-invar.png).
 
   python bench/effects.py [--seeds 0,1,2] [--only raft,rog,invar] [--workers 2] [--out effects-report]
+
+Why this module is long: it is the whole bench (jobs, scheduler, tables, charts) in the one file a
+reader runs, and tests/test_effects.py runs the same jobs through it.
 """
 
 from __future__ import annotations
@@ -307,6 +310,7 @@ def run_all(
     shared data is built here while it trains, and the retriever runs (which start from the random
     model) fill the other workers. Then the longest job that can start goes first. Jobs whose
     reports a kept work folder holds are not run again."""
+    work.mkdir(parents=True, exist_ok=True)
     check_config(work, seeds, cfg)
     tests = {seed: prepare(work, seed, cfg) for seed in seeds}
     results: dict[str, dict[int, Any]] = collect(work)
