@@ -101,18 +101,19 @@ def _umask() -> int:
 
 
 def _row_encoder() -> Callable[[Any], str]:
-    """``json.dumps(row, ensure_ascii=False)``, byte for byte, at ~60% of its cost a row (a RoG
+    """``json.dumps(row, ensure_ascii=False)``, byte for byte, at 60-65% of its cost a row (a RoG
     build writes two rows per path found): the stdlib's C encoder made once, where
     ``JSONEncoder.encode`` makes one per call, and without the cycle check (rows are trees; a
-    cycle still ends in RecursionError). Without the C encoder (not CPython), the public one."""
+    cycle still ends in RecursionError). Without that C encoder, the public one."""
     encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+    separators = (encoder.key_separator, encoder.item_separator)
     try:
         from _json import make_encoder
-    except ImportError:
+
+        # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
+        chunks = make_encoder(None, encoder.default, encode_basestring, None, *separators, False, False, True)
+    except (ImportError, TypeError):  # another implementation, or its arguments changed
         return encoder.encode
-    # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
-    separators = (encoder.key_separator, encoder.item_separator)
-    chunks = make_encoder(None, encoder.default, encode_basestring, None, *separators, False, False, True)
     return lambda row: "".join(chunks(row, 0))
 
 
