@@ -87,7 +87,14 @@ def test_rog_precision_recall_f1_by_hand() -> None:
 
 def test_rog_empty_prediction_and_blank_lines() -> None:
     assert prediction_list("\n Nolan \n\n") == ["Nolan"]
-    assert rog_scores("", ["Nolan"]) == {"hits@1": 0.0, "hit": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert rog_scores("", ["Nolan"]) == {
+        "hits@1": 0.0,
+        "hit": 0.0,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "rog_f1": 0.0,
+    }
 
 
 def test_mean_skips_values_that_do_not_apply() -> None:

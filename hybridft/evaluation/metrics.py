@@ -65,8 +65,8 @@ def prediction_list(prediction: str | Sequence[str]) -> list[str]:
 
 
 def rog_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[str, float | None]:
-    """hits@1, hit, precision, recall, f1 (matching by equality after normalisation; ``hit`` is
-    RoG's: a gold answer anywhere in the output text, see :func:`rog_paper_scores`)."""
+    """hits@1, precision, recall, f1 (matching by equality after normalisation), and RoG's own
+    ``hit`` and ``rog_f1`` (a gold answer anywhere in the output text, see :func:`rog_paper_scores`)."""
     predicted = prediction_list(prediction)
     normalized = [normalize_answer(p) for p in predicted]
     golds = {normalize_answer(a) for a in answers}
@@ -75,12 +75,14 @@ def rog_scores(prediction: str | Sequence[str], answers: Sequence[str]) -> dict[
     precision = matched_predictions / len(predicted) if predicted else 0.0
     recall = matched_gold / len(golds) if golds else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
+    paper = rog_paper_scores(prediction, answers)
     return {
         "hits@1": float(bool(normalized) and normalized[0] in golds),
-        "hit": rog_paper_scores(prediction, answers)["hit"],
+        "hit": paper["hit"],
         "precision": precision,
         "recall": recall,
         "f1": f1,
+        "rog_f1": paper["rog_f1"],
     }
 
 

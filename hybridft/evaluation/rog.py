@@ -17,7 +17,7 @@ from hybridft.core.options import Option
 from hybridft.core.readers import KGQuestion, iter_kg_questions
 from hybridft.core.render import rog_plan, rog_reason
 from hybridft.evaluation.common import check_source, common_options, load_records, read_predictions
-from hybridft.evaluation.metrics import prediction_list, rog_paper_scores, rog_scores
+from hybridft.evaluation.metrics import prediction_list, rog_scores
 from hybridft.evaluation.report import Report
 from hybridft.kg.graph import KG, read_kg, reasoning_paths
 
@@ -95,15 +95,10 @@ def evaluate(config: dict[str, Any]) -> Report:
             prediction = predictions[key]
             if not isinstance(prediction, (str, list)):
                 raise UsageError(f"{config['predictions']}: id {key!r}: prediction must be a string or a list")
-            scores: dict[str, float | None] = {**_scores(prediction, question.answers), "path_validity": None}
+            scores: dict[str, float | None] = {**rog_scores(prediction, question.answers), "path_validity": None}
             examples.append(_example(key, question, prediction_list(prediction), [], scores))
         return Report("rog", examples, METRICS, dict(skipped))
     return _run_model(config, questions, skipped)
-
-
-def _scores(prediction: str | list[str], answers: list[str]) -> dict[str, float | None]:
-    """The strict metrics and RoG's own F1 (SPEC §5)."""
-    return {**rog_scores(prediction, answers), "rog_f1": rog_paper_scores(prediction, answers)["rog_f1"]}
 
 
 def _example(
@@ -169,7 +164,7 @@ def _run_model(config: dict[str, Any], questions: list[tuple[str, KGQuestion]], 
     )
     examples = []
     for (key, question, _, _), plans, share, output in zip(usable, plans_of, validity, answers, strict=True):
-        scores = {**_scores(output[0], question.answers), "path_validity": share}
+        scores = {**rog_scores(output[0], question.answers), "path_validity": share}
         examples.append(_example(key, question, prediction_list(output[0]), plans, scores))
     report = Report("rog", examples, METRICS, dict(skipped))
     report.extra["model"] = generator.name
