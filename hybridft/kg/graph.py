@@ -110,13 +110,21 @@ class KG:
 
                 self._index = pd.Index(self.entities, dtype=object)
             return [int(i) if i >= 0 else None for i in self._index.get_indexer(names)]
-        # A global KG: binary search in the names' sorted order, computed once. (pyarrow's
-        # index_in would hash the whole name set again on every call.)
+        # A global KG: binary search in the names' sorted order. (pyarrow's index_in would hash
+        # the whole name set again on every call.)
+        self._index = self.name_order()
+        return [self._find(name) for name in names]
+
+    def name_order(self) -> np.ndarray:
+        """Entity ids sorted by name (UTF-8 byte order, which is code-point order: what the binary
+        search of :meth:`ids` compares), for a KG whose names are an arrow array; computed once,
+        or the order a saved KG was opened with."""
         if self._index is None:
             import pyarrow.compute as pc
 
-            self._index = pc.sort_indices(self.entities).to_numpy()
-        return [self._find(name) for name in names]
+            order = pc.sort_indices(self.entities).to_numpy()
+            self._index = order.astype(np.int32 if len(order) < 2**31 else np.int64)
+        return self._index
 
     def _find(self, name: str) -> int | None:
         order, low, high = self._index, 0, len(self._index)

@@ -12,9 +12,11 @@ opened by every later run without reading it whole.
 The numeric columns are ``.npy`` files opened with ``np.load(mmap_mode="r")`` and the names arrow
 files opened through ``pa.memory_map``: opening reads the headers only, a search faults in the
 pages it touches, and N processes on one machine share one copy through the page cache. The
-manifest (``kind: kg``) holds the sha256 of the source KG and of every column, the counts, and
-each column's dtype and length, which opening checks (cheaply, from the headers) so that a
-foreign, truncated or mismatched folder is an exit-2 error naming it, not a crash mid-build.
+manifest (``kind: kg``) holds the sha256 of the source KG and of every column (provenance, as in
+every hybridft manifest; opening does not hash them, which would read the KG whole), the counts,
+and each column's dtype; opening checks dtypes and lengths against those (cheaply, from the
+headers) so that a foreign, truncated or mismatched folder is an exit-2 error naming it, not a
+crash mid-build.
 
 This module knows the format only; :func:`hybridft.kg.graph.read_kg` opens a folder through
 :func:`open_columns`, and ``hybridft index --kg`` writes one with :func:`save`.
@@ -22,6 +24,7 @@ This module knows the format only; :func:`hybridft.kg.graph.read_kg` opens a fol
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,8 @@ def save(kg: Any, source: str | Path, out: str | Path, overwrite: bool) -> dict[
     from hybridft.core.outputs import atomic_output_dir, input_hashes, write_manifest
     from hybridft.core.progress import progress_bar
 
-    order = _entity_order(kg)
+    # Names as arrow once (a .jsonl KG holds numpy ones): the name order and the names file use them.
+    kg = dataclasses.replace(kg, entities=_as_arrow(kg.entities), relations=_as_arrow(kg.relations), _index=None)
     columns: dict[str, np.ndarray] = {
         "heads": kg.heads,
         "rels": kg.rels,
@@ -65,21 +69,20 @@ def save(kg: Any, source: str | Path, out: str | Path, overwrite: bool) -> dict[
         "out_edges": kg.out_edges,
         "in_ptr": kg.in_ptr,
         "in_edges": kg.in_edges,
-        "entity_order": order,
+        "entity_order": kg.name_order(),
     }
     counts = {"triples": len(kg.heads), "entities": len(kg.entities), "relations": len(kg.relations)}
     layout: dict[str, Any] = {}
     with atomic_output_dir(out, overwrite) as temp, progress_bar("saving the KG", len(columns) + 2) as advance:
         for name, array in columns.items():
             np.save(temp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-            layout[f"{name}.npy"] = {"dtype": np.dtype(array.dtype).str, "length": len(array)}
+            layout[f"{name}.npy"] = {"dtype": np.dtype(array.dtype).str}
             advance()
         for name in NAME_COLUMNS:
-            names = _as_arrow(getattr(kg, name))
-            table = pa.table({"name": names})
+            table = pa.table({"name": getattr(kg, name)})
             with pa.OSFile(str(temp / f"{name}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)
-            layout[f"{name}.arrow"] = {"dtype": str(table.schema.field("name").type), "length": len(names)}
+            layout[f"{name}.arrow"] = {"dtype": str(table.schema.field("name").type)}
             advance()
         return write_manifest(
             temp,
@@ -89,15 +92,6 @@ def save(kg: Any, source: str | Path, out: str | Path, overwrite: bool) -> dict[
             counts=counts,
             extra={"format": FORMAT, "columns": layout},
         )
-
-
-def _entity_order(kg: Any) -> np.ndarray:
-    """Entity codes sorted by name (UTF-8 byte order, which is code-point order: what
-    ``KG.ids``'s binary search compares)."""
-    import pyarrow.compute as pc
-
-    order = pc.sort_indices(_as_arrow(kg.entities)).to_numpy()
-    return order.astype(np.int32 if len(order) < 2**31 else np.int64)
 
 
 def _as_arrow(names: Any) -> Any:
@@ -126,13 +120,23 @@ def open_columns(folder: str | Path) -> dict[str, Any]:
     only; a folder that is no saved KG, or is damaged, is an exit-2 error naming it."""
     path = Path(folder)
     manifest = read_manifest(path)
-    columns: dict[str, Any] = {}
+    counts = manifest["counts"]
+    sizes = {
+        "triples": counts["triples"],
+        "entities": counts["entities"],
+        "entities+1": counts["entities"] + 1,
+        "relations": counts["relations"],
+    }
     layout = manifest["columns"]
-    for name in INT_COLUMNS:
-        columns[name] = _open_npy(path, f"{name}.npy", layout)
-    for name in NAME_COLUMNS:
-        columns[name] = _open_arrow(path, f"{name}.arrow", layout)
-    _check_shapes(path, columns, manifest["counts"])
+    columns: dict[str, Any] = {}
+    for name, unit in INT_COLUMNS.items():
+        columns[name] = _open_npy(path, f"{name}.npy", _dtype(path, f"{name}.npy", layout), sizes[unit])
+    for name, unit in NAME_COLUMNS.items():
+        columns[name] = _open_arrow(path, f"{name}.arrow", sizes[unit])
+    for name in ("out_ptr", "in_ptr"):  # the CSR pointers end where the edges do
+        ptr = columns[name]
+        if int(ptr[0]) != 0 or int(ptr[-1]) != counts["triples"]:
+            raise _damaged(path, f"{name}.npy", f"does not index {counts['triples']} edges")
     return columns
 
 
@@ -168,34 +172,28 @@ def _damaged(path: Path, file: str, what: str) -> UsageError:
     return UsageError(f"--kg {path}: damaged saved KG: {file} {what}; rebuild it with `hybridft index --kg`")
 
 
-def _expected(path: Path, file: str, layout: dict[str, Any]) -> dict[str, Any]:
+def _dtype(path: Path, file: str, layout: dict[str, Any]) -> str:
     entry = layout.get(file)
-    if not isinstance(entry, dict) or not isinstance(entry.get("length"), int):
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
         raise _damaged(path, file, f"is not listed in {MANIFEST}")
-    return entry
+    return entry["dtype"]
 
 
-def _open_npy(path: Path, file: str, layout: dict[str, Any]) -> np.ndarray:
-    expected = _expected(path, file, layout)
+def _open_npy(path: Path, file: str, dtype: str, length: int) -> np.ndarray:
     try:
         array = np.load(path / file, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise _damaged(path, file, "is missing") from None
     except (OSError, ValueError) as exc:  # a bad header, or a file shorter than its header says
         raise _damaged(path, file, f"cannot be read ({exc})") from None
-    if array.ndim != 1 or array.dtype.str != expected.get("dtype") or len(array) != expected["length"]:
-        raise _damaged(
-            path,
-            file,
-            f"holds {array.shape} {array.dtype}, the manifest says {expected['length']} {expected.get('dtype')}",
-        )
+    if array.ndim != 1 or array.dtype.str != dtype or len(array) != length:
+        raise _damaged(path, file, f"holds {array.shape} {array.dtype}, the manifest says {length} {dtype}")
     return array
 
 
-def _open_arrow(path: Path, file: str, layout: dict[str, Any]) -> Any:
+def _open_arrow(path: Path, file: str, length: int) -> Any:
     import pyarrow as pa
 
-    expected = _expected(path, file, layout)
     try:
         with pa.ipc.open_file(pa.memory_map(str(path / file), "r")) as reader:
             table = reader.read_all()  # zero-copy: the arrays point into the memory map
@@ -208,24 +206,6 @@ def _open_arrow(path: Path, file: str, layout: dict[str, Any]) -> Any:
     ):
         raise _damaged(path, file, f"holds {table.schema}, expected one string column `name`")
     names = table.column(0)
-    if len(names) != expected["length"]:
-        raise _damaged(path, file, f"holds {len(names)} names, the manifest says {expected['length']}")
+    if len(names) != length:
+        raise _damaged(path, file, f"holds {len(names)} names, the manifest says {length}")
     return names.chunk(0) if names.num_chunks == 1 else names
-
-
-def _check_shapes(path: Path, columns: dict[str, Any], counts: dict[str, int]) -> None:
-    """Lengths agree with the counts, and the CSR pointers end where the edges do (single
-    elements read, nothing scanned)."""
-    sizes = {
-        "triples": counts["triples"],
-        "entities": counts["entities"],
-        "entities+1": counts["entities"] + 1,
-        "relations": counts["relations"],
-    }
-    for name, unit in {**INT_COLUMNS, **NAME_COLUMNS}.items():
-        if len(columns[name]) != sizes[unit]:
-            raise _damaged(path, name, f"has {len(columns[name])} entries for {sizes[unit]} {unit}")
-    for name in ("out_ptr", "in_ptr"):
-        ptr = columns[name]
-        if int(ptr[0]) != 0 or int(ptr[-1]) != counts["triples"]:
-            raise _damaged(path, f"{name}.npy", f"does not index {counts['triples']} edges")
