@@ -272,7 +272,7 @@ def run_job(
     torch.set_num_threads(1)
     start = time.perf_counter()
     result = JOBS[name](Path(work), seed, arg, test, cfg)  # type: ignore[operator,arg-type]
-    return f"{name}:{arg}" if arg else name, seed, result, time.perf_counter() - start
+    return _key(name, arg), seed, result, time.perf_counter() - start
 
 
 # --- scheduling -----------------------------------------------------------------------------------
