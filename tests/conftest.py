@@ -22,6 +22,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The tiny model is built once per test session, in a folder of its own.
 os.environ.setdefault("HYBRIDFT_CACHE", tempfile.mkdtemp(prefix="hybridft-test-cache-"))
+# Trainer rows are cached by `datasets` (training/rows.py): in a folder of the session's, not the user's.
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="hybridft-test-datasets-"))
 
 from hybridft.cli import build_data  # noqa: E402
 from hybridft.cli.common import run_guarded  # noqa: E402
