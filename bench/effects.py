@@ -95,7 +95,14 @@ TRAIN = [
 ]  # fmt: skip
 # Seconds one job took on one worker in the first full run (under load; only their order matters):
 # the scheduler starts the longest job that can start first.
-JOB_LENGTH = {"reader": 650, "rog": 290, "raft:b_distractors": 280, "raft:c_oracle_p08": 280, "invar": 190}
+JOB_LENGTH = {
+    "reader": 650,
+    "rog": 290,
+    "raft:b_distractors": 280,
+    "raft:c_oracle_p08": 280,
+    "invar": 190,
+    "raft:a_oracle_only": 120,
+}
 NEEDS_READER = ("raft", "rog")
 
 
