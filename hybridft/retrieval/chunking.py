@@ -106,8 +106,8 @@ class ArrowStrings(Sequence[str]):
 @dataclass
 class Chunks:
     """The corpus cut into chunks, one sequence per field: corpora have 100,000s of chunks and only
-    a few per example are ever looked at as :class:`Chunk` objects. Titles and texts are
-    :class:`ArrowStrings` (a saved index's file memory-mapped, or a corpus chunked now, in memory)."""
+    a few per example are ever looked at as :class:`Chunk` objects. Titles and texts are lists, or
+    :class:`ArrowStrings` for a saved index."""
 
     ids: list[str]
     doc_ids: list[str]
@@ -179,21 +179,41 @@ def chunk_batches(batches: Iterable[Any], size: int, overlap: int, tokenizer: st
 
 
 def chunks_of_table(table: Any) -> Chunks:
-    """Chunks over an Arrow table with :data:`CHUNK_COLUMNS` (in memory, or a saved index's file
-    memory-mapped): ids as lists (every lookup by id needs them), titles and texts as
-    :class:`ArrowStrings`."""
+    """Chunks over an Arrow table with :data:`CHUNK_COLUMNS` (a saved index's file, memory-mapped):
+    ids as lists (every lookup by id needs them), titles and texts as :class:`ArrowStrings`."""
     ids = table.column("id").to_pylist()
     # Most corpora are passages already, one chunk each: one list then serves both columns.
     doc_ids = ids if table.column("id").equals(table.column("doc_id")) else table.column("doc_id").to_pylist()
+    texts = ArrowStrings(table.column("text"))
+    return Chunks(ids, doc_ids, ArrowStrings(table.column("title")), texts, _first_of_doc(doc_ids))
+
+
+def chunks_of_batches(batches: Iterable[Any]) -> Chunks:
+    """Chunks as Python lists, filled an Arrow batch at a time: a build that indexes the corpus
+    itself looks at every text (its rankers and the answer search take Python strings), and the
+    strings made once cost less than an Arrow table with a copy beside it (peak RSS of
+    bench/scale.py's build at 100,000 chunks: 494 MiB, against 596)."""
+    ids: list[str] = []
+    doc_ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    for batch in batches:
+        batch_ids, of_doc = batch.column("id"), batch.column("doc_id")
+        new_ids = batch_ids.to_pylist()
+        ids += new_ids
+        doc_ids += new_ids if batch_ids.equals(of_doc) else of_doc.to_pylist()  # one string serves both
+        titles += batch.column("title").to_pylist()
+        texts += batch.column("text").to_pylist()
+    return Chunks(ids, doc_ids, titles, texts, _first_of_doc(doc_ids))
+
+
+def _first_of_doc(doc_ids: list[str]) -> dict[str, int]:
     first_of_doc: dict[str, int] = {}
     for index, doc_id in enumerate(doc_ids):
         first_of_doc.setdefault(doc_id, index)
-    return Chunks(ids, doc_ids, ArrowStrings(table.column("title")), ArrowStrings(table.column("text")), first_of_doc)
+    return first_of_doc
 
 
 def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: str | None) -> Chunks:
     """A small collection read whole (:func:`~hybridft.core.readers.read_documents`) as chunks."""
-    import pyarrow as pa
-
-    batches = list(chunk_batches([documents.to_batch()], size, overlap, tokenizer))
-    return chunks_of_table(pa.Table.from_batches(batches))
+    return chunks_of_batches(chunk_batches([documents.to_batch()], size, overlap, tokenizer))

@@ -37,6 +37,7 @@ from hybridft.retrieval.chunking import (
     Chunks,
     check_chunking,
     chunk_batches,
+    chunks_of_batches,
     chunks_of_table,
 )
 
@@ -384,8 +385,8 @@ class Corpus:
 
 
 def load_corpus(config: dict[str, Any]) -> Corpus:
-    """``--docs`` as chunks: the saved ``--index``'s, or cut now into an Arrow table in memory (a
-    batch of documents at a time)."""
+    """``--docs`` as chunks: the saved ``--index``'s, or read and cut now a batch of documents at a
+    time."""
     import pyarrow as pa
 
     chunking = {key: config[key] for key in CHUNKING_KEYS}
@@ -394,5 +395,6 @@ def load_corpus(config: dict[str, Any]) -> Corpus:
         counts = saved.manifest["counts"]
         return Corpus(saved.chunks, counts["documents"], dict(counts.get("skipped") or {}), saved)
     reading = CorpusReading(config["docs"], chunking)
-    table = pa.Table.from_batches(list(reading.chunk_batches()))
-    return Corpus(chunks_of_table(table), reading.documents, dict(reading.stats.skipped))
+    chunks = chunks_of_batches(reading.chunk_batches())
+    pa.default_memory_pool().release_unused()  # the batches' buffers, before the rankers' peak
+    return Corpus(chunks, reading.documents, dict(reading.stats.skipped))
