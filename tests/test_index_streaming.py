@@ -153,3 +153,23 @@ def test_a_resumed_dense_index_writes_the_bytes_of_an_uninterrupted_one(tmp_path
     assert len(calls) == 5  # 2, the interrupted one, then the 2 missing
     whole, resumed = files_of(tmp_path / "whole"), files_of(tmp_path / "resumed")
     assert whole["embeddings.npy"] == resumed["embeddings.npy"] and whole[CHUNKS] == resumed[CHUNKS]
+
+
+def test_bm25_over_streamed_token_ids_saves_what_bm25s_saves_over_lists(tmp_path) -> None:
+    import bm25s
+
+    from hybridft.retrieval.rankers import BM25Index
+
+    texts = [" ".join(WORDS[(i * j) % 12] for j in range(1 + i % 7)) + " and the" for i in range(40)] + ["the"]
+    BM25Index(iter(texts)).save(tmp_path / "ours")
+    tokenizer = bm25s.tokenization.Tokenizer(stopwords="english")
+    ids = tokenizer.tokenize(texts, show_progress=False, return_as="ids")
+    model = bm25s.BM25()
+    model.index(bm25s.tokenization.Tokenized(ids=ids, vocab=tokenizer.get_vocab_dict()), show_progress=False)
+    model.save(str(tmp_path / "theirs"), show_progress=False)
+    tokenizer.save_vocab(str(tmp_path / "theirs"))
+    assert files_of_folder(tmp_path / "ours") == files_of_folder(tmp_path / "theirs")
+
+
+def files_of_folder(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
