@@ -1,6 +1,6 @@
 """``hybridft index`` reads, chunks and writes the corpus a batch at a time (issue 22, item 4): the
 bytes it writes do not depend on the batch size, a bad row in a late batch is still exit 2 naming
-its line with nothing written, and an interrupted dense encoding resumes to the same bytes."""
+its line with nothing written, and an interrupted dense or trained-retriever encoding resumes to the same bytes."""
 
 from __future__ import annotations
 
@@ -146,6 +146,57 @@ def test_a_resumed_dense_index_writes_the_bytes_of_an_uninterrupted_one(tmp_path
         return encode(*args, **kwargs)
 
     monkeypatch.setattr(rankers, "encode_texts", interrupted)
+    assert run(capsys, *tokens, tmp_path / "resumed")[0] == 130
+    assert not (tmp_path / "resumed").exists()
+    code, err = run(capsys, *tokens, tmp_path / "resumed")
+    assert code == 0 and "2 of 4 shard(s) already" in err, err
+    assert len(calls) == 5  # 2, the interrupted one, then the 2 missing
+    whole, resumed = files_of(tmp_path / "whole"), files_of(tmp_path / "resumed")
+    assert whole["embeddings.npy"] == resumed["embeddings.npy"] and whole[CHUNKS] == resumed[CHUNKS]
+
+
+@pytest.fixture(scope="module")
+def retriever_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An invar-retriever run folder: the tiny model (random weights, seed 0) as a full fine-tune."""
+    from hybridft.core.models import build_tiny
+    from hybridft.retrieval.llm_index import SETTINGS_FILE, encoder_settings
+
+    folder = build_tiny(tmp_path_factory.mktemp("retriever"))
+    (folder / SETTINGS_FILE).write_text(json.dumps(encoder_settings("tiny", 64)))
+    return folder
+
+
+def test_a_retriever_index_written_in_shards_holds_the_array_encoded_whole(
+    tmp_path, capsys, monkeypatch, retriever_run: Path
+) -> None:
+    """The trained retriever's embeddings go to embeddings.npy a shard at a time (memory-mapped):
+    the file holds the bytes np.save writes for the whole array, and an interrupted run resumes
+    to the same bytes."""
+    import numpy as np
+
+    from hybridft.retrieval import llm_index
+
+    docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": f"d{i}", "text": f"{WORDS[i]} text {i}"} for i in range(7)])
+    monkeypatch.setattr(llm_index, "SHARD_TEXTS", 2)  # 7 chunks: 4 shards
+    monkeypatch.setenv("HYBRIDFT_CACHE", str(tmp_path / "cache-a"))
+    tokens = ["--docs", docs, "--retriever", retriever_run, "--batch-size", "3", "--out"]
+    assert run(capsys, *tokens, tmp_path / "whole")[0] == 0
+    texts = read_chunks(tmp_path / "whole" / CHUNKS).texts
+    retriever = llm_index.load_retriever(retriever_run)
+    np.save(tmp_path / "in-memory.npy", retriever.index(texts, 3, tmp_path / "cache-c"))
+    assert (tmp_path / "whole" / "embeddings.npy").read_bytes() == (tmp_path / "in-memory.npy").read_bytes()
+
+    monkeypatch.setenv("HYBRIDFT_CACHE", str(tmp_path / "cache-b"))
+    encode = llm_index.Retriever.encode
+    calls = []
+
+    def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(llm_index.Retriever, "encode", interrupted)
     assert run(capsys, *tokens, tmp_path / "resumed")[0] == 130
     assert not (tmp_path / "resumed").exists()
     code, err = run(capsys, *tokens, tmp_path / "resumed")

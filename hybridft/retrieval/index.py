@@ -12,8 +12,9 @@ and, for a trained retriever, the sha256 of its adapter).
 It is written to a temporary sibling and renamed at the end, never holding the corpus as Python
 strings: the corpus is read in Arrow batches, chunked and appended to ``chunks.arrow`` as it is
 read; the ranker then reads the texts back from that file (bm25s tokenises them as they stream by;
-dense encodings go into ``embeddings.npy``, memory-mapped, shard by shard). Dense encoding is cached shard by shard
-(``$HYBRIDFT_CACHE/index``), so a rerun after Ctrl-C continues where the interrupted one stopped.
+dense and trained-retriever encodings go into ``embeddings.npy``, memory-mapped, shard by shard).
+Encoding is cached shard by shard (``$HYBRIDFT_CACHE/index``), so a rerun after Ctrl-C continues
+where the interrupted one stopped.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def make_ranker(name: str, texts: Sequence[str], batch_size: int) -> Any:
         return DenseIndex(texts, name, batch_size)
     from hybridft.retrieval.llm_index import open_index
 
-    return open_index(name, list(texts), batch_size)
+    return open_index(name, texts, batch_size)
 
 
 @dataclass
@@ -193,8 +194,9 @@ def build(config: dict[str, Any], batch_rows: int = DOCUMENT_BATCH) -> dict[str,
             if identity["kind"] == "dense":
                 DenseIndex(texts, config["retriever"], config["batch_size"], save_to=temp / EMBEDDINGS)
             else:  # a trained retriever: its encodings are cached in shards too (resumable)
-                ranker = make_ranker(config["retriever"], texts, config["batch_size"])
-                np.save(temp / EMBEDDINGS, ranker.embeddings_of_all())
+                from hybridft.retrieval.llm_index import open_index
+
+                open_index(config["retriever"], texts, config["batch_size"], save_to=temp / EMBEDDINGS)
         return write_manifest(
             temp,
             kind="index",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,21 +139,37 @@ class Retriever:
         return int(self.model.config.hidden_size)
 
     def index(
-        self, texts: list[str], batch_size: int = 32, folder: Path | None = None, description: str = "indexing"
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        folder: Path | None = None,
+        description: str = "indexing",
+        save_to: Path | None = None,
     ) -> np.ndarray:
         """Passage embeddings of ``texts``, saved shard by shard in ``folder`` (default: the cache
         folder for this retriever and these texts), so that an interrupted run resumes and a rerun
-        reads them back."""
+        reads them back. ``texts`` may be a memory-mapped column (only a shard's texts are Python
+        strings at once). ``save_to``: a .npy file the embeddings are written to, memory-mapped,
+        each shard as it is encoded or read back (a saved index's ``embeddings.npy``); the result
+        is then that memory-mapped array."""
         from hybridft.retrieval.rankers import encode_in_shards, shard_folder
 
-        return encode_in_shards(
+        out = None
+        if save_to is not None:
+            shape = (len(texts), self._dimension())
+            out = np.lib.format.open_memmap(save_to, mode="w+", dtype=np.float32, shape=shape)
+        embeddings = encode_in_shards(
             lambda block, description: self.encode(block, "passage", batch_size, description),
             texts,
             folder or shard_folder(self.fingerprint, texts),
             self._dimension(),
             description,
             SHARD_TEXTS,
+            out,
         )
+        if out is not None:
+            out.flush()
+        return embeddings
 
 
 def fingerprint(folder: Path, settings: dict[str, Any]) -> str:
@@ -206,9 +223,6 @@ class RetrieverIndex:
         self.size = len(embeddings)
         self.embeddings = embeddings
 
-    def embeddings_of_all(self) -> np.ndarray:
-        return self.embeddings
-
     def queries(self, queries: list[str], description: str = "encoding queries") -> np.ndarray:
         return self.retriever.encode(queries, "query", self.batch_size, description)
 
@@ -225,9 +239,13 @@ class RetrieverIndex:
         return [self.embeddings[chosen] @ embedded[n] for n, chosen in enumerate(candidates)]
 
 
-def open_index(run_dir: str | Path, texts: list[str], batch_size: int = 32) -> RetrieverIndex:
-    """Load the retriever of ``run_dir`` and index ``texts`` (resuming from the cache)."""
+def open_index(
+    run_dir: str | Path, texts: Sequence[str], batch_size: int = 32, save_to: Path | None = None
+) -> RetrieverIndex:
+    """Load the retriever of ``run_dir`` and index ``texts`` (resuming from the cache); ``save_to``:
+    see :meth:`Retriever.index`."""
     log(f"loading the retriever {run_dir}")
     retriever = load_retriever(run_dir)
-    embeddings = retriever.index(texts, batch_size, None, f"indexing {len(texts)} texts ({retriever.name})")
+    description = f"indexing {len(texts)} texts ({retriever.name})"
+    embeddings = retriever.index(texts, batch_size, None, description, save_to)
     return RetrieverIndex(retriever, embeddings, batch_size)
