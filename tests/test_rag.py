@@ -283,7 +283,7 @@ def test_a_saved_index_keeps_its_texts_in_the_mapped_file(corpus, capsys) -> Non
     assert isinstance(saved.chunks.texts, ArrowStrings) and isinstance(saved.chunks.titles, ArrowStrings)
     texts = {row["id"]: row["text"] for row in FIVE}
     assert [saved.chunks.texts[i] for i in range(len(saved.chunks))] == [texts[i] for i in saved.chunks.ids]
-    assert list(saved.chunks.texts) == saved.chunks.text_list() == [texts[i] for i in saved.chunks.ids]
+    assert list(saved.chunks.texts) == [texts[i] for i in saved.chunks.ids]
     # An index from before (chunks.jsonl) or a damaged file: exit 2, saying to rebuild it.
     (index / "chunks.arrow").write_bytes(b"not arrow")
     with pytest.raises(UsageError, match="chunks.arrow is damaged"):

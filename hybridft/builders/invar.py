@@ -60,19 +60,19 @@ FORMATS = ("auto", "retrieval", "messages", "prompt-completion")
 TEACHERS = ("minilm", "none")
 
 
-def _bm25(texts: list[str], config: dict[str, Any]) -> Any:
+def _bm25(texts: Sequence[str], config: dict[str, Any]) -> Any:
     from hybridft.retrieval.rankers import BM25Index
 
     return BM25Index(texts)
 
 
-def _dense(texts: list[str], config: dict[str, Any]) -> Any:
+def _dense(texts: Sequence[str], config: dict[str, Any]) -> Any:
     from hybridft.retrieval.rankers import DenseIndex
 
     return DenseIndex(texts, config["dense_model"])
 
 
-def _trained(texts: list[str], config: dict[str, Any]) -> Any:
+def _trained(texts: Sequence[str], config: dict[str, Any]) -> Any:
     from hybridft.retrieval.llm_index import open_index
 
     return open_index(config["retriever"], texts)
@@ -81,7 +81,7 @@ def _trained(texts: list[str], config: dict[str, Any]) -> Any:
 # Rankers for the generation stage: each builds an index with ``search(queries, k)`` over the
 # chunk texts. ``--retriever RUN_DIR`` (a `finetune --trainer invar-retriever` run) uses the trained
 # Invar-RAG retriever instead (:func:`_trained`).
-RETRIEVERS: dict[str, Callable[[list[str], dict[str, Any]], Any]] = {"bm25": _bm25, "dense": _dense}
+RETRIEVERS: dict[str, Callable[[Sequence[str], dict[str, Any]], Any]] = {"bm25": _bm25, "dense": _dense}
 
 _RAFT = {o.name: o for o in raft.OPTIONS}
 _FORMAT = Option(
@@ -378,7 +378,7 @@ def build_generation(config: dict[str, Any], qa: list[QARow], corpus: Corpus) ->
     index = corpus.saved_ranker(retriever)
     if index is None:
         log(f"indexing {len(chunks)} chunks with {config['retriever']}")
-        index = RETRIEVERS.get(config["retriever"], _trained)(chunks.text_list(), config)
+        index = RETRIEVERS.get(config["retriever"], _trained)(chunks.texts, config)
     found, _ = index.search([r.question for r in qa], config["top_k"], f"{config['retriever']} retrieval")
     finder = AnswerFinder(chunks.texts)
     records = []

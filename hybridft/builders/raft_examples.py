@@ -85,7 +85,7 @@ class RaftBuilder:
             self._bm25 = self.corpus.saved_ranker("bm25")
             if self._bm25 is None:
                 log(f"indexing {len(self.chunks)} chunks with bm25")
-                self._bm25 = BM25Index(self.chunks.text_list())
+                self._bm25 = BM25Index(self.chunks.texts)
         return self._bm25
 
     def ranker(self) -> Any:
@@ -97,7 +97,7 @@ class RaftBuilder:
                 self._ranker = self.corpus.saved_ranker(self.config["dense_model"])
                 if self._ranker is None:
                     log(f"embedding {len(self.chunks)} chunks with {self.config['dense_model']}")
-                    self._ranker = DenseIndex(self.chunks.text_list(), self.config["dense_model"])
+                    self._ranker = DenseIndex(self.chunks.texts, self.config["dense_model"])
             else:
                 self._ranker = self.bm25()
         return self._ranker

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ class BM25Ranker:
     """BM25 over the texts (in candidate mode the texts are every record's candidates, so term
     statistics come from that pool)."""
 
-    def __init__(self, texts: list[str], config: dict[str, Any]):
+    def __init__(self, texts: Sequence[str], config: dict[str, Any]):
         from hybridft.retrieval.rankers import BM25Index
 
         self._index = BM25Index(texts)
@@ -67,7 +67,7 @@ class BM25Ranker:
 class EmbeddingRanker:
     """Dot products of normalised embeddings from ``encode(texts, description)``."""
 
-    def __init__(self, texts: list[str], encode: Callable[[list[str], str], np.ndarray], name: str):
+    def __init__(self, texts: Sequence[str], encode: Callable[[Sequence[str], str], np.ndarray], name: str):
         self._encode = encode
         self._name = name
         self._documents = encode(texts, f"encoding documents ({name})")
@@ -84,7 +84,7 @@ class EmbeddingRanker:
         return [self._documents[chosen] @ embedded[n] for n, chosen in enumerate(candidates)]
 
 
-def _minilm(texts: list[str], config: dict[str, Any]) -> Ranker:
+def _minilm(texts: Sequence[str], config: dict[str, Any]) -> Ranker:
     from hybridft.retrieval.rankers import encode_texts, load_sentence_model
 
     model = load_sentence_model("minilm")
@@ -93,7 +93,7 @@ def _minilm(texts: list[str], config: dict[str, Any]) -> Ranker:
     )
 
 
-def _adapter(texts: list[str], config: dict[str, Any]) -> Ranker:
+def _adapter(texts: Sequence[str], config: dict[str, Any]) -> Ranker:
     from hybridft.retrieval.llm_index import open_index
 
     index = open_index(config["retriever"], texts, config["batch_size"])
@@ -109,7 +109,7 @@ def _adapter(texts: list[str], config: dict[str, Any]) -> Ranker:
     return AdapterRanker()
 
 
-RANKERS: dict[str, Callable[[list[str], dict[str, Any]], Ranker]] = {
+RANKERS: dict[str, Callable[[Sequence[str], dict[str, Any]], Ranker]] = {
     "bm25": BM25Ranker,
     "minilm": _minilm,
     "adapter": _adapter,
@@ -280,7 +280,7 @@ def rank_corpus(
     """Per record: the top ``depth`` corpus ids of its query, then of each variant (with the saved
     ``--index`` when it was built by this ranker)."""
     queries = [query for record in records for query in [record["query"], *record.get("variants", [])]]
-    ids, texts = corpus.chunks.ids, corpus.chunks.text_list()
+    ids, texts = corpus.chunks.ids, corpus.chunks.texts
     name = {"bm25": "bm25", "minilm": "minilm", "adapter": config["retriever"]}[config["ranker"]]
     saved = corpus.saved_ranker(name)
     if saved is not None:

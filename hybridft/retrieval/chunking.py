@@ -120,11 +120,6 @@ class Chunks:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def text_list(self) -> list[str]:
-        """Every text as a Python string, for indexing the corpus anew (a saved index's texts are
-        read from its file only then)."""
-        return self.texts if isinstance(self.texts, list) else list(self.texts)
-
     def __getitem__(self, index: int) -> Chunk:
         return Chunk(self.ids[index], self.doc_ids[index], self.titles[index], self.texts[index])
 
