@@ -238,17 +238,21 @@ def _iter_parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise InputError(f"{path}: cannot read parquet: {exc}") from None
 
 
-def _iter_hf_rows(spec: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``hf:NAME[:CONFIG][@SPLIT]`` through datasets (needs the network, or a local cache)."""
+def hf_dataset(spec: str) -> Any:
+    """The ``datasets.Dataset`` of ``hf:NAME[:CONFIG][@SPLIT]`` (split ``train`` by default; needs
+    the network, or a local cache); an InputError naming the spec when it cannot be loaded."""
     from datasets import load_dataset
 
     body, _, split = spec[3:].partition("@")
     name, _, config = body.partition(":")
     try:
-        dataset = load_dataset(name, config or None, split=split or "train")
+        return load_dataset(name, config or None, split=split or "train")
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
         raise InputError(cannot_load(spec, name, exc, "dataset")) from None
-    for index, row in enumerate(dataset, start=1):
+
+
+def _iter_hf_rows(spec: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for index, row in enumerate(hf_dataset(spec), start=1):  # loaded when the rows are first asked for
         yield f"{spec}:row {index}", dict(row)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hybridft.core import models, readers, records
-from hybridft.core.errors import InputError, cannot_load
-from hybridft.core.readers import JSONL_SUFFIXES, numbered_lines, parse_json_line
+from hybridft.core.errors import InputError
+from hybridft.core.readers import JSONL_SUFFIXES, hf_dataset, numbered_lines, parse_json_line
 from hybridft.core.records import MAX_PROBLEMS, TRAINER_ROWS
 
 SHAPED = ("prompt", "completion", "source", "markers")  # sft rows
@@ -39,7 +39,7 @@ def source_rows(source: str | Path) -> tuple[Any, str]:
     datasets.disable_progress_bars()  # hybridft draws its own progress (rich, on stderr)
     text = str(source)
     if text.startswith("hf:"):
-        return _hub_rows(text), f"{text}:row "
+        return hf_dataset(text), f"{text}:row "
     path = Path(source)
     if path.is_dir():
         raise InputError(f"{path}: a folder; expected a .jsonl, .jsonl.gz or .parquet file")
@@ -73,18 +73,6 @@ def _lines(path: str, size: int, mtime_ns: int) -> Iterator[dict[str, bytes]]:
     with numbered_lines(Path(path)) as lines:
         for _, raw in lines:
             yield {RAW: raw}
-
-
-def _hub_rows(spec: str) -> Any:
-    """``hf:NAME[:CONFIG][@SPLIT]`` (needs the network, or the local cache)."""
-    from datasets import load_dataset
-
-    body, _, split = spec[3:].partition("@")
-    name, _, config = body.partition(":")
-    try:
-        return load_dataset(name, config or None, split=split or "train")
-    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
-        raise InputError(cannot_load(spec, name, exc, "dataset")) from None
 
 
 def first_row(dataset: Any, where: str) -> tuple[str, dict[str, Any]] | None:
