@@ -135,17 +135,25 @@ def test_a_resumed_dense_index_writes_the_bytes_of_an_uninterrupted_one(tmp_path
     monkeypatch.setenv("HYBRIDFT_CACHE", str(tmp_path / "cache-a"))
     tokens = ["--docs", docs, "--retriever", "minilm", "--out"]
     assert run(capsys, *tokens, tmp_path / "whole")[0] == 0
+    resumes_to_the_bytes_of_whole(tmp_path, capsys, monkeypatch, tokens, rankers, "encode_texts")
+
+
+def resumes_to_the_bytes_of_whole(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, tokens: list[Any], owner: Any, name: str
+) -> None:
+    """``index *tokens`` with a fresh cache, the encoder ``owner.name`` interrupted at its third of
+    4 shards, then rerun: it resumes at the missing shards and writes the bytes of ``whole``."""
     monkeypatch.setenv("HYBRIDFT_CACHE", str(tmp_path / "cache-b"))
-    encode = rankers.encode_texts
+    encode = getattr(owner, name)
     calls = []
 
-    def interrupted(*args: Any, **kwargs: Any) -> Any:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:  # a function or a method (self in args)
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return encode(*args, **kwargs)
 
-    monkeypatch.setattr(rankers, "encode_texts", interrupted)
+    monkeypatch.setattr(owner, name, interrupted)
     assert run(capsys, *tokens, tmp_path / "resumed")[0] == 130
     assert not (tmp_path / "resumed").exists()
     code, err = run(capsys, *tokens, tmp_path / "resumed")
@@ -186,24 +194,7 @@ def test_a_retriever_index_written_in_shards_holds_the_array_encoded_whole(
     np.save(tmp_path / "in-memory.npy", retriever.index(texts, 3, tmp_path / "cache-c"))
     assert (tmp_path / "whole" / "embeddings.npy").read_bytes() == (tmp_path / "in-memory.npy").read_bytes()
 
-    monkeypatch.setenv("HYBRIDFT_CACHE", str(tmp_path / "cache-b"))
-    encode = llm_index.Retriever.encode
-    calls = []
-
-    def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return encode(self, *args, **kwargs)
-
-    monkeypatch.setattr(llm_index.Retriever, "encode", interrupted)
-    assert run(capsys, *tokens, tmp_path / "resumed")[0] == 130
-    assert not (tmp_path / "resumed").exists()
-    code, err = run(capsys, *tokens, tmp_path / "resumed")
-    assert code == 0 and "2 of 4 shard(s) already" in err, err
-    assert len(calls) == 5  # 2, the interrupted one, then the 2 missing
-    whole, resumed = files_of(tmp_path / "whole"), files_of(tmp_path / "resumed")
-    assert whole["embeddings.npy"] == resumed["embeddings.npy"] and whole[CHUNKS] == resumed[CHUNKS]
+    resumes_to_the_bytes_of_whole(tmp_path, capsys, monkeypatch, tokens, llm_index.Retriever, "encode")
 
 
 def test_bm25_over_streamed_token_ids_saves_what_bm25s_saves_over_lists(tmp_path) -> None:
