@@ -106,7 +106,7 @@ def _index_kg(tokens: list[str]) -> int:
     check_output_dir(config["out"], config["overwrite"])
     log(f"reading the KG {config['kg']}")
     kg = read_kg(config["kg"])
-    manifest = save(kg, config["kg"], config["out"], config["overwrite"])
+    manifest = save(kg, config)
     counts = manifest["counts"]
     emit(
         {"command": "index", "out": str(config["out"]), **manifest},

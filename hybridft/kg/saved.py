@@ -51,9 +51,9 @@ NAME_COLUMNS = {"entities": "entities", "relations": "relations"}
 HINT = "write one with `hybridft index --kg KG.tsv --out KG_DIR`"
 
 
-def save(kg: Any, source: str | Path, out: str | Path, overwrite: bool) -> dict[str, Any]:
-    """Write ``kg`` (a :class:`~hybridft.kg.graph.KG` read from ``source``) to ``out`` atomically;
-    return the manifest."""
+def save(kg: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """Write ``kg`` (a :class:`~hybridft.kg.graph.KG` read from ``config["kg"]``) to
+    ``config["out"]`` atomically, the options recorded in the manifest; return the manifest."""
     import pyarrow as pa
 
     from hybridft.core.outputs import atomic_output_dir, input_hashes, write_manifest
@@ -73,7 +73,10 @@ def save(kg: Any, source: str | Path, out: str | Path, overwrite: bool) -> dict[
     }
     counts = {"triples": len(kg.heads), "entities": len(kg.entities), "relations": len(kg.relations)}
     layout: dict[str, Any] = {}
-    with atomic_output_dir(out, overwrite) as temp, progress_bar("saving the KG", len(columns) + 2) as advance:
+    with (
+        atomic_output_dir(config["out"], config["overwrite"]) as temp,
+        progress_bar("saving the KG", len(columns) + 2) as advance,
+    ):
         for name, array in columns.items():
             np.save(temp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
             layout[f"{name}.npy"] = {"dtype": np.dtype(array.dtype).str}
@@ -87,8 +90,8 @@ def save(kg: Any, source: str | Path, out: str | Path, overwrite: bool) -> dict[
         return write_manifest(
             temp,
             kind=KIND,
-            options={"kg": str(source), "out": str(out), "overwrite": overwrite},
-            inputs=input_hashes(source),
+            options=config,
+            inputs=input_hashes(config["kg"]),
             counts=counts,
             extra={"format": FORMAT, "columns": layout},
         )
