@@ -108,6 +108,38 @@ def test_chunks_read_in_batches_are_those_of_the_whole_collection(tmp_path) -> N
     assert [corpus.chunks.ids[i] for i in corpus.chunks.of_doc("c.md")] == [f"c.md#{n}" for n in range(6)]
 
 
+def test_long_documents_make_batches_of_fewer_rows(tmp_path, monkeypatch) -> None:
+    """A batch also ends at DOCUMENT_BATCH_CHARS characters of text (an Arrow string array holds
+    less than 2 GiB: 8,192 books would not fit), in .jsonl and in files alike; the documents are
+    the same."""
+    from hybridft.core import readers
+
+    docs = corpus_folder(tmp_path / "docs")
+    whole, _ = read_documents(docs)
+    monkeypatch.setattr(readers, "DOCUMENT_BATCH_CHARS", 100)
+    batches = list(document_batches(docs, ReadStats(), 10_000))
+    texts = [b.column("text").to_pylist() for b in batches]
+    assert sum(texts, []) == whole.texts
+    assert len(batches) > 10
+    # Every batch stops at the first document that takes it to 100 characters or more.
+    assert all(sum(map(len, batch[:-1])) < 100 for batch in texts)
+    assert all(sum(map(len, batch)) >= 100 for batch in texts[:-1])
+
+
+def test_a_damaged_gzip_corpus_is_exit_2_naming_it(tmp_path, capsys) -> None:
+    import gzip
+
+    docs = tmp_path / "docs.jsonl.gz"
+    rows = "".join(json.dumps({"id": f"d{i}", "text": f"{WORDS[i % 12]} text {i}"}) + "\n" for i in range(400))
+    data = bytearray(gzip.compress(rows.encode()))
+    data[20], data[21] = data[20] ^ 0xFF, data[21] ^ 0xFF  # a damaged deflate stream: zlib.error
+    docs.write_bytes(bytes(data))
+    out = tmp_path / "index"
+    code, err = run(capsys, "--docs", docs, "--out", out)
+    assert code == 2 and f"{docs}: cannot read" in err, err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

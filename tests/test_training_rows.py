@@ -138,6 +138,22 @@ def test_a_second_load_reuses_the_cache_and_an_edited_file_is_read_again(tmp_pat
     assert len(third.train) == 7 and third.train._fingerprint != first.train._fingerprint
 
 
+def test_an_edit_that_keeps_size_and_mtime_is_read_again(tmp_path: Path) -> None:
+    """As after `cp -p` or `rsync -t` of a changed file: the same size, the old mtime."""
+    import os
+
+    folder = sft_folder(tmp_path / "data", [chat(f"q{n}", "AAAA") for n in range(3)])
+    train = folder / "train.jsonl"
+    first = load_sft_data(folder)
+    before = train.stat()
+    train.write_text(train.read_text().replace("AAAA", "BBBB"))
+    os.utime(train, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert train.stat().st_size == before.st_size and train.stat().st_mtime_ns == before.st_mtime_ns
+    second = load_sft_data(folder)
+    assert first.train[0]["completion"][0]["content"] == "AAAA"
+    assert second.train[0]["completion"][0]["content"] == "BBBB"
+
+
 def test_run_json_counts_are_exact_for_a_hand_made_folder(tmp_path: Path) -> None:
     from hybridft.training.sft import train
 
@@ -223,3 +239,12 @@ def test_hub_rows_are_read_by_the_one_loader_of_the_readers(tmp_path: Path) -> N
             load()
         messages.append(str(caught.value))
     assert messages[0] == messages[1] and "no-such-owner/no-such-dataset" in messages[0]
+
+
+def test_dataset_num_proc_does_not_block_a_resume() -> None:
+    """It changes how fast the rows are read, not what is trained: a run started with 8 processes
+    resumes on a machine given none."""
+    from hybridft.training.run_folder import _changed_keys
+
+    assert _changed_keys({"dataset_num_proc": 8, "seed": 0}, {"dataset_num_proc": None, "seed": 0}) == []
+    assert _changed_keys({"seed": 0}, {"seed": 1}) == ["seed: 0 -> 1"]

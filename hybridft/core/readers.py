@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ DOCUMENT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
 DOCUMENT_COLUMNS = ("id", "title", "text")
-DOCUMENT_BATCH = 8192  # documents per Arrow batch: a few MB of text, however large the corpus
+DOCUMENT_BATCH = 8192  # documents per Arrow batch, at most ...
+DOCUMENT_BATCH_CHARS = 1 << 26  # ... or 64 Mi characters of text (an Arrow string array holds < 2 GiB)
 
 
 @dataclass(slots=True)
@@ -176,7 +178,7 @@ def numbered_lines(path: Path) -> Iterator[Iterator[tuple[int, bytes]]]:
         # together from ~20 reads (3x the time to read the file).
         with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb", buffering=1 << 20) as handle:
             yield enumerate(handle, start=1)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a damaged deflate stream
         raise InputError(f"{path}: cannot read: {exc}") from None
 
 
@@ -320,8 +322,9 @@ def read_documents(source: str | Path) -> tuple[Documents, ReadStats]:
 
 def document_batches(source: str | Path, stats: ReadStats, batch_rows: int = DOCUMENT_BATCH) -> Iterator[Any]:
     """A document collection as Arrow record batches (``id``, ``title``, ``text``) of at most
-    ``batch_rows`` rows, so that a corpus of millions of documents is never held as a Python
-    string per document. The source is a folder, a .txt/.md file, or rows with ``id`` and
+    ``batch_rows`` rows or :data:`DOCUMENT_BATCH_CHARS` characters of text (long documents, such as
+    books, make fewer rows a batch), so that a corpus of millions of documents is never held as a
+    Python string per document. The source is a folder, a .txt/.md file, or rows with ``id`` and
     ``text`` (``title`` optional) or FlashRAG/DPR ``contents`` whose first line is the title.
 
     Documents with no text are skipped and counted in ``stats``; duplicate ids and an empty
@@ -333,11 +336,12 @@ def document_batches(source: str | Path, stats: ReadStats, batch_rows: int = DOC
     batch = Documents()
     all_ids: list[Any] = []  # every document's id, skipped ones too, as Arrow arrays
     empty_ids: list[str] = []  # documents without text, skipped, but their ids may not repeat either
-    count = skipped = 0
+    count = skipped = chars = 0
 
     def take() -> Any:
         """The batch as Arrow; its lists emptied in place (the .jsonl reader holds them)."""
-        nonlocal count, skipped
+        nonlocal count, skipped, chars
+        chars = 0
         arrow = batch.to_batch()
         all_ids.extend((arrow.column("id"), pa.array(empty_ids, pa.string())))
         count, skipped = count + len(batch), skipped + len(empty_ids)
@@ -349,11 +353,13 @@ def document_batches(source: str | Path, stats: ReadStats, batch_rows: int = DOC
         if file.name.endswith(JSONL_SUFFIXES):
             for _ in _read_document_lines(file, batch, empty_ids, batch_rows):
                 yield take()
+            chars = sum(map(len, batch.texts))  # the file's last rows stay in the batch
             continue
         for _, doc in _documents_of(file, prefix):
             if doc.text and not doc.text.isspace():
                 batch.add(doc)
-                if len(batch) >= batch_rows:
+                chars += len(doc.text)
+                if len(batch) >= batch_rows or chars >= DOCUMENT_BATCH_CHARS:
                     yield take()
             else:
                 empty_ids.append(doc.id)
@@ -391,10 +397,11 @@ def _first_duplicate_id(source: str | Path) -> InputError:
 
 def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str], batch_rows: int) -> Iterator[None]:
     """Append the rows of a .jsonl file to ``documents``, yielding whenever it holds ``batch_rows``
-    (the caller empties it). Corpora have millions of rows, so the loop is kept tight: in the
-    common case (``id``, ``text`` and ``title`` strings) no generator, object or call stands
-    between a parsed row and the columns."""
+    or :data:`DOCUMENT_BATCH_CHARS` characters of text (the caller empties it). Corpora have
+    millions of rows, so the loop is kept tight: in the common case (``id``, ``text`` and ``title``
+    strings) no generator, object or call stands between a parsed row and the columns."""
     ids, titles, texts = documents.ids, documents.titles, documents.texts
+    chars = sum(map(len, texts))  # the batch may hold the previous file's last rows
     with numbered_lines(file) as lines:
         for lineno, raw in lines:
             if raw.isspace():
@@ -413,8 +420,10 @@ def _read_document_lines(file: Path, documents: Documents, empty_ids: list[str],
                 ids.append(doc_id)
                 titles.append(title or "")
                 texts.append(text)
-                if len(ids) >= batch_rows:
+                chars += len(text)
+                if len(ids) >= batch_rows or chars >= DOCUMENT_BATCH_CHARS:
                     yield
+                    chars = 0
             else:
                 empty_ids.append(doc_id)
 

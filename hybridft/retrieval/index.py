@@ -212,7 +212,9 @@ def appended_chunks(path: Path, batches: Iterable[Any]) -> Iterator[Any]:
     when the iteration ends). The file holds record batches of :data:`CHUNK_BLOCK` rows, whatever the
     batches given, and its bytes are those of the whole table written at once: Arrow pads each
     string column of a record batch to 64 bytes with the bytes that follow it in memory, so a
-    block is written only once :data:`CHUNK_LOOKAHEAD` more rows follow it (or the corpus ends)."""
+    block is written only once :data:`CHUNK_LOOKAHEAD` more rows follow it (or the corpus ends).
+    (Only those padding bytes can still differ, where a column holds less than 64 bytes of data
+    in the rows that follow, such as empty titles; the data read back is the same.)"""
     import pyarrow as pa
 
     schema = pa.schema([(name, pa.string()) for name in CHUNK_COLUMNS])

@@ -16,10 +16,13 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hybridft import __version__
 from hybridft.core import models, readers, records
 from hybridft.core.errors import InputError
 from hybridft.core.readers import JSONL_SUFFIXES, hf_dataset, numbered_lines, parse_json_line
@@ -61,15 +64,21 @@ def source_rows(source: str | Path) -> tuple[Any, str]:
         table = datasets.Dataset.from_generator(
             _lines,
             features=features,
-            # The file's size and mtime are part of the cache key: an edited file is read again.
-            gen_kwargs={"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+            # The file's identity is part of the cache key, so an edited file is read again: its
+            # ctime and inode change on every write, even when a copy keeps size and mtime
+            # (`cp -p`, `rsync -t`, `tar x`).
+            gen_kwargs={
+                "path": str(path.resolve()),
+                # One string: datasets splits a list in gen_kwargs into shards, one generator each.
+                "stat": f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}",
+            },
         )
     except datasets.exceptions.DatasetGenerationError as exc:
         raise (exc.__cause__ if isinstance(exc.__cause__, InputError) else exc) from None
     return table, f"{path}:"
 
 
-def _lines(path: str, size: int, mtime_ns: int) -> Iterator[dict[str, bytes]]:
+def _lines(path: str, stat: str) -> Iterator[dict[str, bytes]]:
     with numbered_lines(Path(path)) as lines:
         for _, raw in lines:
             yield {RAW: raw}
@@ -114,8 +123,11 @@ def checked(dataset: Any, where: str, fmt: str, num_proc: int | None) -> Any:
         features=features,
         num_proc=num_proc if num_proc and num_proc > 1 else None,
         # datasets hashes a module's function by its name only: the code is part of the key, so
-        # another hybridft never reuses rows shaped by this one.
-        new_fingerprint=Hasher.hash([dataset._fingerprint, kwargs, _code_fingerprint()]),
+        # another hybridft never reuses rows shaped by this one. (`_fingerprint` is how datasets
+        # names a dataset's state; where it is missing, a fresh key: no reuse, never stale rows.)
+        new_fingerprint=Hasher.hash(
+            [getattr(dataset, "_fingerprint", None) or uuid.uuid4().hex, kwargs, _code_fingerprint()]
+        ),
         desc=f"checking {where.rstrip(':')}",
     )
     problems = shaped.data.column("problem").drop_null()
@@ -129,10 +141,22 @@ def checked(dataset: Any, where: str, fmt: str, num_proc: int | None) -> Any:
 
 @functools.cache
 def _code_fingerprint() -> str:
+    """What shapes and tokenises the rows: this code, and the versions of TRL and transformers
+    (TRL's tokenising maps are keyed from the rows' fingerprint, and datasets would not see a
+    change in the library functions they call)."""
+    import transformers
+    import trl
     from datasets.fingerprint import Hasher
 
-    sources = [inspect.getsource(module) for module in (readers, records, models)]
-    return str(Hasher.hash([*sources, Path(__file__).read_text(encoding="utf-8")]))
+    modules = (readers, records, models, sys.modules[__name__])
+    return str(Hasher.hash([*map(_source, modules), trl.__version__, transformers.__version__]))
+
+
+def _source(module: Any) -> str:
+    try:
+        return inspect.getsource(module)
+    except (OSError, TypeError):  # installed without its sources: the version stands for them
+        return __version__
 
 
 def _shape(batch: dict[str, list[Any]], indices: list[int], fmt: str, where: str) -> dict[str, list[Any]]:

@@ -17,7 +17,7 @@ from hybridft import __version__
 from hybridft.core.errors import UsageError
 from hybridft.core.readers import read_json_object
 
-RESUME_FREE_KEYS = ("out", "overwrite", "resume", "save_merged", "report_to", "logging_steps")
+RESUME_FREE_KEYS = ("out", "overwrite", "resume", "save_merged", "report_to", "logging_steps", "dataset_num_proc")
 
 
 def prepare_out(config: dict[str, Any]) -> str | None:
