@@ -45,7 +45,7 @@ from hybridft.retrieval.chunking import (
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.arrow"
 CHUNK_BLOCK = 1 << 16  # rows per record batch of chunks.arrow
-CHUNK_LOOKAHEAD = 1024  # rows held after a block before it is written (see write_chunks)
+CHUNK_LOOKAHEAD = 1024  # rows held after a block before it is written (see appended_chunks)
 EMBEDDINGS = "embeddings.npy"
 BM25_FOLDER = "bm25"
 CHUNKING_KEYS = ("chunk_size", "chunk_overlap", "tokenizer")
