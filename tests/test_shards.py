@@ -152,3 +152,65 @@ def test_shards_over_one_saved_index_merge_into_the_unsharded_bytes(cli, tmp_pat
     assert cli("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged")[0] == 0
     for name in OUTPUTS:
         assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_a_merge_of_shards_that_built_nothing_is_exit_2_as_the_whole_build_is(cli, tmp_path: Path) -> None:
+    """Every answer is in no document: the unsharded build is refused, each shard may be empty,
+    and their merge is refused with the same reasons (not three empty files and exit 0)."""
+    qa, docs = qa_and_docs(tmp_path)
+    rows = [{**row, "answers": ["nowhere-to-be-found"]} for row in read_jsonl(qa)]
+    for row in rows:
+        row.pop("doc_ids", None)
+    write_jsonl(qa, rows)
+    args = ["raft", "--qa", qa, "--docs", docs, "--distractors", "2"]
+    code, _, whole = cli(*args, "--out", tmp_path / "whole")
+    assert code == 2 and "no raft examples could be built" in whole
+    folders = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, folder in enumerate(folders):
+        assert cli(*args, "--shard", f"{i}/2", "--out", folder)[0] == 0
+    merged = tmp_path / "merged"
+    code, _, stderr = cli("merge", *folders, "--out", merged)
+    assert code == 2 and "no raft examples could be built" in stderr and '"no_oracle": 40' in " ".join(stderr.split())
+    assert not merged.exists()
+
+
+def test_a_shard_built_by_hand_counts_beside_ray_shards(cli, tmp_path: Path) -> None:
+    """A shard rebuilt with --shard I/N after a Ray shard failed: `--shards N --ray` takes it as
+    complete, and `build-data merge` joins it with a shard built the Ray way (whose options do not
+    hold the run options)."""
+    from hybridft.builders.ray_shards import _complete, _shard_config
+
+    qa, docs = qa_and_docs(tmp_path)
+    args = ["raft", "--qa", qa, "--docs", docs, "--distractors", "2"]
+    by_hand = tmp_path / "out.shards" / "1-of-2"
+    assert cli(*args, "--shard", "1/2", "--out", by_hand)[0] == 0
+    options = json.loads((by_hand / "manifest.json").read_text())["options"]
+    ray_config = {**options, "shard": None, "out": str(tmp_path / "out"), "shards": 2, "ray": "local"}
+    assert _complete(by_hand, _shard_config(ray_config, 1, by_hand))
+    assert not _complete(by_hand, _shard_config({**ray_config, "distractors": 3}, 1, by_hand))
+    assert not _complete(by_hand, _shard_config(ray_config, 0, by_hand))  # not that shard
+    ray_way = tmp_path / "out.shards" / "0-of-2"
+    assert cli(*args, "--shard", "0/2", "--out", ray_way)[0] == 0
+    manifest = json.loads((ray_way / "manifest.json").read_text())
+    manifest["options"] = {
+        k: v for k, v in manifest["options"].items() if k not in ("shards", "ray", "ray_gpus", "ray_retries")
+    }
+    (ray_way / "manifest.json").write_text(json.dumps(manifest))
+    code, _, stderr = cli("merge", ray_way, by_hand, "--out", tmp_path / "merged")
+    assert code == 0, stderr
+
+
+def test_ray_refuses_a_non_empty_out_before_building_any_shard(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from hybridft.builders.ray_shards import run_on_ray
+    from hybridft.core.errors import UsageError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.txt").write_text("a previous build")
+    built: list[str] = []
+    config = {"out": str(out), "overwrite": False, "shards": 2, "ray": "local", "ray_gpus": 0.0, "ray_retries": 0}
+    with pytest.raises(UsageError):
+        run_on_ray("raft", config, build_shard=lambda kind, shard: built.append(shard["shard"]) or {})
+    assert built == [] and not (tmp_path / "out.shards").exists()
+    assert (out / "kept.txt").read_text() == "a previous build"

@@ -48,10 +48,8 @@ def write_build(kind: str, config: dict[str, Any]) -> dict[str, Any]:
             # A builder may hand its records over as they are built (RoG): its counts are complete
             # once they are all written.
             written = write_records_and_splits(temp, result.records, lambda record: render_row(record, fmt))
-            if not written["records"] and not config.get("shard"):  # a shard of a small set may be empty
-                reasons = json.dumps(result.counts.get("skipped", {}))
-                sources = ", ".join(str(path) for path in result.inputs) or "the inputs"
-                raise UsageError(f"{sources}: no {kind} examples could be built; skipped: {reasons}")
+            if not config.get("shard"):  # a shard of a small set may be empty: the merge checks the whole
+                refuse_empty(kind, written["records"], result.counts, result.inputs)
             counts = {**result.counts, "train": written["train"], "eval": written["eval"]}
             check_splits(result.quality, written, config)
             write_jsonl(temp / "quality.jsonl", result.quality.rows())
@@ -71,11 +69,12 @@ def write_build(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def write_merge(folders: Sequence[str | Path], out: str | Path, overwrite: bool) -> dict[str, Any]:
     """Merge a sharded build's folders into ``out`` (see :mod:`hybridft.builders.merge`); returns
-    ``{"kind", "counts", "outputs"}``."""
+    ``{"kind", "examples", "counts", "outputs"}``."""
     check_output_dir(out, overwrite)
     with atomic_output_dir(out, overwrite) as temp:
         merged = merge_shards(folders, temp)
         first, counts = merged["first"], merged["counts"]
+        refuse_empty(first["kind"], counts["train"] + counts["eval"], counts, list(first["inputs"]))
         options = {**first["options"], "shard": None, "out": str(out)}
         check_splits(merged["quality"], {"records": counts["train"] + counts["eval"], **counts}, options)
         write_jsonl(temp / "quality.jsonl", merged["quality"].rows())
@@ -83,7 +82,17 @@ def write_merge(folders: Sequence[str | Path], out: str | Path, overwrite: bool)
         manifest = write_manifest(
             temp, kind=first["kind"], options=options, inputs=first["inputs"], counts=counts, extra=extra
         )
-    return {"kind": first["kind"], "counts": counts, "outputs": manifest["outputs"]}
+    examples = counts["train"] + counts["eval"]
+    return {"kind": first["kind"], "examples": examples, "counts": counts, "outputs": manifest["outputs"]}
+
+
+def refuse_empty(kind: str, examples: int, counts: dict[str, Any], inputs: Sequence[Any]) -> None:
+    """A build (or the merge of a sharded one) with no example is an exit-2 error saying why."""
+    if examples:
+        return
+    reasons = json.dumps(counts.get("skipped", {}))
+    sources = ", ".join(str(path) for path in inputs) or "the inputs"
+    raise UsageError(f"{sources}: no {kind} examples could be built; skipped: {reasons}")
 
 
 def check_splits(quality: Quality, written: dict[str, int], config: dict[str, Any]) -> None:

@@ -26,8 +26,11 @@ SHARD_FILE = "shard.json"
 # Counts that describe the inputs every shard reads whole (the corpus), not its questions: the
 # same in every shard, taken once.
 SHARED_COUNTS = frozenset(("documents", "chunks", *DOCUMENT_SKIP_REASONS))
-# Options that may differ between the shards of one build.
-PER_SHARD_OPTIONS = frozenset(("shard", "out", "overwrite"))
+# Options that say how the shards were run (`--shards N --ray`), not what a shard builds.
+RUN_OPTIONS = frozenset(("shards", "ray", "ray_gpus", "ray_retries"))
+# Options that may differ between the shards of one build (one built by hand with --shard I/N
+# beside others built on Ray included).
+PER_SHARD_OPTIONS = frozenset(("shard", "out", "overwrite")) | RUN_OPTIONS
 
 
 class ShardFolder:
@@ -72,7 +75,7 @@ def check_shards(shards: list[ShardFolder]) -> list[ShardFolder]:
         for key in ("kind", "inputs"):
             if shard.manifest.get(key) != first.manifest.get(key):
                 errors.append(f"{shard.folder}: its {key} differ from {first.folder}'s: not a shard of the same build")
-        mine, theirs = _build_options(shard.manifest), _build_options(first.manifest)
+        mine, theirs = (build_options(folder.manifest.get("options", {})) for folder in (shard, first))
         differ = sorted(key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key))
         if differ:
             errors.append(f"{shard.folder}: options {', '.join(differ)} differ from {first.folder}'s")
@@ -92,8 +95,9 @@ def check_shards(shards: list[ShardFolder]) -> list[ShardFolder]:
     return sorted(shards, key=lambda shard: shard.index)
 
 
-def _build_options(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in manifest.get("options", {}).items() if k not in PER_SHARD_OPTIONS}
+def build_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that decide what a shard holds (those all shards of one build share)."""
+    return {k: v for k, v in options.items() if k not in PER_SHARD_OPTIONS}
 
 
 def _merge_lines(shards: list[ShardFolder], position: dict[str, int], out: Path) -> None:

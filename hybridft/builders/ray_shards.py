@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from hybridft.builders.folder import write_build, write_merge
+from hybridft.builders.merge import RUN_OPTIONS, build_options
 from hybridft.core.errors import UsageError
+from hybridft.core.outputs import check_output_dir
 from hybridft.core.progress import log, progress_bar
-
-# The options that say how to run the shards, not what a shard builds.
-RUN_OPTIONS = ("shards", "ray", "ray_gpus", "ray_retries")
+from hybridft.core.readers import read_json_object
 
 
 class ShardsFailed(RuntimeError):
@@ -40,6 +40,7 @@ def run_on_ray(
         import ray
     except ImportError:
         raise UsageError("--ray needs Ray: pip install 'hybridft[ray]'") from None
+    check_output_dir(config["out"], config["overwrite"])  # before the shards are built, not after
     count = config["shards"]
     folders = [Path(f"{config['out']}.shards") / f"{index}-of-{count}" for index in range(count)]
     configs = [_shard_config(config, index, folder) for index, folder in enumerate(folders)]
@@ -106,8 +107,15 @@ def _shard_config(config: dict[str, Any], index: int, folder: Path) -> dict[str,
 def _complete(folder: Path, config: dict[str, Any]) -> bool:
     """Whether ``folder`` holds this shard, finished (its manifest is written last, atomically)."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_json_object(folder / "manifest.json", "", "")
+    except UsageError:  # not there, or damaged: build it again
         return False
-    # Compared as JSON, the form the manifest stores the options in.
-    return isinstance(manifest, dict) and manifest.get("options") == json.loads(json.dumps(config, default=str))
+    options = manifest.get("options")
+    # Compared as JSON, the form the manifest stores the options in; a shard built by hand with
+    # --shard I/N counts as well as one built here.
+    wanted = json.loads(json.dumps(config, default=str))
+    return (
+        isinstance(options, dict)
+        and options.get("shard") == wanted["shard"]
+        and build_options(options) == build_options(wanted)
+    )

@@ -68,7 +68,6 @@ def _run(kind: str, config: dict[str, Any], as_json: bool) -> int:
         from hybridft.builders.ray_shards import run_on_ray
 
         result = run_on_ray(kind, config)
-        result["examples"] = result["counts"]["train"] + result["counts"]["eval"]
     else:
         result = write_build(kind, config)
     counts = result["counts"]
