@@ -674,3 +674,29 @@ def test_a_run_stopped_after_its_last_step_completes_without_training_more(raft_
     assert (out / "adapter_model.safetensors").is_file()
     steps = [r["step"] for r in read_jsonl(out / "log.jsonl") if "loss" in r]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_last_step_checkpoint_with_no_logged_loss_leaves_valid_json(raft_data: Path, tmp_path: Path) -> None:
+    """Fewer steps than --logging-steps: no loss was logged, so the resumed run has no mean training
+    loss to report: null, not NaN (which no strict JSON reader accepts)."""
+    from transformers import TrainerCallback
+
+    from hybridft.training.sft import train
+
+    class CtrlCInTheLastStep(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "run"
+    settings = {"max_steps": 2, "save_steps": 2, "logging_steps": 10}
+    assert (
+        train(config_for(raft_data, out, **settings), extra_callbacks=[CtrlCInTheLastStep()])["status"] == "interrupted"
+    )
+    assert train(config_for(raft_data, out, **settings))["resumed_from"] == "checkpoint-2"
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"run.json holds {constant}")
+
+    run = json.loads((out / "run.json").read_text(), parse_constant=refuse)
+    assert run["final"]["train_loss"] is None

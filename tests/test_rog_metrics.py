@@ -41,6 +41,8 @@ def test_rog_paper_scores_by_hand(key: str) -> None:
     assert rog_paper_scores(prediction, answers) == {"hit": hit, "rog_f1": pytest.approx(rog_f1)}
     strict = rog_scores(prediction, answers)
     assert strict["hits@1"] == hits_at_1 and strict["f1"] == pytest.approx(f1)
+    # eval rog reports both kinds from rog_scores: RoG's own pass through unchanged.
+    assert strict["hit"] == hit and strict["rog_f1"] == pytest.approx(rog_f1)
 
 
 def test_rog_paper_items_keep_empty_lines_and_count_list_items_once() -> None:

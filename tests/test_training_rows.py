@@ -223,14 +223,14 @@ def test_a_max_length_every_row_exceeds_is_exit_2(tmp_path: Path, capsys: pytest
 def test_hub_rows_are_read_by_the_one_loader_of_the_readers(tmp_path: Path) -> None:
     """``hf:NAME[:CONFIG][@SPLIT]`` is core.readers.hf_dataset for the trainer rows and for every
     other reader: the same rows, and the same error for a dataset that cannot be loaded."""
-    from hybridft.core.readers import hf_dataset, iter_rows
+    from hybridft.core.readers import iter_rows
     from hybridft.training.rows import source_rows
 
     rows = [chat(f"q{i}?", f"a{i}") for i in range(3)]
     write_jsonl(tmp_path / "hub" / "train.jsonl", rows)
     spec = f"hf:{tmp_path / 'hub'}@train"
     dataset, where = source_rows(spec)
-    assert list(dataset) == list(hf_dataset(spec)) == [row for _, row in iter_rows(spec)] == rows
+    assert list(dataset) == [row for _, row in iter_rows(spec)] == rows
     assert where == f"{spec}:row " and [w for w, _ in iter_rows(spec)][-1] == f"{spec}:row 3"
     missing = "hf:no-such-owner/no-such-dataset"
     messages = []

@@ -27,7 +27,12 @@ PLAN = re.compile(r"<PATH>(.*?)</PATH>", re.DOTALL)
 OPTIONS = [
     *common_options(),
     Option("questions", "path", None, "KG questions file with graphs, when --data is a build-data folder"),
-    Option("kg", "path", None, "global KG (.tsv / .jsonl triples) for questions without a graph"),
+    Option(
+        "kg",
+        "path",
+        None,
+        "global KG for questions without a graph: .tsv / .jsonl triples, or a KG_DIR of `hybridft index --kg`",
+    ),
     Option("beams", "int", 3, "beam width of planning; every beam's path is followed", minimum=1),
     Option("constrained", "bool", True, "plan only with relation names of the question's graph"),
     Option(

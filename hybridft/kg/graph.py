@@ -112,7 +112,7 @@ class KG:
             return [int(i) if i >= 0 else None for i in self._index.get_indexer(names)]
         # A global KG: binary search in the names' sorted order. (pyarrow's index_in would hash
         # the whole name set again on every call.)
-        self._index = self.name_order()
+        self.name_order()  # sorted once, kept in _index
         return [self._find(name) for name in names]
 
     def name_order(self) -> np.ndarray:

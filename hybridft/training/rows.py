@@ -144,12 +144,13 @@ def _code_fingerprint() -> str:
     """What shapes and tokenises the rows: this code, and the versions of TRL and transformers
     (TRL's tokenising maps are keyed from the rows' fingerprint, and datasets would not see a
     change in the library functions they call)."""
-    import transformers
-    import trl
     from datasets.fingerprint import Hasher
 
+    from hybridft.training.run_folder import package_versions
+
+    versions = package_versions()
     modules = (readers, records, models, sys.modules[__name__])
-    return str(Hasher.hash([*map(_source, modules), trl.__version__, transformers.__version__]))
+    return str(Hasher.hash([*map(_source, modules), versions.get("trl"), versions.get("transformers")]))
 
 
 def _source(module: Any) -> str:

@@ -238,16 +238,17 @@ def _trained_to_the_end(trainer: Any, checkpoint: str) -> bool:
     return int(Path(checkpoint).name.removeprefix("checkpoint-")) >= trainer.args.max_steps
 
 
-def _load_last_checkpoint(trainer: Any, checkpoint: str) -> tuple[float, float]:
+def _load_last_checkpoint(trainer: Any, checkpoint: str) -> tuple[float | None, float]:
     """The last step's checkpoint as the trained model and state; its mean training loss (over the
-    logged steps) and no training time."""
+    logged steps; None when no step was logged, as with fewer steps than --logging-steps) and no
+    training time."""
     from transformers import TrainerState
 
     trainer._load_from_checkpoint(checkpoint)
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     losses = [record["loss"] for record in trainer.state.log_history if "loss" in record]
     log(f"{Path(checkpoint).name} is the last step's: nothing left to train")
-    return (sum(losses) / len(losses) if losses else float("nan")), 0.0
+    return (sum(losses) / len(losses) if losses else None), 0.0  # NaN would make run.json invalid JSON
 
 
 def final_eval_loss(trainer: Any) -> float:
