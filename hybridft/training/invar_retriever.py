@@ -38,7 +38,7 @@ from hybridft.retrieval.llm_index import (
 )
 from hybridft.training import losses
 from hybridft.training import run as training_run
-from hybridft.training.rows import checked_rows
+from hybridft.training.rows import folder_splits
 from hybridft.training.run_folder import write_run_json
 from hybridft.training.sft_data import read_manifest
 
@@ -66,17 +66,11 @@ def load_retrieval_data(data_dir: str | Path, num_proc: int | None = None) -> Re
     fmt = (manifest.get("options") or {}).get("format", "messages")
     if fmt != "retrieval":
         raise UsageError(f"data={folder}: rows are in format {fmt!r}; trainer=invar-retriever reads retrieval rows")
-    if not (folder / "train.jsonl").is_file():
-        raise UsageError(f"data={folder}: no train.jsonl")
-    train = checked_rows(folder / "train.jsonl", "retrieval", num_proc)
-    if not len(train):
-        raise UsageError(f"{folder / 'train.jsonl'}: no training rows")
-    eval_path = folder / "eval.jsonl"
-    evaluation = checked_rows(eval_path, "retrieval", num_proc) if eval_path.is_file() else None
+    train, evaluation = folder_splits(folder, "retrieval", num_proc)
     columns = train.data  # counted by Arrow over the columns
     return RetrievalData(
         train,
-        evaluation if evaluation is not None and len(evaluation) else None,
+        evaluation,
         sha256_file(folder / "manifest.json"),
         len(train) - columns.column("teacher_scores").null_count,
         pc.sum(pc.greater(pc.list_value_length(columns.column("variants")), 0)).as_py() or 0,

@@ -24,7 +24,7 @@ from typing import Any
 
 from hybridft import __version__
 from hybridft.core import models, readers, records
-from hybridft.core.errors import InputError
+from hybridft.core.errors import InputError, UsageError
 from hybridft.core.readers import JSONL_SUFFIXES, hf_dataset, numbered_lines, parse_json_line
 from hybridft.core.records import MAX_PROBLEMS, TRAINER_ROWS
 
@@ -103,6 +103,19 @@ def checked_rows(source: str | Path, fmt: str, num_proc: int | None) -> Any:
     ``retrieval`` gives :data:`RETRIEVAL_COLUMNS`."""
     dataset, where = source_rows(source)
     return checked(dataset, where, fmt, num_proc)
+
+
+def folder_splits(folder: Path, fmt: str, num_proc: int | None) -> tuple[Any, Any]:
+    """``(train, eval)`` of a build-data folder, checked (:func:`checked_rows`); ``eval`` None when
+    the folder has no eval row. No train.jsonl, or no row in it, is an exit-2 error."""
+    train_path, eval_path = folder / "train.jsonl", folder / "eval.jsonl"
+    if not train_path.is_file():
+        raise UsageError(f"data={folder}: no train.jsonl")
+    train = checked_rows(train_path, fmt, num_proc)
+    if not len(train):
+        raise UsageError(f"{train_path}: no training rows")
+    evaluation = checked_rows(eval_path, fmt, num_proc) if eval_path.is_file() else None
+    return train, evaluation if evaluation is not None and len(evaluation) else None
 
 
 def checked(dataset: Any, where: str, fmt: str, num_proc: int | None) -> Any:

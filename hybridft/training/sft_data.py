@@ -67,14 +67,7 @@ def load_sft_data(data_dir: str | Path, num_proc: int | None = None) -> SFTData:
             f"data={folder}: rows are in format {fmt!r}; the sft trainer reads {' or '.join(SFT_FORMATS)} "
             "(rebuild with --format messages)"
         )
-    train_path = folder / "train.jsonl"
-    if not train_path.is_file():
-        raise UsageError(f"data={folder}: no train.jsonl")
-    train = rows.checked_rows(train_path, fmt, num_proc)
-    if not len(train):
-        raise UsageError(f"{train_path}: no training rows")
-    eval_path = folder / "eval.jsonl"
-    evaluation = rows.checked_rows(eval_path, fmt, num_proc) if eval_path.is_file() else None
+    train, evaluation = rows.folder_splits(folder, fmt, num_proc)
     return _counted(train, evaluation, fmt, sha256_file(folder / "manifest.json"))
 
 
@@ -93,7 +86,7 @@ def _counted(train: Any, evaluation: Any, fmt: str, digest: str) -> SFTData:
     appearance), counted by Arrow over the columns, which then leave the rows."""
     import pyarrow.compute as pc
 
-    splits = [train] + ([evaluation] if evaluation is not None and len(evaluation) else [])
+    splits = [train] + ([evaluation] if evaluation is not None else [])
     markers = {m for split in splits for m in pc.unique(pc.list_flatten(split.data.column("markers"))).to_pylist()}
     counts = pc.value_counts(train.data.column("source").drop_null()).to_pylist()
     sources = {item["values"]: item["counts"] for item in counts}
