@@ -15,7 +15,7 @@ from hybridft.core.answers import GoldAnswers, holds_answer
 from hybridft.core.options import resolve
 from hybridft.core.readers import read_documents
 from hybridft.core.render import render
-from hybridft.retrieval.chunking import chunk_documents, chunk_text
+from hybridft.retrieval.chunking import chunk_batches, chunk_text, chunks_of_batches
 from hybridft.retrieval.rankers import BM25Index
 
 COLOURS = ["red", "green", "blue", "amber", "violet", "teal", "olive", "coral"]
@@ -233,8 +233,9 @@ def test_chunk_size_counts_tokens_of_the_given_tokenizer(tmp_path: Path) -> None
     tokenizer.save_pretrained(tmp_path / "tok")
     docs = write_jsonl(tmp_path / "docs.jsonl", [{"id": "t", "text": text}, {"id": "u", "text": "other"}])
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "q", "question": "split?", "answers": ["pieces"]}])
-    by_tokens = chunk_documents(read_documents(docs)[0], 8, 2, str(tmp_path / "tok"))
-    by_words = chunk_documents(read_documents(docs)[0], 8, 2, None)
+    documents = read_documents(docs)[0].to_batch()
+    by_tokens = chunks_of_batches(chunk_batches([documents], 8, 2, str(tmp_path / "tok")))
+    by_words = chunks_of_batches(chunk_batches([documents], 8, 2, None))
     assert len(by_tokens) > len(by_words)  # rare words take several tokens each
     for text_of_t in by_tokens.texts[:-1]:  # the last chunk is document "u"
         assert len(tokenizer(text_of_t, add_special_tokens=False)["input_ids"]) <= 8

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybridft.core.options import Option
-from hybridft.core.readers import Documents
 
 _WORD = re.compile(r"\S+")
 
@@ -207,8 +206,3 @@ def _first_of_doc(doc_ids: list[str]) -> dict[str, int]:
     for index, doc_id in enumerate(doc_ids):
         first_of_doc.setdefault(doc_id, index)
     return first_of_doc
-
-
-def chunk_documents(documents: Documents, size: int, overlap: int, tokenizer: str | None) -> Chunks:
-    """A small collection read whole (:func:`~hybridft.core.readers.read_documents`) as chunks."""
-    return chunks_of_batches(chunk_batches([documents.to_batch()], size, overlap, tokenizer))
