@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import read_jsonl, write_jsonl
 
-from hybridft.builders import raft
+from hybridft.builders import invar, raft
 from hybridft.core.answers import GoldAnswers, match_form
 from hybridft.core.evidence import MIN_COVERAGE, choose_quote, is_relevant, question_terms, supports
 from hybridft.core.options import resolve
@@ -226,3 +226,33 @@ def test_the_relevant_passage_is_the_oracle_when_both_hold_the_answer(tmp_path: 
     # The wrong passages hold the answers too: never a distractor, and counted when passed over.
     for record in records:
         assert not any(d["id"].startswith("wrong") and d["id"][5:] == record["source_id"][1:] for d in record["docs"])
+
+
+@pytest.mark.parametrize("policy", ["skip", "keep", "flag"])
+def test_invar_positives_found_by_answer_get_the_same_checks(tmp_path: Path, policy: str) -> None:
+    docs, qa = corpus_and_questions(tmp_path)
+    values = {"qa": str(qa), "docs": str(docs), "negatives": 2, "teacher": "none", "n_variants": 0, "out": "unused"}
+
+    def build(values: dict) -> invar.BuildResult:
+        config = resolve(invar.OPTIONS, {**values, "doubtful_oracles": policy}, {})
+        assert invar.check(config) == []
+        return invar.build(config)
+
+    result = build(values)
+    # The relevant passage is the positive; the one only holding the answer string is not a negative.
+    assert {r["source_id"]: [p["id"] for p in r["positives"]] for r in result.records} == {
+        f"q{n}": [f"right{n}"] for n in range(len(ORACLES))
+    }
+    assert result.quality.counts["doubtful_oracle"] == 0
+    assert not any(n["id"][5:] == r["source_id"][1:] for r in result.records for n in r["negatives"])
+    # Without the right passages every positive is doubtful: skipped, kept or flagged, always counted.
+    wrong = [r for r in read_jsonl(docs) if r["id"].startswith("wrong")]
+    filler = [{"id": f"filler{i}", "text": f"Filler text {i}."} for i in range(3)]
+    values["docs"] = str(write_jsonl(tmp_path / "wrong_only.jsonl", wrong + filler))
+    result = build(values)
+    assert result.quality.counts["doubtful_oracle"] == len(ORACLES)
+    if policy == "skip":
+        assert result.records == []
+    else:
+        assert len(result.records) == len(ORACLES)
+        assert all(r.get("oracle_doubtful") is (True if policy == "flag" else None) for r in result.records)

@@ -265,3 +265,25 @@ def test_dense_negatives_lend_their_chunk_embeddings_to_the_same_teacher(
 
 def _without_reuse(teacher_scores: Any) -> Any:
     return lambda *args: teacher_scores(*args[:4])
+
+
+def test_variants_keep_the_positive_title_and_count_the_kinds_that_made_none(tmp_path: Path) -> None:
+    docs = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"id": "song", "title": "The Long Road", "text": "The Long Road is a song recorded by Mira Sol."},
+            {"id": "other", "title": "Rivers", "text": "Rivers carry water to the sea."},
+        ],
+    )
+    question = "who recorded the very song the long road"  # lower case, as Natural Questions asks
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "q1", "question": question, "answers": ["Mira Sol"]}])
+    result = invar.build(
+        config(qa, docs, negatives=1, n_variants=2, variants=["drop-words", "shuffle-clauses"], doubtful_oracles="keep")
+    )
+    (record,) = result.records
+    # "the" is a word of the positive's title: only "very" may go.
+    assert record["variants"] == ["who recorded the song the long road"]
+    assert result.quality.counts["variants_rejected"] == 2 and result.quality.counts["fewer_variants"] == 1
+    assert result.quality.flagged["variants_rejected"] == [
+        {"check": "variants_rejected", "id": "q1", "query": question, "kinds": ["drop-words", "shuffle-clauses"]}
+    ]

@@ -118,3 +118,51 @@ def test_fewer_variants_only_when_no_kind_can_make_another() -> None:
     assert make_variants("Paris", ["drop-words", "shuffle-clauses"], 2, random.Random(0)) == []
     made = make_variants("Paris", ["shuffle-clauses", "prefix"], 2, random.Random(0))
     assert [kind for kind, _ in made] == ["prefix", "prefix"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # A preposition that ends its verb phrase ("share ... with") stays; the phrase after it moves.
+        (
+            "Who did Ada Lovelace write the notes with in 1843?",
+            {"In 1843, who did Ada Lovelace write the notes with?"},
+        ),
+        ("Which side did she row for in the final?", {"In the final, which side did she row for?"}),
+        # A title's connectors are part of the title: nothing to cut, never "With the Rain, who sang Dancing?".
+        ("Who sang Dancing with the Rain?", {None}),
+        ("Who painted The Boat on the River?", {None}),
+    ],
+)
+def test_shuffle_clauses_never_moves_a_preposition_without_its_object_nor_cuts_a_title(
+    query: str, expected: set[str | None]
+) -> None:
+    assert {shuffle_clauses(query, random.Random(seed)) for seed in range(10)} == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # "the" inside a title is the title's, not filler: "The Boat on River" would name another work.
+        ("Who painted The Boat on the River in the end?", "Who painted The Boat on the River in end?"),
+        ("Who sang Dancing with the Rain for the film?", "Who sang Dancing with the Rain for film?"),
+    ],
+)
+def test_drop_words_keeps_the_words_of_a_title(query: str, expected: str) -> None:
+    assert {drop_words(query, random.Random(seed)) for seed in range(10)} == {expected}
+
+
+def test_typos_leave_a_title_alone() -> None:
+    query = "Which famous singer recorded Dancing with the Rain?"
+    for seed in range(20):
+        variant = typos(query, random.Random(seed))
+        assert variant is not None and variant.endswith("Dancing with the Rain?")
+
+
+def test_make_variants_names_the_kinds_that_could_make_no_variant() -> None:
+    refused: set[str] = set()
+    made = make_variants("Paris", ["shuffle-clauses", "prefix"], 2, random.Random(0), refused=refused)
+    assert [kind for kind, _ in made] == ["prefix", "prefix"] and refused == {"shuffle-clauses"}
+    refused.clear()
+    make_variants(QUERIES[1], list(PERTURBATIONS), 2, random.Random(0), refused=refused)
+    assert refused == set()

@@ -191,6 +191,7 @@ class RetrievalBuilder:
         self.quality.counts.pop("quote_fallback")
         self.quality.counts.pop("quote_missing")
         self.quality.counts["fewer_variants"] = 0
+        self.quality.counts["variants_rejected"] = 0
         self.counts: Counter[str] = Counter()
         self.rewordings: dict[str, str | None] = {}  # query -> the generator's rewording (variants=reword)
         self.generated: dict[str, Any] = {}  # counts of the generator's items
@@ -293,14 +294,20 @@ class RetrievalBuilder:
             self.counts["skipped_not_enough_negatives"] += 1
             return None
         # Variants have their own stream: they stay the same whatever the negative strategy.
+        # The words of an answer or of a positive's title are never dropped or misspelt.
+        titles = [chunks.titles[i] for i in indices]
+        refused: set[str] = set()
         variants = make_variants(
             row.question,
             config["variants"],
             config["n_variants"],
             row_rng(config["seed"], f"variants:{row.id}"),
             {"reword": self.reworded},
-            keep=frozenset(word for answer in row.answers for word in answer.lower().split()),
+            keep=frozenset(word for text in [*row.answers, *titles] for word in text.lower().split()),
+            refused=refused,
         )
+        if refused:
+            self.quality.note("variants_rejected", row.id, len(refused), query=row.question, kinds=sorted(refused))
         if len(variants) < config["n_variants"]:
             self.counts["fewer_variants"] += 1
             self.quality.note("fewer_variants", row.id, query=row.question, variants=[text for _, text in variants])

@@ -5,10 +5,10 @@ ranking is invariant ranks the same documents for both. Each perturbation is a p
 the query and a ``random.Random``: the same seed gives the same variant. A variant stays a
 well-formed question that keeps every word the answer depends on: ``drop-words`` drops only filler
 words (articles, intensifiers such as "both", "very", "actually"), never a verb, noun or
-preposition; ``drop-words`` and ``typos`` never touch a name (a capitalised word past the first,
-a mixed-case word such as "iPad"), a word with a digit, or a word of the answer (``keep``);
-``shuffle-clauses`` moves only a phrase of two or more words and never cuts inside a name or
-strands a preposition. ``reword`` (a model rewrites the query) is not here: the invar builder has
+preposition; ``drop-words`` and ``typos`` never touch a word of a name or title (see
+:func:`name_positions`), a word with a digit, or a word of the answer or title (``keep``);
+``shuffle-clauses`` moves only a phrase of two or more words led by a preposition and its object,
+and never cuts inside a name or title. ``reword`` (a model rewrites the query) is not here: the invar builder has
 a generator write it and passes it to :func:`make_variants` as an extra perturbation.
 
     drop-words       "Which chip do both iPad Pro models include?" -> "Which chip do iPad Pro models include?"
@@ -44,6 +44,11 @@ _LOWERCASE_FIRST = (
     "the a an in on at of for to with through from by during after before list name give tell"
 )
 _FUNCTION_WORDS = frozenset(_LOWERCASE_FIRST.split())
+# Lower-case words that join the capitalised words of one name or title.
+_CONNECTORS = frozenset(
+    ("of", "the", "a", "an", "and", "with", "in", "on", "at", "for", "to", "by", "from")
+    + ("de", "del", "der", "la", "le", "von", "van", "y")
+)
 _CLAUSE_SEPARATOR = re.compile(r"\s*[,;:]\s+")
 _END = re.compile(r"[?.!]+$")
 _KEYBOARD_NEIGHBOURS = {
@@ -77,15 +82,31 @@ FILLER = frozenset(
 )
 
 
-def _protected(word: str, position: int, keep: frozenset[str] = frozenset()) -> bool:
-    """Words that likely carry the answer's identity: names (capitalised past the first word, or
-    mixed case anywhere, as "iPad"), anything with a digit, and the words of ``keep``."""
-    return (
-        (position > 0 and word[:1].isupper())
-        or any(c.isupper() for c in word[1:])
-        or any(c.isdigit() for c in word)
-        or word.lower().strip(",;:?!.") in keep
-    )
+def _name_like(word: str, position: int) -> bool:
+    """A word of a name: capitalised past the first word, mixed case anywhere ("iPad"), or holding
+    a digit."""
+    return (position > 0 and word[:1].isupper()) or any(c.isupper() for c in word[1:]) or any(c.isdigit() for c in word)
+
+
+def name_positions(words: list[str]) -> frozenset[int]:
+    """The positions of the words that belong to a name or title: name-like words, and the
+    lower-case connectors between two capitalised ones ("Bank *of* America", "Gone *with the*
+    Wind", "The Old Man *and the* Sea"), which belong to the name as much as its capitalised words
+    (not between a name and a number: "the Nobel Prize with in 1903")."""
+    inside = {i for i, word in enumerate(words) if _name_like(word, i)}
+    capitalised = [i for i in sorted(inside) if not any(c.isdigit() for c in words[i])]
+    for left, right in zip(capitalised, capitalised[1:], strict=False):
+        between = range(left + 1, right)
+        joined = not words[left].endswith((",", ";", ":"))
+        if joined and len(between) and all(words[i].lower() in _CONNECTORS for i in between):
+            inside.update(between)
+    return frozenset(inside)
+
+
+def _protected(word: str, position: int, names: frozenset[int], keep: frozenset[str]) -> bool:
+    """Words that likely carry the answer's identity: the words of a name or title (see
+    :func:`name_positions`) and the words of ``keep``."""
+    return position in names or word.lower().strip(",;:?!.") in keep
 
 
 def _split_end(query: str) -> tuple[str, str]:
@@ -100,8 +121,9 @@ def drop_words(query: str, rng: random.Random, keep: frozenset[str] = frozenset(
     words only, never the first (the question word) nor a protected one."""
     body, end = _split_end(query)
     words = body.split()
+    names = name_positions(words)
     droppable = [
-        i for i, word in enumerate(words) if i > 0 and word.lower() in FILLER and not _protected(word, i, keep)
+        i for i, word in enumerate(words) if i > 0 and word.lower() in FILLER and not _protected(word, i, names, keep)
     ]
     if len(words) < MIN_WORDS_TO_DROP or not droppable:
         return None
@@ -124,13 +146,17 @@ def shuffle_clauses(query: str, rng: random.Random) -> str | None:
         return None  # a one-word clause ("..., in") would be stranded wherever it goes
     if len(clauses) < 2:
         words = body.split()
-        # A phrase of two or more words moves, led by its preposition or conjunction: never a lone
-        # word, never a preposition without its object, never a cut inside a name ("Bank of America").
+        names = name_positions(words)
+        # A phrase of two or more words moves, led by its preposition or conjunction and its object:
+        # never a lone word, never a preposition whose object is not next to it ("share the prize
+        # *with* in 1903": "with" ends its verb phrase), never a cut inside a name or title ("Bank
+        # of America", "Gone with the Wind").
         cuts = [
             i
             for i in range(2, len(words) - 1)
             if words[i].lower() in _CLAUSE_STARTERS
-            and not (words[i - 1][:1].isupper() and words[i + 1][:1].isupper())
+            and words[i + 1].lower() not in _CLAUSE_STARTERS
+            and i not in names
             and not any(word.lower() in _VERBS for word in words[i:])
         ]
         if not cuts:
@@ -169,7 +195,8 @@ def _typo(word: str, rng: random.Random) -> str:
 def typos(query: str, rng: random.Random, keep: frozenset[str] = frozenset()) -> str | None:
     """One slip in each of about 15% of the words (at least one) of four or more letters."""
     words = query.split(" ")
-    eligible = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and not _protected(w, i, keep)]
+    names = name_positions(words)
+    eligible = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha() and not _protected(w, i, names, keep)]
     if not eligible:
         return None
     n = min(max(1, round(TYPO_SHARE * len(words))), len(eligible))
@@ -198,10 +225,12 @@ def make_variants(
     rng: random.Random,
     extra: Mapping[str, Callable[[str, random.Random], str | None]] | None = None,
     keep: frozenset[str] = frozenset(),
+    refused: set[str] | None = None,
 ) -> list[tuple[str, str]]:
     """Up to ``n`` distinct variants of ``query``, each different from it, as ``(kind, text)``.
     ``extra`` adds perturbations to :data:`PERTURBATIONS` (``reword``: the model's rewording);
-    ``keep``: lowercased words (of the answers) that drop-words and typos leave alone.
+    ``keep``: lowercased words (of the answers and titles) that drop-words and typos leave alone;
+    ``refused`` gets the kinds that were tried and could make no new well-formed variant.
 
     Kinds are taken in a seeded order, round-robin, so ``n`` variants spread over the kinds;
     when one cannot change the query (a one-word query has no clauses) the next kind is tried, and
@@ -226,6 +255,8 @@ def make_variants(
                 made.append((kind, text))
                 start += step + 1
                 break
+            if refused is not None:
+                refused.add(kind)
         else:
             break
     return made
