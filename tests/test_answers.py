@@ -6,10 +6,14 @@ in our own words."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
+from hybridft.builders import invar, raft
 from hybridft.core.answers import GoldAnswers, answer_forms, holds_answer, match_form, normalize_answer
+from hybridft.core.options import resolve
 from hybridft.evaluation.metrics import raft_scores
 
 # (gold answer, text, holds it?)
@@ -91,3 +95,23 @@ def test_the_pre_check_is_sound_on_random_texts() -> None:
         gold = GoldAnswers([rng.choice(answers)])
         if gold.in_normalized(match_form(text)):
             assert gold.might_be_in(text), (gold.answers, text)
+
+
+def test_a_passage_writing_the_answer_otherwise_is_never_a_distractor_or_negative(tmp_path: Path) -> None:
+    # The real case through the builders: the hyphenated passage held the answer and became a RAFT
+    # distractor and an Invar-RAG hard negative.
+    docs = [
+        {"id": "oracle", "text": "The Isotta Fraschini Delta was an inverted V12 engine built in Milan."},
+        {"id": "hyphen", "text": "The Isotta-Fraschini Delta R.C.40 engine powered several fighters."},
+    ] + [{"id": f"engine{n}", "text": f"The Delta {n} engine was built by another maker in Turin."} for n in range(6)]
+    qa = [{"id": "q1", "question": "Which engine was built in Milan?", "answers": ["Isotta Fraschini Delta"]}]
+    qa[0]["doc_ids"] = ["oracle"]
+    files = {"qa": str(write_jsonl(tmp_path / "qa.jsonl", qa)), "docs": str(write_jsonl(tmp_path / "d.jsonl", docs))}
+    raft_config = resolve(raft.OPTIONS, {**files, "distractors": 4, "oracle_p": 1.0, "out": "unused"}, {})
+    (record,) = list(raft.build(raft_config).records)
+    assert "hyphen" not in {d["id"] for d in record["docs"]} and len(record["docs"]) == 5
+    invar_values = {**files, "negatives": 4, "teacher": "none", "n_variants": 0, "out": "unused"}
+    invar_config = resolve(invar.OPTIONS, invar_values, {})
+    assert invar.check(invar_config) == []
+    (row,) = invar.build(invar_config).records
+    assert "hyphen" not in {n["id"] for n in row["negatives"]} and len(row["negatives"]) == 4

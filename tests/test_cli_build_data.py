@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import read_jsonl, write_jsonl
 
+from hybridft.builders.common import split_of
+
 OUTPUT_FILES = ("records.jsonl", "train.jsonl", "eval.jsonl")
 
 
@@ -272,3 +274,17 @@ def test_an_empty_eval_split_is_a_warning_that_names_the_option(cli, sample: dic
     # No eval split asked for: nothing to warn about.
     code, _, stderr = build(cli, sample, sample["tmp"] / "none", "--eval-fraction", "0", "--overwrite")
     assert code == 0 and "warning" not in stderr
+
+
+def test_twelve_questions_at_a_tenth_warn_of_an_empty_eval_split(cli, sample: dict[str, Path]) -> None:
+    # The real case: a 12-question set at --eval-fraction 0.1 whose ids all hash into train.
+    ids = [f"nq-{n}" for n in range(200) if split_of(f"nq-{n}", 0.1) == "train"][:12]
+    row = {"question": "What is the capital of France?", "answers": ["Paris"], "doc_ids": ["paris"]}
+    qa = [{"id": i, **row} for i in ids]
+    write_jsonl(sample["qa"], qa)
+    out = sample["tmp"] / "twelve"
+    code, _, stderr = build(cli, sample, out, "--eval-fraction", "0.1")
+    assert code == 0
+    message = "warning: the eval split is empty (12 rows in all): raise --eval-fraction (now 0.1) or add questions"
+    assert message in " ".join(stderr.split())
+    assert json.loads((out / "manifest.json").read_text())["quality"]["empty_split"] == 1
