@@ -157,3 +157,22 @@ def test_bad_input_is_exit_2_and_the_run_untouched(runs, tmp_path, capsys) -> No
         assert code == 2 and message in err, (message, err)
         assert out == existing or not out.exists()
     assert {p.name: p.read_bytes() for p in runs["sft"].iterdir() if p.is_file()} == before
+
+
+def test_the_card_of_a_mix_run_names_its_kinds_prompts_and_trainer_args(tmp_path) -> None:
+    from hybridft.training.model_card import model_card
+
+    data = tmp_path / "mix"
+    data.mkdir()
+    inputs = {"a": {"kind": "raft"}, "b": {"kind": "rog"}}
+    manifest = {"kind": "mix", "format": "messages", "counts": {"inputs": inputs, "train": 9, "eval": 1}}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    config = {"model": "tiny", "data": str(data), "trainer": "sft", "lora_r": 16, "learning_rate": 0.001}
+    run = {"config": {**config, "trainer_args": {"weight_decay": 0.1}}, "method": "full", "steps": 3}
+    card = model_card(tmp_path / "run", run)
+    assert "tags:\n- hybridft\n- sft\n- full\n- mix\n- raft\n- rog\n" in card
+    assert "a `build-data mix` folder (mix, raft, rog), 9 train and 1 eval rows." in card
+    assert "- RAFT: every document" in card and "- RoG: planning" in card
+    assert "| trainer_args.weight_decay | 0.1 |" in card and "| learning_rate | 0.001 |" in card
+    assert "lora_r" not in card  # a full fine-tune has no adapter
+    assert "| lora_r | 16 |" in model_card(tmp_path / "run", {**run, "method": "lora"})

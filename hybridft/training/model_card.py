@@ -51,7 +51,8 @@ def data_summary(run: dict[str, Any]) -> dict[str, Any]:
     counts = manifest.get("counts") or {}
     kinds: list[Any] = [manifest.get("kind")]
     if manifest.get("kind") == "mix":
-        kinds = sorted({str(k) for k in (counts.get("sources") or {})} | {"mix"})
+        inputs = (counts.get("inputs") or {}).values()
+        kinds = sorted({str(source.get("kind")) for source in inputs if isinstance(source, dict)} | {"mix"})
     summary = {"kind": manifest.get("kind"), "kinds": kinds, "train": counts.get("train"), "eval": counts.get("eval")}
     stage = (manifest.get("options") or {}).get("stage")
     if manifest.get("kind") == "invar":
@@ -95,7 +96,10 @@ def model_card(run_dir: Path, run: dict[str, Any], *, exported_as: str | None = 
             + (" (adapter merged into the base model)." if run.get("method") != "full" else ".")
         )
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {key} | {config[key]} |" for key in HYPERPARAMETERS if config.get(key) is not None]
+    lora = run.get("method") != "full"  # a full fine-tune has no adapter: its LoRA settings did nothing
+    shown = [key for key in HYPERPARAMETERS if lora or not key.startswith(("lora_", "target_modules"))]
+    lines += [f"| {key} | {config[key]} |" for key in shown if config.get(key) is not None]
+    lines += [f"| trainer_args.{key} | {value} |" for key, value in sorted((config.get("trainer_args") or {}).items())]
     for name, value in (run.get("final") or {}).items():
         lines.append(f"| final {name} | {value:.4f} |" if isinstance(value, float) else f"| final {name} | {value} |")
     lines += ["", "## Data", ""]
