@@ -596,9 +596,22 @@ def test_trl_format_datasets_train_and_bad_ones_are_refused_by_dry_run(
     pq.write_table(
         pa.Table.from_pylist([{"prompt": f"{n} + {n} =", "completion": f" {2 * n}"} for n in range(8)]), pairs
     )
-    for data, fmt in ((messages, "messages"), (pairs, "prompt-completion")):
-        run = train(config_for(data, tmp_path / f"run-{fmt}", max_steps=2))
+    for data, fmt, conversational in (
+        (messages, "messages", True),
+        (pairs, "prompt-completion", False),
+    ):
+        run = train(config_for(data, tmp_path / f"run-{data.stem}", max_steps=2))
         assert run["status"] == "complete" and run["data"]["format"] == fmt and run["data"]["train_rows"] == 8
+        assert run["data"]["conversational"] is conversational
+
+    # The evaluations ask a model trained on plain-text prompts with the plain text, as TRL trained it.
+    from hybridft.core.generation import load_generator, prompt_ids
+
+    plain, chatted = load_generator(None, str(tmp_path / "run-pairs")), load_generator(None, str(tmp_path / "run-chat"))
+    assert (plain.chat, chatted.chat) == (False, True)
+    question = [{"role": "user", "content": "3 + 3 ="}]
+    assert prompt_ids(plain.tokenizer, question, chat=False) == plain.tokenizer("3 + 3 =")["input_ids"]
+    assert prompt_ids(chatted.tokenizer, question) != prompt_ids(chatted.tokenizer, question, chat=False)
 
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")

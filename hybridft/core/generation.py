@@ -1,8 +1,9 @@
 """Generation with a transformers causal LM: the one batched loop that the evaluations and the
 ``hf:`` generator backend share, and the model an evaluation answers with (base + adapter).
 
-Prompts are rendered through the chat template, sorted by token length so that a batch pads
-little, left-padded (generation continues every row from its last token), and handed back in the
+Prompts are rendered through the chat template (or, for a model trained on plain-text
+prompt/completion rows, tokenised as the plain text TRL trained it on), sorted by token length so
+that a batch pads little, left-padded (generation continues every row from its last token), and handed back in the
 input order. Greedy (or beam search) unless a temperature above 0 asks for sampling.
 """
 
@@ -45,11 +46,29 @@ def chat_prompt(tokenizer: Any, messages: Messages) -> str:
         return str(tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=True))
 
 
+def prompt_ids(tokenizer: Any, messages: Messages, chat: bool = True) -> list[int]:
+    """The token ids a conversation is asked with: through the chat template, or (``chat`` False: a
+    model trained on plain-text prompts) its messages' text as TRL tokenises a plain prompt, with the
+    tokenizer's special tokens."""
+    if chat:
+        return list(tokenizer(chat_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
+    return list(tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"])
+
+
+def trained_on_chat(run: dict[str, Any]) -> bool:
+    """Whether a finetune run (its run.json) learned its prompts through the chat template: not when
+    its rows were plain-text prompt/completion pairs (runs before ``conversational`` was recorded:
+    a ``prompt-completion`` build-data folder, whose prompts are plain text)."""
+    data = run.get("data") or {}
+    return bool(data.get("conversational", data.get("format") != "prompt-completion"))
+
+
 def generate_batches(
     model: Any,
     tokenizer: Any,
     conversations: Sequence[Messages],
     *,
+    chat: bool = True,
     batch_size: int,
     max_new_tokens: int,
     num_beams: int = 1,
@@ -61,12 +80,10 @@ def generate_batches(
 ) -> Iterator[list[Generated]]:
     """One list per batch, so a caller can keep what is done before the next batch starts.
     ``description`` shows a progress bar on stderr. ``constraints[i]``, when given, restricts the
-    tokens generated for conversation i."""
+    tokens generated for conversation i; ``chat``: see :func:`prompt_ids`."""
     import torch
 
-    encoded = [
-        tokenizer(chat_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"] for messages in conversations
-    ]
+    encoded = [prompt_ids(tokenizer, messages, chat) for messages in conversations]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     sampling = temperature > 0
@@ -123,6 +140,7 @@ class ChatModel:
     tokenizer: Any
     name: str  # what report.json records as the model
     adapter: str | None = None  # the PEFT adapter to make active first (a backbone shared with a retriever)
+    chat: bool = True  # prompts through the chat template (False: trained on plain-text prompts)
 
     def generate(
         self, user_messages: Sequence[str], description: str = "generating", **options: Any
@@ -134,7 +152,10 @@ class ChatModel:
             self.model.set_adapter(self.adapter)
         outputs: list[list[str]] = [[] for _ in user_messages]
         conversations = [[{"role": "user", "content": text}] for text in user_messages]
-        for batch in generate_batches(self.model, self.tokenizer, conversations, description=description, **options):
+        batches = generate_batches(
+            self.model, self.tokenizer, conversations, chat=self.chat, description=description, **options
+        )
+        for batch in batches:
             for item in batch:
                 outputs[item.index] = [
                     self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in item.sequences
@@ -160,7 +181,8 @@ def load_generator(model: str | None, adapter: str | None) -> ChatModel:
     else:
         network, tokenizer = load_for_inference(model, adapter=run_folder, what=f"model={model}")
     name = f"{model} + {adapter}" if adapter else model
-    return ChatModel(network, tokenizer, name)
+    chat = trained_on_chat(run_record(run_folder)) if run_folder is not None else True
+    return ChatModel(network, tokenizer, name, chat=chat)
 
 
 def _trained_from(run_folder: Path) -> str:

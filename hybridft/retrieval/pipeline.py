@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hybridft.core.errors import UsageError
-from hybridft.core.generation import ChatModel
+from hybridft.core.generation import ChatModel, trained_on_chat
 from hybridft.core.readers import run_record
 from hybridft.core.render import invar_generation_prompt, raft_prompt
 from hybridft.retrieval.index import SavedIndex, corpus_index, read_manifest, retriever_kind
@@ -84,7 +84,8 @@ def load_invar_pair(retriever_run: str, generator_run: str, model: str | None) -
     network.eval()
     name = f"adapter {retriever_dir.name}"
     retriever = Retriever(network, tokenizer, settings, fingerprint(retriever_dir, settings), name, RETRIEVER_ADAPTER)
-    chat = ChatModel(network, tokenizer, f"{base} + {retriever_run} + {generator_run}", GENERATOR_ADAPTER)
+    name = f"{base} + {retriever_run} + {generator_run}"
+    chat = ChatModel(network, tokenizer, name, GENERATOR_ADAPTER, trained_on_chat(run_record(generator_dir)))
     return chat, retriever
 
 

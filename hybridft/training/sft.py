@@ -55,6 +55,7 @@ def train(
             "dir": str(config["data"]),
             "manifest_sha256": data.manifest_sha256,
             "format": data.format,
+            "conversational": data.conversational,
             "train_rows": len(trainer.train_dataset),
             "eval_rows": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
             "sources": data.sources,

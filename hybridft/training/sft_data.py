@@ -34,6 +34,9 @@ class SFTData:
     manifest_sha256: str
     markers: set[str] = field(default_factory=set)
     sources: dict[str, int] = field(default_factory=dict)
+    # Prompts as chat messages (TRL applies the chat template) rather than plain text; the
+    # evaluations ask the trained model the same way.
+    conversational: bool = True
 
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:
@@ -84,6 +87,7 @@ def _load_dataset(source: str, num_proc: int | None) -> SFTData:
 def _counted(train: Any, evaluation: Any, fmt: str, digest: str) -> SFTData:
     """The markers used (train and eval) and the rows per ``source`` (train; in order of first
     appearance), counted by Arrow over the columns, which then leave the rows."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     splits = [train] + ([evaluation] if evaluation is not None else [])
@@ -91,4 +95,7 @@ def _counted(train: Any, evaluation: Any, fmt: str, digest: str) -> SFTData:
     counts = pc.value_counts(train.data.column("source").drop_null()).to_pylist()
     sources = {item["values"]: item["counts"] for item in counts}
     prompt_pairs = [split.select_columns(["prompt", "completion"]) for split in splits]
-    return SFTData(prompt_pairs[0], prompt_pairs[1] if len(prompt_pairs) > 1 else None, fmt, digest, markers, sources)
+    prompt_type = train.data.column("prompt").type
+    plain = pa.types.is_string(prompt_type) or pa.types.is_large_string(prompt_type)
+    evaluation = prompt_pairs[1] if len(prompt_pairs) > 1 else None
+    return SFTData(prompt_pairs[0], evaluation, fmt, digest, markers, sources, conversational=not plain)
