@@ -43,18 +43,37 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(ROOT.rglob("*.py")) if "data_recipes" not in p.parts}
 
 
-def imports_of(path: Path, known: set[str]) -> set[str]:
+def imports_of(path: Path, known: set[str], module: str | None = None) -> set[str]:
     """The hybridft modules ``path`` imports anywhere in its body. ``from P import name`` counts
-    as an import of P.name when that is a module, else of P."""
+    as an import of P.name when that is a module, else of P; a relative import (``from ..training
+    import run``) counts as the module it names (ruff's TID252 refuses them anyway)."""
     found: set[str] = set()
+    package = (module or module_name(path)).split(".")
+    if path.name != "__init__.py":
+        package.pop()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("hybridft"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hybridft"):
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            if not module.startswith("hybridft"):
+                continue
             for alias in node.names:
-                child = f"{node.module}.{alias.name}"
-                found.add(child if child in known else node.module)
+                child = f"{module}.{alias.name}"
+                found.add(child if child in known else module)
     return found
+
+
+def test_relative_imports_are_resolved(tmp_path: Path) -> None:
+    probe = ROOT / "kg" / "graph.py"
+    source = "def f():\n    from ..training import run\n    from . import batch\n    from .rows import x\n"
+    fake = tmp_path / "graph.py"
+    fake.write_text(source)
+    known = set(modules())
+    assert module_name(probe) == "hybridft.kg.graph"
+    found = imports_of(fake, known, module="hybridft.kg.graph")
+    assert found == {"hybridft.training.run", "hybridft.kg.batch", "hybridft.kg.rows"}
 
 
 def package_of(module: str) -> str:
