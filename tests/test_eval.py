@@ -72,7 +72,8 @@ def test_raft_predictions_scored_as_computed_by_hand(
     [
         ('{"id": "nope", "prediction": "x"}\n', "pred.jsonl:1: id 'nope' is not in the evaluated records"),
         ('{"id": "x", "prediction": \n', "pred.jsonl:1:"),
-        ('{"prediction": "x"}\n', 'pred.jsonl:1: missing string field "id"'),
+        ('{"prediction": "x"}\n', 'pred.jsonl:1: missing field "id"'),
+        ('{"id": "x", "prediction": ["a list"]}\n', 'pred.jsonl:1: field "prediction" must be a string'),
     ],
 )
 def test_bad_predictions_exit_2_and_write_nothing(

@@ -2,9 +2,10 @@
 declared once: every reader checks rows against the same :class:`Schema`, so a damaged or foreign
 file is an exit-2 error naming the file, line (or record) and field, never a ``KeyError`` later.
 
-Kinds: ``RAFT_RECORD``, ``ROG_RECORD`` and ``INVAR_RECORD`` (``records.jsonl``), and the trainer
+Kinds: ``RAFT_RECORD``, ``ROG_RECORD`` and ``INVAR_RECORD`` (``records.jsonl``), the trainer
 rows of train/eval.jsonl: ``MESSAGES_ROW``, ``PROMPT_COMPLETION_ROW`` (read by the sft trainer) and
-``RETRIEVAL_ROW`` (``build-data invar``'s ``retrieval`` format, read by the invar-retriever trainer). The
+``RETRIEVAL_ROW`` (``build-data invar``'s ``retrieval`` format, read by the invar-retriever trainer),
+and the rows of ``eval --predictions``: ``RAFT_PREDICTION``, ``ROG_PREDICTION``, ``RANKING``. The
 readers of inputs (documents, QA sets, KG questions) are in :mod:`hybridft.core.readers`.
 """
 
@@ -48,6 +49,14 @@ def _is_messages(value: Any) -> bool:
     )
 
 
+def _is_ranking(value: Any) -> bool:
+    return is_texts(value) and len(set(value)) == len(value)
+
+
+def _is_rankings(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_ranking(ranking) for ranking in value)
+
+
 def _is_numbers(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
 
@@ -59,6 +68,9 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "documents": (_is_documents, 'a list of {"id", "text"} documents'),
     "paths": (_is_paths, "a list of paths (lists of relations or of [h, r, t] triples)"),
     "numbers": (_is_numbers, "a list of numbers"),
+    "text or texts": (lambda value: _is_text(value) or is_texts(value), "a string or a list of strings"),
+    "ranking": (_is_ranking, "a list of document ids (strings), each once"),
+    "rankings": (_is_rankings, "a list of rankings (lists of document ids, each once)"),
     "messages": (_is_messages, 'a list of {"role", "content"} messages'),
     "bool": (lambda value: isinstance(value, bool), "true or false"),
 }
@@ -208,6 +220,15 @@ PROMPT_COMPLETION_ROW = Schema("prompt-completion row", (Field("prompt", "text")
 TRAINER_ROWS = {"messages": MESSAGES_ROW, "prompt-completion": PROMPT_COMPLETION_ROW, "retrieval": RETRIEVAL_ROW}
 
 RECORDS = {schema.kind: schema for schema in (RAFT_RECORD, ROG_RECORD, INVAR_RECORD)}
+
+# What `eval --predictions` reads, keyed by record id: a RAFT answer, RoG answers (a string split
+# on newlines, or a list), an `eval retrieval` ranking of document ids with one per query variant.
+KEY = Field("id", "text", non_empty=True)
+RAFT_PREDICTION = Schema("raft prediction", (KEY, Field("prediction", "text")))
+ROG_PREDICTION = Schema("rog prediction", (KEY, Field("prediction", "text or texts")))
+RANKING = Schema(
+    "ranking", (KEY, Field("ranking", "ranking"), Field("variant_rankings", "rankings", required=False, nullable=True))
+)
 
 
 def question_schema(row: dict[str, Any]) -> Schema | None:

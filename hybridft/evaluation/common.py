@@ -3,13 +3,14 @@ files, and the model that generates when there are no predictions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.readers import iter_rows
-from hybridft.core.records import RECORDS
+from hybridft.core.records import MAX_PROBLEMS, RECORDS, Schema
 
 
 def common_options() -> list[Option]:
@@ -57,28 +58,39 @@ def load_records(config: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return RECORDS[kind].checked(selected)
 
 
-def read_predictions(path: str, known_ids: set[str], field: str) -> dict[str, Any]:
-    """``{"id", field}`` rows keyed by id. Unknown ids are errors (a predictions file for other
-    data); duplicates too. Records without a prediction are counted by the caller."""
-    predictions: dict[str, Any] = {}
+def read_keyed(
+    path: str,
+    known_ids: set[str] | dict[str, Any],
+    schema: Schema,
+    fits: Callable[[dict[str, Any]], str | None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``--predictions`` rows keyed by id, each checked against ``schema`` and then ``fits`` (a
+    check against its record). An id that is not among the evaluated records (a file for other
+    data) and a second row for an id are errors naming file:line, like a malformed row; records
+    without a row are counted by the caller."""
+    rows: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for where, row in iter_rows(path):
-        row_id = row.get("id")
-        if not isinstance(row_id, str):
-            problems.append(f'{where}: missing string field "id"')
-        elif field not in row:
-            problems.append(f'{where}: missing field "{field}"')
-        elif row_id not in known_ids:
-            problems.append(f"{where}: id {row_id!r} is not in the evaluated records")
-        elif row_id in predictions:
-            problems.append(f"{where}: second prediction for id {row_id!r}")
-        else:
-            predictions[row_id] = row[field]
-        if len(problems) >= 20:
-            problems.append("(stopped after 20 problems)")
-            break
+        problem = schema.problem(row)
+        if problem is None and row["id"] not in known_ids:
+            problem = f"id {row['id']!r} is not in the evaluated records"
+        elif problem is None and row["id"] in rows:
+            problem = f"second row for id {row['id']!r}"
+        elif problem is None and fits is not None:
+            problem = fits(row)
+        if problem is None:
+            rows[row["id"]] = row
+            continue
+        problems.append(f"{where}: {problem}")
+        if len(problems) >= MAX_PROBLEMS:
+            raise UsageError(*problems, f"(stopped after {MAX_PROBLEMS} problems)")
     if problems:
         raise UsageError(*problems)
-    if not predictions:
+    if not rows:
         raise UsageError(f"{path}: no predictions (an empty input is an error, not an empty output)")
-    return predictions
+    return rows
+
+
+def read_predictions(path: str, known_ids: set[str], schema: Schema) -> dict[str, Any]:
+    """``{"id", "prediction"}`` rows: the prediction of each id (see :func:`read_keyed`)."""
+    return {key: row["prediction"] for key, row in read_keyed(path, known_ids, schema).items()}

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from hybridft.core.options import Option
+from hybridft.core.records import RAFT_PREDICTION
 from hybridft.core.render import raft_prompt
 from hybridft.evaluation.common import check_source, common_options, load_records, read_predictions
 from hybridft.evaluation.metrics import raft_scores
@@ -64,7 +65,7 @@ def evaluate(config: dict[str, Any]) -> Report:
     by_k: dict[str, list[dict[str, Any]]] = {}
     generator = None
     if config["predictions"]:
-        predictions = read_predictions(config["predictions"], {r["id"] for r in records}, "prediction")
+        predictions = read_predictions(config["predictions"], {r["id"] for r in records}, RAFT_PREDICTION)
     else:
         from hybridft.core.generation import load_generator
 
@@ -91,7 +92,7 @@ def evaluate(config: dict[str, Any]) -> Report:
                 )
             ]
         else:
-            outputs = [str(predictions[r["id"]]) for r, _ in usable]
+            outputs = [predictions[r["id"]] for r, _ in usable]
         rows = [
             {
                 "id": record["id"],

@@ -29,9 +29,8 @@ import numpy as np
 from hybridft.core.errors import InputError, UsageError
 from hybridft.core.options import Option
 from hybridft.core.progress import log, track
-from hybridft.core.readers import iter_rows
-from hybridft.core.records import is_texts
-from hybridft.evaluation.common import common_options, load_records
+from hybridft.core.records import RANKING
+from hybridft.evaluation.common import common_options, load_records, read_keyed
 from hybridft.evaluation.metrics import kendall_tau, mean, retrieval_scores, top_k_overlap
 from hybridft.evaluation.report import Report
 from hybridft.retrieval.chunking import Chunks
@@ -162,51 +161,22 @@ def metric_names(ks: list[int], invariance_k: int, invariance: bool) -> list[str
 # --- records and predictions ------------------------------------------------------------------
 
 
-def _ranking_problem(ranking: Any, key: str) -> str | None:
-    if not is_texts(ranking):
-        return f'"{key}" must be a list of document ids (strings)'
-    repeated = next((doc for doc, n in Counter(ranking).items() if n > 1), None)
-    return f'"{key}" lists document {repeated!r} twice' if repeated is not None else None
-
-
 def read_rankings(path: str, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{"id", "ranking", "variant_rankings"?}`` rows keyed by id. Unknown ids, duplicate rows,
-    missing or malformed rankings are errors naming file:line; records without a row are counted
-    by the caller."""
-    rankings: dict[str, dict[str, Any]] = {}
-    problems: list[str] = []
-    for where, row in iter_rows(path):
-        row_id = row.get("id")
-        problem = None
-        if not isinstance(row_id, str):
-            problem = 'missing string field "id"'
-        elif row_id not in records:
-            problem = f"id {row_id!r} is not in the evaluated records"
-        elif row_id in rankings:
-            problem = f"second ranking for id {row_id!r}"
-        elif "ranking" not in row:
-            problem = 'missing field "ranking"'
-        else:
-            problem = _ranking_problem(row["ranking"], "ranking")
-            variant_rankings = row.get("variant_rankings")
-            if problem is None and variant_rankings is not None:
-                expected = len(records[row_id].get("variants", []))
-                if not isinstance(variant_rankings, list) or len(variant_rankings) != expected:
-                    problem = f'"variant_rankings" must be a list of {expected} rankings, one per variant of the record'
-                else:
-                    problem = next(
-                        filter(None, (_ranking_problem(r, "variant_rankings") for r in variant_rankings)), None
-                    )
-        if problem:
-            problems.append(f"{where}: {problem}")
-            if len(problems) >= 20:
-                problems.append("(stopped after 20 problems)")
-                break
-        else:
-            rankings[str(row_id)] = {"ranking": row["ranking"], "variant_rankings": row.get("variant_rankings")}
-    if problems:
-        raise InputError(*problems)
-    return rankings
+    """``{"id", "ranking", "variant_rankings"?}`` rows keyed by id (see
+    :func:`~hybridft.evaluation.common.read_keyed`); ``variant_rankings``, when given, has one
+    ranking per variant of its record. Records without a row are counted by the caller."""
+
+    def fits(row: dict[str, Any]) -> str | None:
+        expected = len(records[row["id"]].get("variants", []))
+        given = row.get("variant_rankings")
+        if given is not None and len(given) != expected:
+            return f'"variant_rankings" must be a list of {expected} rankings, one per variant of the record'
+        return None
+
+    return {
+        key: {"ranking": row["ranking"], "variant_rankings": row.get("variant_rankings")}
+        for key, row in read_keyed(path, records, RANKING, fits).items()
+    }
 
 
 # --- ranking ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.readers import KGQuestion, iter_kg_questions
+from hybridft.core.records import ROG_PREDICTION
 from hybridft.core.render import rog_plan, rog_reason
 from hybridft.evaluation.common import check_source, common_options, load_records, read_predictions
 from hybridft.evaluation.metrics import prediction_list, rog_scores
@@ -91,15 +92,13 @@ def _question_of(record: dict[str, Any]) -> KGQuestion:
 def evaluate(config: dict[str, Any]) -> Report:
     questions, skipped = load_questions(config)
     if config["predictions"]:
-        predictions = read_predictions(config["predictions"], {key for key, _ in questions}, "prediction")
+        predictions = read_predictions(config["predictions"], {key for key, _ in questions}, ROG_PREDICTION)
         examples = []
         for key, question in questions:
             if key not in predictions:
                 skipped["no_prediction"] += 1
                 continue
             prediction = predictions[key]
-            if not isinstance(prediction, (str, list)):
-                raise UsageError(f"{config['predictions']}: id {key!r}: prediction must be a string or a list")
             scores: dict[str, float | None] = {**rog_scores(prediction, question.answers), "path_validity": None}
             examples.append(_example(key, question, prediction_list(prediction), [], scores))
         return Report("rog", examples, METRICS, dict(skipped))
