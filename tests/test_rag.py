@@ -164,6 +164,11 @@ def test_ask_json_rows_have_the_documented_fields(corpus, capsys, monkeypatch) -
     assert set(one) == {"question", "answer", "chunks"} and isinstance(one["answer"], str)
     assert [set(c) for c in one["chunks"]] == [{"id", "title", "score"}] * 5
     assert one["chunks"][0] == {"id": "d5", "title": "Sea", "score": one["chunks"][0]["score"]}
+    code, stdout, err = run(
+        ask_cli, capsys, "Is the sea salty?", "--index", index, "--model", "tiny", "--k", "9", "--json"
+    )
+    assert code == 0 and "k=9: the index holds 5 chunks; answering from all 5" in err
+    assert len(json.loads(stdout)["chunks"]) == 5
     monkeypatch.setattr("sys.stdin", io.StringIO("Is the sea salty?\n\nWhere do bananas grow?\n"))
     code, stdout, err = run(ask_cli, capsys, "--index", index, "--model", "tiny", "--k", "1")
     assert code == 0, err
@@ -291,3 +296,55 @@ def test_a_saved_index_keeps_its_texts_in_the_mapped_file(corpus, capsys) -> Non
     (index / "chunks.arrow").unlink()
     with pytest.raises(UsageError, match="no chunks.arrow"):
         open_saved(index)
+
+
+def test_eval_rag_answer_metrics_equal_values_worked_out_by_hand(corpus, capsys, monkeypatch) -> None:
+    """Outputs fixed per question (the model's generate replaced), so every answer metric is known."""
+    from hybridft.core.generation import ChatModel
+
+    outputs = {
+        # EM 1 ("the" is dropped), f1 1, contains 1, format 1, its one quote is in d3: quote_precision 1.
+        "Which orchard keeps apples?": "##begin_quote##The orchard keeps apples##end_quote## <ANSWER>: the orchard",
+        # EM 0, f1 2/3 ("very salty" against "salty"), contains 1, format 1, a quote no chunk holds: 0.
+        "Is the sea salty?": "##begin_quote##The sea is sweet.##end_quote## <ANSWER>: very salty",
+        # Everything 0, and no quote: quote_precision None (left out of the mean).
+        "Where do bananas grow?": "I do not know",
+    }
+
+    def generate(self, messages, description="", **options):
+        return [[next(out for question, out in outputs.items() if question in m)] for m in messages]
+
+    monkeypatch.setattr(ChatModel, "generate", generate)
+    index = corpus["tmp"] / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    tokens = ["rag", "--qa", corpus["qa"], "--index", index, "--model", "tiny", "--k", "1,2"]
+    code, stdout, err = run(eval_cli, capsys, *tokens, "--out", corpus["tmp"] / "report", "--json")
+    assert code == 0, err
+    expected = {"exact_match": 1 / 3, "f1": 5 / 9, "contains": 2 / 3, "answer_format": 2 / 3, "quote_precision": 0.5}
+    by_k = json.loads(stdout)["by_k"]
+    for k in ("1", "2"):
+        assert {name: by_k[k][name] for name in expected} == pytest.approx(expected)
+
+
+def test_a_build_folder_is_refused_with_an_index_of_another_corpus_or_chunking(corpus, capsys) -> None:
+    from hybridft.cli import build_data
+
+    tmp = corpus["tmp"]
+    build = tmp / "build"
+    tokens = ["raft", "--qa", corpus["qa"], "--docs", corpus["docs"], "--distractors", "2", "--chunk-size", "64"]
+    assert run(build_data, capsys, *tokens, "--eval-fraction", "0", "--out", build)[0] == 0
+    other_docs = write_jsonl(tmp / "other.jsonl", [*FIVE, {"id": "d6", "text": "Pears grow in orchards too."}])
+    fits, coarser, other = tmp / "fits", tmp / "coarser", tmp / "other"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--chunk-size", "64", "--out", fits)[0] == 0
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--chunk-size", "32", "--out", coarser)[0] == 0
+    assert run(index_cli, capsys, "--docs", other_docs, "--chunk-size", "64", "--out", other)[0] == 0
+    ask = ["rag", "--qa", build, "--split", "all", "--model", "tiny", "--k", "1", "--max-new-tokens", "2"]
+    for index, message in (
+        (coarser, "chunk_size=64: the index was chunked with chunk_size=32"),
+        (other, "is not the one the index was built from"),
+    ):
+        code, _, err = run(eval_cli, capsys, *ask, "--index", index, "--out", tmp / "report")
+        assert code == 2 and f"qa={build}: " in err and message in err, err
+        assert not (tmp / "report").exists()
+    code, _, err = run(eval_cli, capsys, *ask, "--index", fits, "--out", tmp / "report")
+    assert code == 0, err

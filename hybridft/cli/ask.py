@@ -10,6 +10,7 @@ from typing import Any
 from hybridft.cli.common import EXIT_OK, options_command
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
+from hybridft.core.progress import log
 from hybridft.retrieval.pipeline import PROMPTS
 
 USAGE = """\
@@ -71,6 +72,8 @@ def main(tokens: list[str]) -> int:
         adapter=config["adapter"],
     )
     k = min(config["k"], len(index.chunks))
+    if k < config["k"]:  # said, as eval rag counts it in skipped.k_above_chunks
+        log(f"k={config['k']}: the index holds {len(index.chunks)} chunks; answering from all {k}")
     retrieved = retrieve(index, questions, k)
     style = prompt_style(config["prompt"], config["adapter"])
     answers = answer(

@@ -19,14 +19,14 @@ from typing import Any
 from hybridft.core.answers import AnswerFinder, GoldAnswers
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
-from hybridft.core.readers import iter_rows, read_qa
+from hybridft.core.readers import build_manifest, iter_rows, read_qa
 from hybridft.core.records import question_schema
 from hybridft.evaluation.common import common_options
 from hybridft.evaluation.metrics import raft_scores
 from hybridft.evaluation.raft import METRICS as ANSWER_METRICS
 from hybridft.evaluation.report import Report
 from hybridft.retrieval.chunking import CHUNKING_OPTIONS, check_chunking
-from hybridft.retrieval.index import SavedIndex
+from hybridft.retrieval.index import SavedIndex, mismatches
 from hybridft.retrieval.pipeline import PROMPTS, parse_ks
 
 _COMMON = {o.name: o for o in common_options()}
@@ -125,6 +125,8 @@ def evaluate(config: dict[str, Any]) -> Report:
         model=config["model"],
         adapter=config["adapter"],
     )
+    if Path(config["qa"]).is_dir():
+        build_fits(Path(config["qa"]), index)
     skipped: Counter[str] = Counter()
     if ks[-1] > len(index.chunks):
         skipped["k_above_chunks"] = sum(k > len(index.chunks) for k in ks)
@@ -161,6 +163,22 @@ def evaluate(config: dict[str, Any]) -> Report:
         examples.extend(rows)
         by_k[str(k)] = rows
     return _report(examples, by_k, ks, skipped, model.name, style, index)
+
+
+def build_fits(folder: Path, index: SavedIndex) -> None:
+    """A build's relevant chunks are chunk ids of its own corpus and chunking: an index of another
+    corpus or chunking would match none of them (``hit`` silently low), so it is exit 2 naming the
+    difference. (A build made over an ``--index`` records that index, not the corpus files.)"""
+    manifest = build_manifest(folder)
+    options = manifest.get("options") or {}
+    chunking = {key: options[key] for key in index.manifest["chunking"] if key in options}
+    problems = mismatches(index.manifest, None, chunking)
+    indexed = set((index.manifest.get("inputs") or {}).values())  # none: indexed now from --docs
+    built_from = set((manifest.get("inputs") or {}).values())
+    if indexed and options.get("docs") and not options.get("index") and not indexed <= built_from:
+        problems.append(f"the build's corpus ({options['docs']}) is not the one the index was built from")
+    if problems:
+        raise UsageError(*(f"qa={folder}: {problem}; its relevant chunks would match none" for problem in problems))
 
 
 def scores_at(index: SavedIndex, question: Question, indices: list[int], output: str) -> dict[str, float | None]:
