@@ -7,6 +7,7 @@ Ray is an optional extra (`hybridft[ray]`); these tests install it when it is mi
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -86,13 +87,16 @@ def test_a_shard_whose_worker_dies_is_retried_or_named_and_resumed(ray: Any, tmp
     assert (deaths / "1-of-2").exists()
     for name in OUTPUTS:
         assert (tmp_path / "retried" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    # The retry is reported: in the merged manifest (and on stderr).
+    assert json.loads((tmp_path / "retried" / "manifest.json").read_text())["ray_retried"] == {"1/2": 1}
 
     # Without retries: the failure names the shard; shard 0 is kept, and a rerun builds only shard 1.
     (deaths / "1-of-2").unlink()
     for built in deaths.glob("built-*"):
         built.unlink()
     config = resolve(raft.OPTIONS, {**values, "ray_retries": 0, "out": str(tmp_path / "failed")}, {})
-    with pytest.raises(ShardsFailed, match=r"(?s)1 of 2 shards failed.*shard 1/2 \(.*failed\.shards/1-of-2\)"):
+    failed = r"(?s)1 of 2 shards failed.*shard 1/2 \(.*failed\.shards/1-of-2\): .* after 1 attempt\(s\)"
+    with pytest.raises(ShardsFailed, match=failed):
         run_on_ray("raft", config, build_shard=dies_once)
     assert (tmp_path / "failed.shards" / "0-of-2" / "manifest.json").is_file() and not (tmp_path / "failed").exists()
     assert sorted(p.name for p in deaths.glob("built-*")) == ["built-0-of-2"]

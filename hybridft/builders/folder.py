@@ -67,9 +67,11 @@ def write_build(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"examples": written["records"], "counts": counts, "outputs": manifest["outputs"]}
 
 
-def write_merge(folders: Sequence[str | Path], out: str | Path, overwrite: bool) -> dict[str, Any]:
-    """Merge a sharded build's folders into ``out`` (see :mod:`hybridft.builders.merge`); returns
-    ``{"kind", "examples", "counts", "outputs"}``."""
+def write_merge(
+    folders: Sequence[str | Path], out: str | Path, overwrite: bool, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge a sharded build's folders into ``out`` (see :mod:`hybridft.builders.merge`), ``extra``
+    added to its manifest; returns ``{"kind", "examples", "counts", "outputs"}``."""
     check_output_dir(out, overwrite)
     with atomic_output_dir(out, overwrite) as temp:
         merged = merge_shards(folders, temp)
@@ -78,9 +80,9 @@ def write_merge(folders: Sequence[str | Path], out: str | Path, overwrite: bool)
         options = {**first["options"], "shard": None, "out": str(out)}
         check_splits(merged["quality"], {"records": counts["train"] + counts["eval"], **counts}, options)
         write_jsonl(temp / "quality.jsonl", merged["quality"].rows())
-        extra = {"quality": merged["quality"].manifest(), "shards": merged["shards"]}
+        sections = {"quality": merged["quality"].manifest(), "shards": merged["shards"], **(extra or {})}
         manifest = write_manifest(
-            temp, kind=first["kind"], options=options, inputs=first["inputs"], counts=counts, extra=extra
+            temp, kind=first["kind"], options=options, inputs=first["inputs"], counts=counts, extra=sections
         )
     examples = counts["train"] + counts["eval"]
     return {"kind": first["kind"], "examples": examples, "counts": counts, "outputs": manifest["outputs"]}

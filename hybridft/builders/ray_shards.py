@@ -5,8 +5,9 @@ Each task writes shard ``I/N`` with :func:`~hybridft.builders.folder.write_build
 ``OUT.shards/I-of-N`` (on a cluster that folder must be on a filesystem every node sees, as
 ``--out`` and the inputs). Ray schedules the tasks (one CPU each, ``--ray-gpus`` GPUs for builds
 whose heavy part runs on one: teacher scoring, dense encoding, a local generator), retries a task
-whose worker or node died (``--ray-retries``), and reports an error raised in a task; every failed
-shard is named, and nothing is merged until all N are complete. A shard folder completed by an
+whose worker or node died (``--ray-retries``; each attempt is counted, and a shard that needed a
+retry is logged and listed in the manifest's ``ray_retried``), and reports an error raised in a
+task; every failed shard is named, and nothing is merged until all N are complete. A shard folder completed by an
 earlier run of the same command is not built again, so rerunning a failed command resumes it. The
 shard folders are removed once merged.
 """
@@ -56,9 +57,30 @@ def run_on_ray(
         finally:
             if started:
                 ray.shutdown()
-    result = write_merge(folders, config["out"], config["overwrite"])
+    retried = {f"{index}/{count}": attempts - 1 for index in todo if (attempts := _attempts(folders[index])) > 1}
+    for shard, times in retried.items():
+        log(f"shard {shard} was retried by Ray {times} time(s) before it completed")
+    result = write_merge(folders, config["out"], config["overwrite"], {"ray_retried": retried})
     shutil.rmtree(folders[0].parent)
     return result
+
+
+def _attempt(
+    build_shard: Callable[[str, dict[str, Any]], dict[str, Any]], kind: str, config: dict[str, Any]
+) -> dict[str, Any]:
+    """One Ray attempt at a shard: noted (a line in ``FOLDER.attempts``, beside the shard folder)
+    before it builds, so that the attempts of a task Ray retried after its worker died are
+    counted and reported."""
+    with Path(f"{config['out']}.attempts").open("a", encoding="utf-8") as attempts:
+        attempts.write("attempt\n")
+    return build_shard(kind, config)
+
+
+def _attempts(folder: Path) -> int:
+    try:
+        return len(Path(f"{folder}.attempts").read_text(encoding="utf-8").splitlines())
+    except OSError:
+        return 0
 
 
 def _run_tasks(
@@ -72,10 +94,13 @@ def _run_tasks(
 ) -> None:
     """Submit the shards of ``todo``, wait for them all, and name every one that failed."""
     count = config["shards"]
-    task = ray.remote(build_shard).options(
+    task = ray.remote(_attempt).options(
         num_cpus=1, num_gpus=config["ray_gpus"], max_retries=config["ray_retries"], retry_exceptions=False
     )
-    pending = {task.remote(kind, configs[index]): index for index in todo}
+    folders[0].parent.mkdir(parents=True, exist_ok=True)
+    for index in todo:  # attempts of this run only
+        Path(f"{folders[index]}.attempts").unlink(missing_ok=True)
+    pending = {task.remote(build_shard, kind, configs[index]): index for index in todo}
     failures = []
     with progress_bar(f"building {len(todo)} shards on Ray", total=len(todo)) as advance:
         while pending:
@@ -87,9 +112,10 @@ def _run_tasks(
                 cause = error.cause if isinstance(error.cause, Exception) else error
                 failures.append(f"shard {index}/{count} ({folders[index]}): {cause}")
             except ray.exceptions.RayError as error:  # the worker or node died, after the retries
-                retries = config["ray_retries"]
+                attempts = _attempts(folders[index])
                 failures.append(
-                    f"shard {index}/{count} ({folders[index]}): {type(error).__name__} after {retries} retries"
+                    f"shard {index}/{count} ({folders[index]}): {type(error).__name__} after {attempts} attempt(s) "
+                    f"(--ray-retries {config['ray_retries']})"
                 )
             advance()
     if failures:
