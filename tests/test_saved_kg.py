@@ -205,3 +205,20 @@ def test_index_kg_refuses_bad_input_and_writes_nothing(
     assert code == 2 and "--kg packs a KG, --docs indexes a corpus: give one of them" in err
     code, out, _ = index(capsys, "--help")
     assert code == 0 and "--kg" in out
+
+
+def test_eval_rog_with_a_saved_kg_answers_as_with_the_file(
+    capsys: pytest.CaptureFixture[str], sample_dir: Path, tmp_path: Path
+) -> None:
+    from hybridft.cli import eval as eval_cli
+
+    examples = {}
+    for name, kg in (("file", SAMPLE_KG), ("saved", sample_dir)):
+        out = tmp_path / name
+        tokens = ["rog", "--data", SAMPLE_QUESTIONS, "--kg", kg, "--model", "tiny", "--max-new-tokens", "24"]
+        code = run_guarded(eval_cli.main, [str(t) for t in [*tokens, "--out", out]])
+        assert code == 0, capsys.readouterr().err
+        examples[name] = (out / "examples.jsonl").read_bytes()
+        assert json.loads((out / "report.json").read_text())["count"] == 10
+    # Planning follows the graph and reasoning walks it: the same plans, paths and answers.
+    assert examples["saved"] == examples["file"]
