@@ -222,3 +222,103 @@ def test_every_imported_library_is_a_declared_dependency() -> None:
     third_party = {n for n in found if n not in sys.stdlib_module_names and n != "hybridft"} - optional
     missing = sorted(n for n in third_party if distribution.get(n, n).replace("_", "-") not in declared)
     assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
+# --- finetune --overwrite: nothing that fails before training starts costs the previous run ---
+
+
+def previous_run(out: Path) -> dict[str, bytes]:
+    """A finished run in ``out`` (what --overwrite would replace); its files."""
+    out.mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"status": "complete", "config": {}}) + "\n")
+    (out / "adapter_model.safetensors").write_bytes(b"the previous run's weights")
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    return files_of(out)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def rows_file(tmp_path: Path) -> Path:
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{n} + 1 =", "completion": f" {n + 1}"}) + "\n" for n in range(4)))
+    return data
+
+
+def tiny_copy(tmp_path: Path) -> Path:
+    """The tiny model's folder (config, tokenizer, weights), copied to be damaged."""
+    import shutil
+
+    from hybridft.core import models
+
+    folder = tmp_path / "model"
+    shutil.copytree(models.resolve_model("tiny"), folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["no weights", "corrupt weights", "truncated weights"])
+def test_overwrite_with_weights_that_cannot_load_keeps_the_previous_run(
+    damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The config and tokenizer load; the weights fail only when the trainer loads the model. The
+    previous run was deleted before (exit 2 or, corrupt, a raw SafetensorError exit 1)."""
+    model = tiny_copy(tmp_path)
+    weights = model / "model.safetensors"
+    if damage == "no weights":
+        weights.unlink()
+    else:
+        weights.write_bytes(b"\x00garbage" * 10 if damage == "corrupt weights" else weights.read_bytes()[:5000])
+    out = tmp_path / "run"
+    before = previous_run(out)
+    tokens = ["--model", model, "--data", rows_file(tmp_path), "--out", out, "--overwrite", "--max-steps", "1"]
+    code, err = run(finetune_cli, capsys, *tokens)
+    assert code == 2, err
+    assert f"model={model}" in err and "model.safetensors" in err  # the file that is missing or damaged
+    if damage != "no weights":
+        assert f"{weights}: damaged weights file" in err
+    assert files_of(out) == before and leftovers_of(out) == []
+
+
+def leftovers_of(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.glob(f".{out.name}.*"))
+
+
+def test_a_fresh_out_is_not_created_when_the_weights_cannot_load(tmp_path: Path, capsys) -> None:
+    model = tiny_copy(tmp_path)
+    (model / "model.safetensors").write_bytes(b"\x00garbage")
+    out = tmp_path / "run"
+    code, err = run(finetune_cli, capsys, "--model", model, "--data", rows_file(tmp_path), "--out", out)
+    assert code == 2 and "damaged weights file" in err
+    assert not out.exists() and leftovers_of(out) == []  # an empty --out was left before
+
+
+def test_qlora_where_4bit_cannot_run_is_refused_before_out_is_touched(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybridft.core import models
+
+    monkeypatch.setattr(models, "four_bit_works", lambda: "no 4-bit kernel here")
+    out = tmp_path / "run"
+    before = previous_run(out)
+    tokens = ["--model", "tiny", "--data", rows_file(tmp_path), "--out", out, "--overwrite", "--method", "qlora"]
+    code, err = run(finetune_cli, capsys, *tokens)
+    assert code == 2 and "method=qlora: 4-bit layers do not work on this cpu (no 4-bit kernel here)" in err
+    assert files_of(out) == before and leftovers_of(out) == []
+    code, err = run(finetune_cli, capsys, *tokens[:5], tmp_path / "fresh", "--method", "qlora")
+    assert code == 2 and "method=qlora" in err and not (tmp_path / "fresh").exists()
+
+
+def test_overwrite_replaces_the_previous_run_once_training_starts(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    previous_run(out)
+    tokens = ["--model", "tiny", "--data", rows_file(tmp_path), "--out", out, "--overwrite", "--max-steps", "1"]
+    code, err = run(finetune_cli, capsys, *tokens, "--no-gradient-checkpointing")
+    assert code == 0, err
+    assert json.loads((out / "run.json").read_text())["steps"] == 1
+    assert (
+        not (out / "checkpoint-3").exists()
+        and (out / "adapter_model.safetensors").read_bytes() != b"the previous run's weights"
+    )
+    assert leftovers_of(out) == []

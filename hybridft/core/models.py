@@ -259,7 +259,7 @@ def local_device(device: Device) -> Any:
 def load_for_training(path: str, method: str, device: Device, *, gradient_checkpointing: bool) -> PreTrainedModel:
     """The base model for ``method`` (``lora``, ``qlora``, ``full``) on ``device``."""
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig
 
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     dtype = torch.bfloat16 if device.bf16 else torch.float16 if device.fp16 else torch.float32
@@ -278,16 +278,42 @@ def load_for_training(path: str, method: str, device: Device, *, gradient_checkp
             **quantization,
         )
         kwargs["device_map"] = {"": local_device(device)}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise UsageError(cannot_load(f"model={path}", path, exc)) from None
+    model = causal_lm(path, f"model={path}", **kwargs)
     if method == "qlora":
         disable_cpu_4bit_repacking(model)
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     return model
+
+
+def causal_lm(path: str, what: str, **kwargs: Any) -> PreTrainedModel:
+    """``AutoModelForCausalLM.from_pretrained(path, **kwargs)``; exit 2 naming ``what`` (the option
+    and value) when it does not load: no weights, an unknown hub id, or a damaged weights file
+    (named)."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise UsageError(cannot_load(what, path, exc)) from None
+    except SafetensorError as exc:
+        raise UsageError(f"{what}: {damaged_weights(path) or path}: damaged weights file ({exc})") from None
+
+
+def damaged_weights(path: str) -> Path | None:
+    """The first ``*.safetensors`` file of a local model folder whose header does not read."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(path)
+    for file in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return file
+    return None
 
 
 def disable_cpu_4bit_repacking(model: PreTrainedModel) -> int:
@@ -352,16 +378,15 @@ def load_for_inference(
     ``dtype``: default :func:`inference_dtype`; ``on_device=False`` keeps the model on the CPU
     (export writes it out)."""
     import transformers
-    from transformers import AutoModelForCausalLM
 
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     transformers.utils.logging.disable_progress_bar()
     base_path = resolve_model(weights)
     try:
         tokenizer = load_tokenizer(str(tokenizer_from or adapter or base_path))
-        model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype or inference_dtype())
     except OSError as exc:
         raise UsageError(cannot_load(what, base_path, exc)) from None
+    model: Any = causal_lm(base_path, what, dtype=dtype or inference_dtype())
     if adapter is not None:
         from peft import PeftModel
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from hybridft.training.callbacks import (
     truncate_log,
 )
 from hybridft.training.model_card import write_model_card
-from hybridft.training.run_folder import clear_out, package_versions, prepare_out, write_run_json
+from hybridft.training.run_folder import package_versions, prepare_out, write_run_json
 
 
 @dataclass
@@ -38,10 +39,16 @@ class RunStart:
     checkpoint: str | None  # the checkpoint to resume from
     tokenizer: Any  # loaded (with pad token and chat template) before --out was touched
     method: str  # lora, qlora or full: checked to run here before --out was touched
+    fresh: bool = False  # --out starts empty: what it holds (a previous run) is replaced by ``begin``
 
 
 def start(config: dict[str, Any]) -> RunStart:
-    """Quiet the libraries, resolve the model, and make ``--out`` ready (cleared, or kept to resume)."""
+    """Quiet the libraries, resolve the model, and check ``--out`` (fresh, to replace, or to resume).
+
+    ``--out`` is not touched here: a previous run in it (``--overwrite``) stays whole until
+    ``begin``, once the model has loaded and training is about to start, so a model, tokenizer,
+    weights file or method that fails first costs nothing (and a fresh ``--out`` is not created).
+    """
     import datasets
     import transformers
     from accelerate import PartialState
@@ -58,11 +65,30 @@ def start(config: dict[str, Any]) -> RunStart:
     state = PartialState(cpu=models.detect_device().kind == "cpu")
     out = Path(config["out"])
     resume_from = prepare_out(config)
-    if state.is_main_process and resume_from in (None, "overwrite"):
-        clear_out(out)
-    state.wait_for_everyone()
-    checkpoint = None if resume_from in (None, "overwrite") else resume_from
-    return RunStart(model_path, state, out, checkpoint, tokenizer, method)
+    if state.is_main_process:
+        _remove_replaced(out)  # left by a kill while ``begin`` replaced a previous run
+    fresh = resume_from in (None, "overwrite")
+    return RunStart(model_path, state, out, None if fresh else resume_from, tokenizer, method, fresh)
+
+
+def _replaced(out: Path) -> Path:
+    """Where ``begin`` moves a previous run before deleting it (a hidden sibling of ``--out``)."""
+    return out.with_name(f".{out.name}.replaced")
+
+
+def _remove_replaced(out: Path) -> None:
+    if _replaced(out).exists():
+        shutil.rmtree(_replaced(out))
+
+
+def _replace_out(out: Path) -> None:
+    """An empty ``--out``: a previous run in it is moved aside in one rename (a kill never leaves
+    half of it in ``--out``), then deleted."""
+    if out.is_dir() and any(out.iterdir()):
+        _remove_replaced(out)
+        out.rename(_replaced(out))
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_replaced(out)
 
 
 def loadable(model_path: str, config: dict[str, Any]) -> tuple[Any, str]:
@@ -181,8 +207,14 @@ def launched_processes() -> int | None:
 
 
 def begin(run_start: RunStart, run: dict[str, Any], what: str) -> None:
-    """Write run.json (status running) and, when resuming, drop log lines after the checkpoint."""
+    """Training starts: replace what a fresh run's ``--out`` held (the previous run is deleted only
+    now, after the model has loaded), or, when resuming, drop log lines after the checkpoint; then
+    write run.json (status running)."""
     checkpoint = run_start.checkpoint
+    if run_start.fresh:
+        if run_start.state.is_main_process:
+            _replace_out(run_start.out)
+        run_start.state.wait_for_everyone()
     if not run_start.state.is_main_process:
         return
     if checkpoint:
