@@ -348,3 +348,34 @@ def test_a_build_folder_is_refused_with_an_index_of_another_corpus_or_chunking(c
         assert not (tmp / "report").exists()
     code, _, err = run(eval_cli, capsys, *ask, "--index", fits, "--out", tmp / "report")
     assert code == 0, err
+
+
+def test_ask_answers_with_a_raft_adapter_in_its_training_prompt(corpus, capsys, monkeypatch) -> None:
+    from conftest import TINY_TRAINING
+
+    from hybridft.cli import build_data
+    from hybridft.core.options import resolve
+    from hybridft.retrieval import pipeline
+    from hybridft.training.config import OPTIONS
+    from hybridft.training.sft import train
+
+    tmp = corpus["tmp"]
+    data = tmp / "raft"
+    tokens = ["raft", "--qa", corpus["qa"], "--docs", corpus["docs"], "--distractors", "1", "--eval-fraction", "0"]
+    assert run(build_data, capsys, *tokens, "--out", data)[0] == 0
+    adapter = tmp / "run"
+    train(resolve(OPTIONS, {**TINY_TRAINING, "max_steps": 1, "data": str(data), "out": str(adapter)}, {}))
+    index = tmp / "index"
+    assert run(index_cli, capsys, "--docs", corpus["docs"], "--out", index)[0] == 0
+    rendered = []
+    render = pipeline.render_prompt
+    monkeypatch.setattr(pipeline, "render_prompt", lambda *a: rendered.append(render(*a)) or rendered[-1])
+    code, stdout, err = run(ask_cli, capsys, "Is the sea salty?", "--index", index, "--adapter", adapter, "--json")
+    assert code == 0, err
+    row = json.loads(stdout)
+    assert row["question"] == "Is the sea salty?" and isinstance(row["answer"], str)
+    assert [c["id"] for c in row["chunks"]][0] == "d5"
+    # The RAFT training prompt: the retrieved chunks as <DOCUMENT> lines, then the question.
+    assert len(rendered) == 1 and rendered[0].count("<DOCUMENT>") == 5
+    assert rendered[0].startswith(f"<DOCUMENT>{FIVE[4]['text']}</DOCUMENT>\n")
+    assert rendered[0].endswith("\nIs the sea salty?")
