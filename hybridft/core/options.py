@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridft.core.errors import UsageError
+from hybridft.core.readers import MAX_NESTING, TOO_DEEP, nesting
 
 TRUE_WORDS = {"true", "yes", "on", "1"}
 FALSE_WORDS = {"false", "no", "off", "0"}
@@ -187,6 +188,8 @@ def load_recipe(path: str) -> tuple[dict[str, Any], Path]:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not valid UTF-8") from None
+    except RecursionError:  # PyYAML recurses once per level: ~500 levels of [ or { are too many
+        raise UsageError(f"{path}: {TOO_DEEP}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -195,6 +198,8 @@ def load_recipe(path: str) -> tuple[dict[str, Any], Path]:
         data = {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a recipe must be a mapping of keys to values")
+    if nesting(data) > MAX_NESTING:  # aliases too: `a: &a [*a]` holds itself
+        raise UsageError(f"{path}: {TOO_DEEP}")
     return data, file.parent
 
 

@@ -190,10 +190,12 @@ def _iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 continue
             try:
                 row = orjson.loads(raw)  # 3x faster than json on large corpora
-            except orjson.JSONDecodeError:
-                raise InputError(_json_problem(raw, f"{name}:{lineno}")) from None
+            except orjson.JSONDecodeError as exc:
+                raise InputError(_json_problem(raw, f"{name}:{lineno}", exc)) from None
             if type(row) is not dict:
                 raise InputError(f"{name}:{lineno}: expected a JSON object, got {_json_type(row)}")
+            if len(raw) > 2 * MAX_NESTING and _too_deep(raw, row):
+                raise InputError(f"{name}:{lineno}: {TOO_DEEP}")
             yield f"{name}:{lineno}", row
 
 
@@ -202,15 +204,63 @@ def parse_json_line(raw: bytes, where: str) -> dict[str, Any]:
     these lines: it runs once per row of corpora with millions of rows)."""
     try:
         row = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InputError(_json_problem(raw, where)) from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(_json_problem(raw, where, exc)) from None
     if type(row) is not dict:
         raise InputError(f"{where}: expected a JSON object, got {_json_type(row)}")
+    if len(raw) > 2 * MAX_NESTING and _too_deep(raw, row):
+        raise InputError(f"{where}: {TOO_DEEP}")
     return row
 
 
-def _json_problem(raw: bytes, where: str) -> str:
-    """Say why a line failed to parse, in the words of the standard json module."""
+# Rows nested deeper than this are refused. orjson parses up to 1,024 levels, but Python's own
+# recursion (json, repr, copies of a row) fails near 1,000 levels, PyYAML's near 500, and orjson
+# writes no more than 254: a row that deep is never data, and left in it ends in a RecursionError
+# wherever it is next walked.
+MAX_NESTING = 254
+TOO_DEEP = f"nested too deeply (arrays or objects more than {MAX_NESTING} levels deep)"
+
+
+def _too_deep(raw: bytes, row: Any) -> bool:
+    """Whether ``row`` nests arrays/objects more than :data:`MAX_NESTING` levels deep. Only lines
+    with that many brackets can (callers look at lines longer than twice as many bytes only), and
+    orjson, which cannot write what is deeper than that, tells at C speed; a row it refuses for
+    another reason is measured."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return False
+    try:
+        orjson.dumps(row)
+    except TypeError:  # orjson.JSONEncodeError: "Recursion limit reached", or something else
+        return nesting(row) > MAX_NESTING
+    return False
+
+
+def nesting(value: Any, limit: int = MAX_NESTING) -> int:
+    """How deep arrays/objects (lists/dicts) are nested in ``value`` (0 for a scalar), counted up to
+    ``limit + 1``; without recursion (``value`` may be nested deeper than Python's recursion limit),
+    and each container looked at once per depth (a YAML recipe's aliases may share a container, or
+    hold one inside itself)."""
+    deepest = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if (kind is not dict and kind is not list) or (id(item), depth) in seen:
+            continue
+        if depth > limit:
+            return depth
+        seen.add((id(item), depth))
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in (item.values() if kind is dict else item))
+    return deepest
+
+
+def _json_problem(raw: bytes, where: str, error: ValueError | None = None) -> str:
+    """Say why a line failed to parse (``error``: orjson's error), in the words of the standard
+    json module; a line nested too deeply for either parser says so."""
+    if error is not None and "depth limit" in str(error):
+        return f"{where}: {TOO_DEEP}"
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -219,6 +269,8 @@ def _json_problem(raw: bytes, where: str) -> str:
         json.loads(line)
     except json.JSONDecodeError as exc:
         return f"{where}: invalid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:
+        return f"{where}: {TOO_DEEP}"
     return f"{where}: invalid JSON"
 
 
