@@ -278,3 +278,27 @@ def test_rog_on_a_build_data_folder(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert code == 0, err
     assert json.loads((tmp_path / "c" / "report.json").read_text())["count"] == len(reason)
+
+
+def test_dry_run_reads_the_inputs_as_the_run_would(raft_data: Path, tmp_path: Path, capsys) -> None:
+    """Each of these passed --dry-run (exit 0) and failed in the real run."""
+    not_built = tmp_path / "notes"
+    not_built.mkdir()
+    bad_predictions = tmp_path / "pred.jsonl"
+    first = eval_records(raft_data)[0]["id"]
+    bad_predictions.write_text(json.dumps({"id": first, "prediction": "x"}) + "\n{not json\n")
+    bad_qa = tmp_path / "qa.jsonl"
+    bad_qa.write_text('{"id": "q1", "question": "Why?", "answers": ["because"]}\n{"id": "q2"}\n')
+    cases = [
+        (["raft", "--data", not_built, "--model", "tiny"], f"data={not_built}: no records.jsonl"),
+        (["raft", "--data", raft_data, "--predictions", bad_predictions], "pred.jsonl:2: invalid JSON"),
+        (["rog", "--data", not_built, "--model", "tiny"], f"data={not_built}: no records.jsonl"),
+        (["retrieval", "--data", raft_data, "--ranker", "bm25"], "a 'raft' record; this evaluation reads"),
+        (["rag", "--qa", bad_qa, "--docs", not_built, "--model", "tiny"], 'qa.jsonl:2: missing field "question"'),
+    ]
+    for tokens, message in cases:
+        code, _, err = run_eval(capsys, *tokens, "--out", tmp_path / "report", "--dry-run")
+        assert code == 2 and message in err, (tokens, err)
+        assert not (tmp_path / "report").exists()
+    good = ["raft", "--data", raft_data, "--model", "tiny", "--out", tmp_path / "report", "--dry-run"]
+    assert run_eval(capsys, *good)[0] == 0

@@ -35,6 +35,7 @@ def main(tokens: list[str]) -> int:
     if config.get("compare") and Path(config["compare"]).is_dir():
         raise UsageError(f"--compare {config['compare']}: a folder; give the report.json of another eval")
     if command.control.get("dry_run"):
+        spec.read_inputs(config)  # the inputs read and checked as the run would: exit 2 here, not later
         print_resolved("eval", kind, config, as_json)
         return EXIT_OK
 

@@ -21,6 +21,8 @@ class EvaluationSpec:
     options: list[Option]
     evaluate: Callable[[dict[str, Any]], Report]
     check: Callable[[dict[str, Any]], list[str]]
+    # Reads and checks the inputs as the run would, loading no model: what --dry-run adds to check.
+    read_inputs: Callable[[dict[str, Any]], None]
 
 
 EVALUATIONS: dict[str, EvaluationSpec] = {
@@ -29,23 +31,27 @@ EVALUATIONS: dict[str, EvaluationSpec] = {
         raft.OPTIONS,
         raft.evaluate,
         raft.check,
+        raft.read_inputs,
     ),
     "rog": EvaluationSpec(
         "RoG: hits@1, hit, F1, precision, recall, path validity; constrained beam-search planning",
         rog.OPTIONS,
         rog.evaluate,
         rog.check,
+        rog.read_inputs,
     ),
     "retrieval": EvaluationSpec(
         "Invar-RAG retrieval: hit@k, recall@k, ndcg@k, mrr; invariance across query variants",
         retrieval.OPTIONS,
         retrieval.evaluate,
         retrieval.check,
+        retrieval.read_inputs,
     ),
     "rag": EvaluationSpec(
         "the RAG system: retrieved chunks -> the model's answers (exact match, F1, ...), answer recall@k, hit@k",
         rag.OPTIONS,
         rag.evaluate,
         rag.check,
+        rag.read_inputs,
     ),
 }

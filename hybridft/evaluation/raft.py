@@ -57,6 +57,13 @@ def prompt_for(record: dict[str, Any], documents: list[str]) -> str:
     return raft_prompt({"docs": [{"text": text} for text in documents], "question": record["question"]})
 
 
+def read_inputs(config: dict[str, Any]) -> None:
+    """What ``--dry-run`` checks: the records (and the predictions) as the run reads them."""
+    records = load_records(config, "raft")
+    if config["predictions"]:
+        read_predictions(config["predictions"], {r["id"] for r in records}, RAFT_PREDICTION)
+
+
 def evaluate(config: dict[str, Any]) -> Report:
     records = load_records(config, "raft")
     ks: list[int | None] = [int(k) for k in config["distractors"]] if config["distractors"] else [None]

@@ -26,7 +26,7 @@ from hybridft.evaluation.metrics import raft_scores
 from hybridft.evaluation.raft import METRICS as ANSWER_METRICS
 from hybridft.evaluation.report import Report
 from hybridft.retrieval.chunking import CHUNKING_OPTIONS, check_chunking
-from hybridft.retrieval.index import SavedIndex, mismatches
+from hybridft.retrieval.index import SavedIndex, checked_manifest, mismatches
 from hybridft.retrieval.pipeline import PROMPTS, parse_ks
 
 _COMMON = {o.name: o for o in common_options()}
@@ -111,6 +111,15 @@ def _build_questions(folder: Path, split: str) -> list[Question]:
     return list(questions.values())
 
 
+def read_inputs(config: dict[str, Any]) -> None:
+    """What ``--dry-run`` checks: the questions, and the saved index's manifest against the
+    chunking given."""
+    load_questions(config)
+    if config["index"]:
+        chunking = {key: config[key] for key in ("chunk_size", "chunk_overlap", "tokenizer")}
+        checked_manifest(Path(config["index"]), docs=config["docs"], chunking=chunking if config["docs"] else None)
+
+
 def evaluate(config: dict[str, Any]) -> Report:
     from hybridft.retrieval.pipeline import answer, chunk_rows, load_system, prompt_style, retrieve
 
@@ -125,7 +134,7 @@ def evaluate(config: dict[str, Any]) -> Report:
         model=config["model"],
         adapter=config["adapter"],
     )
-    if Path(config["qa"]).is_dir():
+    if Path(config["qa"]).is_dir() and any(q.relevant for q in questions):
         build_fits(Path(config["qa"]), index)
     skipped: Counter[str] = Counter()
     if ks[-1] > len(index.chunks):
@@ -166,9 +175,10 @@ def evaluate(config: dict[str, Any]) -> Report:
 
 
 def build_fits(folder: Path, index: SavedIndex) -> None:
-    """A build's relevant chunks are chunk ids of its own corpus and chunking: an index of another
-    corpus or chunking would match none of them (``hit`` silently low), so it is exit 2 naming the
-    difference. (A build made over an ``--index`` records that index, not the corpus files.)"""
+    """A build's relevant chunks (oracles, positives) are chunk ids of its own corpus and chunking:
+    an index of another corpus or chunking would match none of them (``hit`` silently low), so it
+    is exit 2 naming the difference. (A build made over an ``--index`` records that index, not the
+    corpus files.)"""
     manifest = build_manifest(folder)
     options = manifest.get("options") or {}
     chunking = {key: options[key] for key in index.manifest["chunking"] if key in options}

@@ -282,6 +282,13 @@ def invariance_scores(ranking: list[str], variant_rankings: list[list[str]], k: 
     return {f"invariance_overlap@{k}": overlap, "invariance_kendall_tau": tau}
 
 
+def read_inputs(config: dict[str, Any]) -> None:
+    """What ``--dry-run`` checks: the records (and the rankings) as the run reads them."""
+    records = load_records(config, "invar")
+    if config["predictions"]:
+        read_rankings(config["predictions"], {r["id"]: r for r in records})
+
+
 def evaluate(config: dict[str, Any]) -> Report:
     records = load_records(config, "invar")
     ks = cutoffs(config)

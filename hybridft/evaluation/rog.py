@@ -89,6 +89,13 @@ def _question_of(record: dict[str, Any]) -> KGQuestion:
     return KGQuestion(record["source_id"], record["question"], record["answers"], record["q_entity"], [], None)
 
 
+def read_inputs(config: dict[str, Any]) -> None:
+    """What ``--dry-run`` checks: the questions (and the predictions) as the run reads them."""
+    questions, _ = load_questions(config)
+    if config["predictions"]:
+        read_predictions(config["predictions"], {key for key, _ in questions}, ROG_PREDICTION)
+
+
 def evaluate(config: dict[str, Any]) -> Report:
     questions, skipped = load_questions(config)
     if config["predictions"]:
