@@ -346,3 +346,25 @@ def test_an_offline_hub_tokenizer_or_dense_model_is_exit_2_saying_how_to_get_it(
     assert f"error: {key}={name}: {name} is not in the local Hugging Face cache" in message
     assert "offline mode is set" in message and f"hf download {name}" in message and "OSError" not in message
     assert not (tmp_path / "out").exists() and leftovers_of(tmp_path / "out") == []
+
+
+def test_resuming_a_run_whose_log_is_damaged_mid_file_is_exit_2_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finetune-level check of truncate_log: the resume stops at log.jsonl's bad line, before
+    run.json or the log is rewritten."""
+    out = tmp_path / "run"
+    tokens = ["--model", "tiny", "--data", rows_file(tmp_path), "--out", out, "--max-steps", "3"]
+    tokens += ["--save-steps", "1", "--logging-steps", "1", "--batch-size", "2", "--no-gradient-checkpointing"]
+    code, err = run(finetune_cli, capsys, *tokens)
+    assert code == 0, err
+    run_json = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run_json, "status": "interrupted"}))  # as if stopped at step 3
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert len(lines) >= 3
+    lines[1] = '{"step": 2, "loss": 1.'  # damaged mid-file: not the line a kill cut
+    (out / "log.jsonl").write_text("\n".join(lines) + "\n")
+    before = files_of(out)
+    code, err = run(finetune_cli, capsys, *tokens)
+    assert code == 2 and f"{out / 'log.jsonl'}:2: not a log line" in err and "use --overwrite to start over" in err
+    assert files_of(out) == before and leftovers_of(out) == []
