@@ -68,6 +68,7 @@ def nested(depth: int, opener: str = "[") -> str:
 # Python's json recurses out near 1,000 and PyYAML near 500.
 deep_json = st.builds(nested, st.integers(1, 2_100), st.sampled_from(["[", '{"a":']))
 DEEP = "\x00deep\x00"  # a placeholder value, replaced by deep JSON in the written line
+HUGE_NUMBER = "\x00number\x00"  # ... by a number of 5,000 digits (Python converts 4,300 at most)
 
 
 def damaged(text: bytes) -> st.SearchStrategy[bytes]:
@@ -93,7 +94,8 @@ def damaged(text: bytes) -> st.SearchStrategy[bytes]:
 
 def mutated_rows(rows: list[dict[str, Any]]) -> st.SearchStrategy[bytes]:
     """A valid JSONL file, then damaged: fields given another type, a deeply nested value, dropped,
-    empty or huge values; then the file itself (:func:`damaged`)."""
+    empty or huge values (20,000 characters, a 5,000-digit number); then the file itself
+    (:func:`damaged`)."""
     keys = sorted({key for row in rows for key in row})
 
     @st.composite
@@ -114,10 +116,11 @@ def mutated_rows(rows: list[dict[str, Any]]) -> st.SearchStrategy[bytes]:
                 deep = deep or draw(deep_json)
                 row[key] = DEEP
             else:
-                row[key] = "x" * 20_000
+                row[key] = draw(st.sampled_from(["x" * 20_000, HUGE_NUMBER]))
         text = b"".join(json.dumps(row).encode() + b"\n" for row in lines)
         if deep is not None:
             text = text.replace(json.dumps(DEEP).encode(), deep.encode())
+        text = text.replace(json.dumps(HUGE_NUMBER).encode(), b"9" * 5_000)
         return draw(damaged(text))
 
     return build()
@@ -595,6 +598,17 @@ def test_deep_global_kg(tmp_path: Path, capsys, how: str, depth: int) -> None:
     assert code == 2, err
     assert f"{kg.name}:2: " in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("reader", ["qa", "documents", "kg questions", "predictions", "records", "trainer rows"])
+def test_numbers_too_long(raft_build: Path, tmp_path: Path, capsys, reader: str) -> None:
+    """A number of 5,000 digits: orjson refuses it, and Python's json (which says why) raised
+    ValueError past 4,300 digits (exit 1 before)."""
+    main, tokens, file, row = deep_case(reader, tmp_path, raft_build)
+    file.write_text(json.dumps({**row, "z": HUGE_NUMBER}).replace(json.dumps(HUGE_NUMBER), "9" * 5_000) + "\n")
+    code, err = command(main, capsys, *tokens)
+    assert code == 2 and f"{file.name}:1: invalid JSON: " in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ work starts and raises one :class:`UsageError` listing every problem found.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,8 @@ def load_recipe(path: str) -> tuple[dict[str, Any], Path]:
         raise UsageError(f"{path}: not valid UTF-8") from None
     except RecursionError:  # PyYAML recurses once per level: ~500 levels of [ or { are too many
         raise UsageError(f"{path}: {TOO_DEEP}") from None
+    except ValueError as exc:  # a value PyYAML's constructors refuse: an int of 4,300+ digits, 2001-13-45
+        raise UsageError(f"{path}: invalid YAML: {str(exc).partition(';')[0]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -264,12 +267,39 @@ class _Invalid:
         self.message = message
 
 
+SHOWN = 120  # characters of a value an error shows at most
+
+
 def _show(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
+    """A value as an error shows it: a list as ``a,b``, cut to :data:`SHOWN` characters. Bounded
+    work too: a recipe value can be a 5,000-character string, a 5,000-digit number, or a YAML
+    alias that expands to billions of items (``b: &b [*a, *a, ...]``), never written out whole."""
     if isinstance(value, bool):
         return str(value).lower()
-    return str(value)
+    scalars = (str, int, float)
+    if isinstance(value, list) and len(value) <= SHOWN and all(isinstance(v, scalars) for v in value):
+        text = ",".join(_scalar(v) for v in value)
+    elif isinstance(value, scalars) or value is None:
+        text = _scalar(value)
+    else:
+        text = _SHORT.repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 3, 4, 4, SHOWN, SHOWN
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def _scalar(value: Any) -> str:
+    try:
+        return str(value)[: SHOWN + 1]
+    except ValueError:  # an int of more digits than Python converts (4,300)
+        return "a number too long to show"
 
 
 def _convert(option: Option, value: Any, where: str) -> Any:
@@ -332,9 +362,11 @@ def _mapping(value: Any, where: str, bad: _Invalid) -> Any:
         return bad
     pairs = {}
     for item in value:
+        if not isinstance(item, (str, int, float)):
+            return bad
         key, eq, text = str(item).partition("=")
         if not eq or not key.strip():
-            return _Invalid(f"{where}={item}: expected KEY=VALUE")
+            return _Invalid(f"{where}={_show(item)}: expected KEY=VALUE")
         pairs[key.strip()] = text
     return pairs
 

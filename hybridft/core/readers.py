@@ -271,6 +271,10 @@ def _json_problem(raw: bytes, where: str, error: ValueError | None = None) -> st
         return f"{where}: invalid JSON: {exc.msg} (column {exc.colno})"
     except RecursionError:
         return f"{where}: {TOO_DEEP}"
+    except ValueError:  # a number of more digits than Python converts (4,300): orjson said what
+        pass
+    if isinstance(error, json.JSONDecodeError):
+        return f"{where}: invalid JSON: {error.msg} (column {error.colno})"
     return f"{where}: invalid JSON"
 
 
