@@ -713,3 +713,20 @@ def test_a_last_step_checkpoint_with_no_logged_loss_leaves_valid_json(raft_data:
 
     run = json.loads((out / "run.json").read_text(), parse_constant=refuse)
     assert run["final"]["train_loss"] is None
+
+
+def test_dry_run_reads_every_row_of_the_data(raft_data: Path, tmp_path: Path, capsys) -> None:
+    """A build folder whose train.jsonl is damaged on its third row passed --dry-run (it read the
+    manifest only) and failed the run."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(raft_data, damaged)
+    lines = (damaged / "train.jsonl").read_text().splitlines(keepends=True)
+    lines[2] = json.dumps({"messages": "not a list"}) + "\n"
+    (damaged / "train.jsonl").write_text("".join(lines))
+    code, _, err = run_cli(capsys, "--model", "tiny", "--data", damaged, "--out", tmp_path / "run", "--dry-run")
+    assert code == 2 and "train.jsonl:3: " in err and '"messages"' in err, err
+    assert not (tmp_path / "run").exists()
+    code, _, err = run_cli(capsys, "--model", "tiny", "--data", raft_data, "--out", tmp_path / "run", "--dry-run")
+    assert code == 0, err

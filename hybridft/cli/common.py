@@ -170,15 +170,19 @@ def options_command(
     name: str,
     usage: str,
     positional: str | None = None,
+    read_inputs: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """A command without KIND: ``--help`` prints the usage and the options, ``--dry-run`` the
-    resolved options (both return None: nothing to run); otherwise (config, control flags)."""
+    resolved options after ``read_inputs`` (the inputs read and checked as the run would) (both
+    return None: nothing to run); otherwise (config, control flags)."""
     if "--help" in tokens or "-h" in tokens:
         print(usage)
         print_options(f"{name} options", options)
         return None
     config, control = parse_command(tokens, options, check, positional=positional)
     if control.get("dry_run"):
+        if read_inputs is not None:
+            read_inputs(config)
         print_resolved(name, None, config, bool(control.get("json")))
         return None
     return config, control

@@ -39,10 +39,27 @@ def _trainer(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return sft.train
 
 
+def _read_data(config: dict[str, Any]) -> None:
+    """What ``--dry-run`` adds to the checks: every row of ``--data`` read and checked as its
+    trainer reads it (through the rows cache, which the run then reuses). An ``hf:`` dataset is
+    only parsed (downloading it is work)."""
+    data = config.get("data")
+    if not data or str(data).startswith("hf:"):
+        return
+    if config["trainer"] == "invar-retriever":
+        from hybridft.training.invar_retriever import load_retrieval_data
+
+        load_retrieval_data(data, config["dataset_num_proc"])
+    else:
+        from hybridft.training.sft_data import load_sft_data
+
+        load_sft_data(data, config["dataset_num_proc"])
+
+
 def main(tokens: list[str]) -> int:
     from hybridft.training.config import OPTIONS, check
 
-    parsed = options_command(tokens, OPTIONS, check, name="finetune", usage=USAGE)
+    parsed = options_command(tokens, OPTIONS, check, name="finetune", usage=USAGE, read_inputs=_read_data)
     if parsed is None:
         return EXIT_OK
     config, control = parsed
