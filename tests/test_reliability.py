@@ -163,9 +163,13 @@ def test_a_log_cut_by_a_kill_is_mended_on_resume_and_a_damaged_one_refused(tmp_p
         truncate_log(log, 2)
 
 
-def test_eval_dry_run_prints_yaml_unless_json(tmp_path: Path, capsys) -> None:
-    predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prediction": "y"}])
-    tokens = ["raft", "--data", tmp_path, "--predictions", predictions, "--out", tmp_path / "r", "--dry-run"]
+def test_eval_dry_run_prints_yaml_unless_json(cli, sample, tmp_path: Path, capsys) -> None:
+    data = tmp_path / "raft"
+    assert cli("raft", "--qa", sample["qa"], "--docs", sample["docs"], "--distractors", "2", "--out", data)[0] == 0
+    records = read_jsonl(data / "records.jsonl")
+    predictions = write_jsonl(tmp_path / "p.jsonl", [{"id": r["id"], "prediction": "y"} for r in records])
+    tokens = ["raft", "--data", data, "--split", "all", "--predictions", predictions, "--out", tmp_path / "r"]
+    tokens.append("--dry-run")  # which reads the records and predictions now: real ones
     assert run_guarded(eval_cli.main, [str(t) for t in tokens]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("kind: raft\n")  # it printed JSON without --json before

@@ -291,29 +291,43 @@ def causal_lm(path: str, what: str, **kwargs: Any) -> PreTrainedModel:
     """``AutoModelForCausalLM.from_pretrained(path, **kwargs)``; exit 2 naming ``what`` (the option
     and value) when it does not load: no weights, an unknown hub id, or a damaged weights file
     (named)."""
-    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise UsageError(cannot_load(what, path, exc)) from None
-    except SafetensorError as exc:
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # safetensors' own error (the package is not imported here)
+            raise
         raise UsageError(f"{what}: {damaged_weights(path) or path}: damaged weights file ({exc})") from None
 
 
 def damaged_weights(path: str) -> Path | None:
-    """The first ``*.safetensors`` file of a local model folder whose header does not read."""
-    from safetensors import SafetensorError, safe_open
-
+    """The first ``*.safetensors`` file of a local model folder that is not whole."""
     folder = Path(path)
     for file in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
-        try:
-            with safe_open(str(file), framework="pt"):
-                pass
-        except (SafetensorError, OSError):
+        if not safetensors_whole(file):
             return file
     return None
+
+
+def safetensors_whole(file: Path) -> bool:
+    """Whether a safetensors file's header reads and its tensors' bytes exactly fill the rest (the
+    format: the header's length in 8 little-endian bytes, the JSON header, the tensors' bytes)."""
+    import json
+
+    try:
+        total = file.stat().st_size
+        with file.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if size > total - 8:
+                return False
+            header = json.loads(handle.read(size))
+        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return False
+    return 8 + size + max(ends, default=0) == total
 
 
 def disable_cpu_4bit_repacking(model: PreTrainedModel) -> int:

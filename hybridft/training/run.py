@@ -73,6 +73,7 @@ def start(config: dict[str, Any]) -> RunStart:
 
 def _replaced(out: Path) -> Path:
     """Where ``begin`` moves a previous run before deleting it (a hidden sibling of ``--out``)."""
+    out = out.resolve()  # `--out .` has no name of its own
     return out.with_name(f".{out.name}.replaced")
 
 
