@@ -314,9 +314,31 @@ def test_qlora_where_4bit_cannot_run_is_refused_before_out_is_touched(
     assert code == 2 and "method=qlora" in err and not (tmp_path / "fresh").exists()
 
 
+@pytest.mark.parametrize(("failure", "exit_code"), [(KeyboardInterrupt, 130), (RuntimeError, 1), (MemoryError, 1)])
+def test_any_failure_while_the_model_loads_keeps_the_previous_run(
+    failure: type[BaseException], exit_code: int, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C or an unexpected error (out of memory) while the model loads: the previous run stays."""
+    from hybridft.core import models
+
+    def load_for_training(*args: object, **kwargs: object) -> None:
+        raise failure("while loading")
+
+    monkeypatch.setattr(models, "load_for_training", load_for_training)
+    out = tmp_path / "run"
+    before = previous_run(out)
+    code, err = run(finetune_cli, capsys, "--model", "tiny", "--data", rows_file(tmp_path), "--out", out, "--overwrite")
+    assert code == exit_code, err
+    assert files_of(out) == before and leftovers_of(out) == []
+    code, err = run(finetune_cli, capsys, "--model", "tiny", "--data", rows_file(tmp_path), "--out", tmp_path / "new")
+    assert code == exit_code and not (tmp_path / "new").exists()
+
+
 def test_overwrite_replaces_the_previous_run_once_training_starts(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     previous_run(out)
+    stale = tmp_path / ".run.replaced"  # what a kill while a previous run was deleted leaves
+    (stale / "checkpoint-1").mkdir(parents=True)
     tokens = ["--model", "tiny", "--data", rows_file(tmp_path), "--out", out, "--overwrite", "--max-steps", "1"]
     code, err = run(finetune_cli, capsys, *tokens, "--no-gradient-checkpointing")
     assert code == 0, err
@@ -325,7 +347,7 @@ def test_overwrite_replaces_the_previous_run_once_training_starts(tmp_path: Path
         not (out / "checkpoint-3").exists()
         and (out / "adapter_model.safetensors").read_bytes() != b"the previous run's weights"
     )
-    assert leftovers_of(out) == []
+    assert leftovers_of(out) == [] and not stale.exists()
 
 
 @pytest.mark.parametrize(
