@@ -304,6 +304,7 @@ def test_qlora_where_4bit_cannot_run_is_refused_before_out_is_touched(
     from hybridft.core import models
 
     monkeypatch.setattr(models, "four_bit_works", lambda: "no 4-bit kernel here")
+    monkeypatch.setattr(models, "detect_device", lambda: models.Device("cpu", False, False))  # a GPU machine too
     out = tmp_path / "run"
     before = previous_run(out)
     tokens = ["--model", "tiny", "--data", rows_file(tmp_path), "--out", out, "--overwrite", "--method", "qlora"]
