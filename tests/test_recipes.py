@@ -132,3 +132,30 @@ def test_unknown_and_bad_keys(command: str, tmp_path: Path, capsys: pytest.Captu
     assert code == 2, err
     assert f"error: {config}: unknown key 'no_such_key'" in err, err
     assert f"error: {config}: {LIST_KEY[command]}={{'a': 1}}: expected" in err, err
+
+
+NUMBER_KEY = {"build-data": "distractors", "finetune": "lora_r", "eval": "seed"}
+PATH_KEY = {"build-data": "docs", "finetune": "chat_template", "eval": "adapter"}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_null_numbers(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`key:` left empty (null) for a number with a default: refused naming the file and key (it
+    replaced the default: TypeError, exit 1, when the number was used)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"{NUMBER_KEY[command]}:\n")
+    code, err = run_with(command, config, tmp_path, capsys)
+    assert code == 2, err
+    assert f"error: {config}: {NUMBER_KEY[command]}=null: expected an integer" in err, err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unusable_paths(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path whose name is too long for the file system: refused naming the file and key (was
+    OSError, exit 1)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"{PATH_KEY[command]}: {'x' * 5_000}\n")
+    code, err = run_with(command, config, tmp_path, capsys)
+    assert code == 2, err
+    assert f"{PATH_KEY[command]}={str(tmp_path)[:20]}" in err and "not a usable path (File name too long)" in err, err
+    assert max(map(len, err.splitlines())) < 400, err

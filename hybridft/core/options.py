@@ -305,6 +305,10 @@ def _scalar(value: Any) -> str:
 def _convert(option: Option, value: Any, where: str) -> Any:
     """Coerce a YAML value or a command-line string to the option's type."""
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and not option.choices):
+        if option.kind in ("int", "float", "bool") and option.default is not None:
+            # No number or switch means anything by none: `distractors: null` was a TypeError later.
+            shown, default = "null" if value is None else value, _show(option.default)
+            return _Invalid(f"{where}={shown}: expected {option.allowed()} (leave it out for the default, {default})")
         return None
     bad = _Invalid(f"{where}={_show(value)}: expected {option.allowed()}")
     kind = option.kind
@@ -384,8 +388,13 @@ def _check(option: Option, value: Any) -> str | None:
             value > option.maximum or (option.below_maximum and value >= option.maximum)
         ):
             return f"must be {option.range_text()}"
-    if option.kind == "path" and not str(value).startswith("hf:") and not Path(value).exists():
-        return "no such file or folder"
+    if option.kind in ("path", "outpath") and not str(value).startswith("hf:"):
+        try:
+            exists = Path(value).exists()
+        except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+            return f"not a usable path ({getattr(exc, 'strerror', None) or exc})"
+        if option.kind == "path" and not exists:
+            return "no such file or folder"
     if option.kind in ("str", "path", "outpath") and str(value) == "":
         return "must not be empty"
     return None
