@@ -161,6 +161,19 @@ def test_a_log_cut_by_a_kill_is_mended_on_resume_and_a_damaged_one_refused(tmp_p
     log.write_text('{"step": 1}\n\\x00garbage\n{"step": 2}\n')
     with pytest.raises(UsageError, match=r"log.jsonl:2: not a log line"):
         truncate_log(log, 2)
+    for step in ('"x"', "null", "true", "[1]"):  # a TypeError (exit 1) before
+        log.write_text(f'{{"step": 1}}\n{{"step": {step}}}\n{{"step": 2}}\n')
+        with pytest.raises(UsageError, match=r"log.jsonl:2: not a log line \(\"step\" is .*, not a step number\)"):
+            truncate_log(log, 2)
+
+
+def test_a_ctrl_c_while_the_cli_imports_is_exit_130_without_a_traceback(tmp_path: Path) -> None:
+    # A stand-in typer that is "interrupted" while it imports, as a Ctrl-C in the first 0.1 s is.
+    (tmp_path / "typer.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "hybridft", "--version"], env=env, capture_output=True, text=True)
+    assert done.returncode == 130 and "Traceback" not in done.stderr
+    assert done.stderr == "interrupted before the command started; nothing was written\n"
 
 
 def test_eval_dry_run_prints_yaml_unless_json(cli, sample, tmp_path: Path, capsys) -> None:
@@ -357,6 +370,7 @@ def test_overwrite_replaces_the_previous_run_once_training_starts(tmp_path: Path
         ["--tokenizer", "no-such-org/tok", "--dry-run"],
         ["--tokenizer", "no-such-org/tok"],
         ["--distractor-strategy", "dense", "--dense-model", "no-such-org/st"],
+        ["--distractor-strategy", "dense", "--dense-model", "no-such-org/st", "--dry-run"],  # --dry-run: exit 0 before
     ],
 )
 def test_an_offline_hub_tokenizer_or_dense_model_is_exit_2_saying_how_to_get_it(

@@ -347,7 +347,7 @@ def teacher_scores(
     from hybridft.retrieval.rankers import encode_texts, load_sentence_model
 
     log(f"loading the teacher ({teacher})")
-    model = load_sentence_model(teacher)
+    model = load_sentence_model(teacher, option="teacher")
     position: dict[str, int] = {}
     flat = [position.setdefault(text, len(position)) for texts in candidates for text in texts]
     texts = list(position)

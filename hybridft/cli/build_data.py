@@ -46,9 +46,23 @@ def main(tokens: list[str]) -> int:
     if command.control.get("dry_run"):
         if command.spec.read_inputs is not None:
             command.spec.read_inputs(command.config)  # a malformed row or too small a corpus: exit 2 now
+        _load_models(command.config)
         print_resolved("build-data", command.kind, command.config, as_json)
         return EXIT_OK
     return _run(command.kind, command.config, as_json)
+
+
+def _load_models(config: dict[str, Any]) -> None:
+    """The sentence-transformers models a build names (dense distractors or negatives, the
+    Invar-RAG teacher), loaded from local files as the build loads them: one that cannot load is
+    exit 2 at --dry-run, naming its option."""
+    from hybridft.retrieval.rankers import load_sentence_model
+
+    strategy = config.get("distractor_strategy") or config.get("negative_strategy")
+    if strategy == "dense" and config.get("dense_model"):
+        load_sentence_model(config["dense_model"], "dense_model")
+    if config.get("teacher") not in (None, "none"):
+        load_sentence_model(config["teacher"], "teacher")
 
 
 def _ray_alone_means_local(tokens: list[str]) -> list[str]:

@@ -140,7 +140,7 @@ def make_ranker(name: str, texts: Sequence[str], batch_size: int) -> Any:
     if kind == "bm25":
         return BM25Index(texts)
     if kind == "dense":
-        return DenseIndex(texts, name, batch_size)
+        return DenseIndex(texts, name, batch_size, option="retriever")
     from hybridft.retrieval.llm_index import open_index
 
     return open_index(name, texts, batch_size)
@@ -192,7 +192,9 @@ def build(config: dict[str, Any], batch_rows: int = DOCUMENT_BATCH) -> dict[str,
             log(f"encoding {n_chunks} chunks of {reading.documents} documents")
             texts = ArrowStrings(_open_chunks(temp / CHUNKS).column("text"))
             if identity["kind"] == "dense":
-                DenseIndex(texts, config["retriever"], config["batch_size"], save_to=temp / EMBEDDINGS)
+                DenseIndex(
+                    texts, config["retriever"], config["batch_size"], save_to=temp / EMBEDDINGS, option="retriever"
+                )
             else:  # a trained retriever: its encodings are cached in shards too (resumable)
                 from hybridft.retrieval.llm_index import open_index
 
@@ -308,7 +310,7 @@ def open_saved(
         if len(embeddings) != len(chunks):
             raise UsageError(f"--index {path}: {len(embeddings)} embeddings for {len(chunks)} chunks; rebuild it")
         if identity["kind"] == "dense":
-            ranker = DenseIndex.from_embeddings(embeddings, identity["model"], batch_size)
+            ranker = DenseIndex.from_embeddings(embeddings, identity["model"], batch_size, option="retriever")
         else:
             from hybridft.retrieval.llm_index import RetrieverIndex, load_retriever
 

@@ -44,6 +44,8 @@ def truncate_log(path: Path, last_step: int) -> int:
             continue
         try:
             step = json.loads(line).get("step", 0)
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise ValueError(f'"step" is {step!r}, not a step number')
         except (ValueError, AttributeError) as exc:
             if number == len(lines):  # the line a killed run was writing: it never finished
                 continue
