@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +101,3 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def clear_out(out: Path) -> None:
-    if out.is_dir():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
