@@ -134,19 +134,28 @@ def test_unknown_and_bad_keys(command: str, tmp_path: Path, capsys: pytest.Captu
     assert f"error: {config}: {LIST_KEY[command]}={{'a': 1}}: expected" in err, err
 
 
-NUMBER_KEY = {"build-data": "distractors", "finetune": "lora_r", "eval": "seed"}
 PATH_KEY = {"build-data": "docs", "finetune": "chat_template", "eval": "adapter"}
+NULLS = [
+    ("build-data", "distractors", "an integer"),
+    ("build-data", "format", "one of"),
+    ("finetune", "lora_r", "an integer"),
+    ("finetune", "target_modules", "a comma-separated list"),
+    ("finetune", "packing", "true or false"),
+    ("eval", "seed", "an integer"),
+]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_null_numbers(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`key:` left empty (null) for a number with a default: refused naming the file and key (it
-    replaced the default: TypeError, exit 1, when the number was used)."""
+@pytest.mark.parametrize(("command", "key", "expected"), NULLS)
+def test_null_values(command: str, key: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`key:` left empty (null) for a number, switch, list or choice that has a default: refused
+    naming the file and key (it replaced the default: TypeError or ValueError, exit 1, where the
+    value was used)."""
     config = tmp_path / "config.yaml"
-    config.write_text(f"{NUMBER_KEY[command]}:\n")
+    config.write_text(f"{key}:\n")
     code, err = run_with(command, config, tmp_path, capsys)
     assert code == 2, err
-    assert f"error: {config}: {NUMBER_KEY[command]}=null: expected an integer" in err, err
+    assert f"error: {config}: {key}=null: expected {expected}" in err, err
+    assert "(leave it out for the default, " in err, err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

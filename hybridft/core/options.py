@@ -305,8 +305,9 @@ def _scalar(value: Any) -> str:
 def _convert(option: Option, value: Any, where: str) -> Any:
     """Coerce a YAML value or a command-line string to the option's type."""
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and not option.choices):
-        if option.kind in ("int", "float", "bool") and option.default is not None:
-            # No number or switch means anything by none: `distractors: null` was a TypeError later.
+        if option.default is not None and (option.kind in ("int", "float", "bool", "list") or option.choices):
+            # No number, switch, list or choice with a default means anything by none (a string
+            # may: `--teacher none`): `distractors: null` replaced the default, a TypeError later.
             shown, default = "null" if value is None else value, _show(option.default)
             return _Invalid(f"{where}={shown}: expected {option.allowed()} (leave it out for the default, {default})")
         return None
