@@ -57,8 +57,12 @@ def test_raft_training_with_distractors_wins_once_distractors_appear(results: di
 
 
 @pytest.mark.slow
-def test_rog_planning_that_follows_the_graph_plans_only_real_paths(results: dict[str, Any]) -> None:
+def test_rog_reasoning_from_paths_that_follow_the_graph(results: dict[str, Any]) -> None:
+    """RoG's claim: reasoning from the retrieved paths beats the question alone (hit, per seed 0,
+    1, 2: bench +0.273 +0.260 +0.280; this reduced run +0.033 +0.133 +0.140); planning that follows
+    the graph plans only real paths."""
     result = results["rog"][SEED]
+    assert result["follow_graph"]["hit"] - result["question_alone"]["hit"] > 0.02, result
     assert result["follow_graph"]["path_validity"] == 1.0
     assert result["follow_graph"]["path_validity"] - result["free"]["path_validity"] > 0.1, result
     assert result["question_alone"]["path_validity"] is None
