@@ -180,9 +180,9 @@ def parquet_tables(rows: list[dict[str, Any]]) -> st.SearchStrategy[bytes]:
 
 def names_place(err: str, *files: Path) -> bool:
     """Whether the error names one of ``files`` and where: ``file:line``, ``file:row N``,
-    ``file: ...`` (a problem of the whole file), ``file, other: ...`` or ``folder/file``."""
+    ``file: ...`` (a problem of the whole file), ``file, other: ...``, ``folder/file`` or ``... in file``."""
     names = "|".join(re.escape(f.name) for f in files)
-    return re.search(rf"(^|[/ =])({names})(:\d+:|:row \d+:|:|,|/)", err, re.MULTILINE) is not None
+    return re.search(rf"(^|[/ =])({names})(:\d+:|:row \d+:|:|,|/|$)", err, re.MULTILINE) is not None
 
 
 def names_key(err: str, file: Path, keys: list[str]) -> bool:
@@ -404,9 +404,9 @@ def yaml_text(data: Any) -> str:
     return yaml.safe_dump(data)
 
 
-RAFT_KEYS = [option.name for option in raft_builder.OPTIONS]
+RAFT_KEYS = ["kind", *(option.name for option in raft_builder.OPTIONS)]
 FINETUNE_KEYS = [option.name for option in training_config.OPTIONS]
-EVAL_KEYS = [option.name for option in raft_eval.OPTIONS]
+EVAL_KEYS = ["kind", *(option.name for option in raft_eval.OPTIONS)]
 
 
 @FUZZ
