@@ -108,13 +108,14 @@ def test_an_hf_input_that_cannot_load_names_the_dataset(cli, sample, tmp_path: P
 def test_offline_a_hub_model_fails_at_once_saying_how_to_get_it(tmp_path: Path, capsys) -> None:
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps({"prompt": "1 + 1 =", "completion": " 2"}) + "\n")
-    started = time.monotonic()
-    code, err = run(
-        finetune_cli, capsys, "--model", "no-such-org/no-such-model", "--data", data, "--out", tmp_path / "run"
-    )
-    assert code == 2 and len(err) < 400 and time.monotonic() - started < 30
-    assert "no-such-org/no-such-model is not in the local Hugging Face cache" in err and "offline mode is set" in err
-    assert "hf download no-such-org/no-such-model" in err and not (tmp_path / "run").exists()
+    for dry_run in ([], ["--dry-run"]):  # --dry-run: exit 0 before
+        started = time.monotonic()
+        tokens = ["--model", "no-such-org/no-such-model", "--data", data, "--out", tmp_path / "run", *dry_run]
+        code, err = run(finetune_cli, capsys, *tokens)
+        assert code == 2 and len(err) < 400 and time.monotonic() - started < 30
+        assert "no-such-org/no-such-model is not in the local Hugging Face cache" in err
+        assert "offline mode is set" in err and "hf download no-such-org/no-such-model" in err
+        assert not (tmp_path / "run").exists()
 
 
 def test_finetune_prints_no_library_noise(tmp_path: Path) -> None:

@@ -39,10 +39,15 @@ def _trainer(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return sft.train
 
 
-def _read_data(config: dict[str, Any]) -> None:
-    """What ``--dry-run`` adds to the checks: every row of ``--data`` read and checked as its
-    trainer reads it (through the rows cache, which the run then reuses). An ``hf:`` dataset is
-    only parsed (downloading it is work)."""
+def _read_inputs(config: dict[str, Any]) -> None:
+    """What ``--dry-run`` adds to the checks: the model's config and tokenizer loaded and the
+    method checked, as the run does before it touches ``--out``; every row of ``--data`` read and
+    checked as its trainer reads it (through the rows cache, which the run then reuses). An
+    ``hf:`` dataset is only parsed (downloading it is work)."""
+    from hybridft.core.models import resolve_model
+    from hybridft.training.run import loadable
+
+    loadable(resolve_model(config["model"]), config)
     data = config.get("data")
     if not data or str(data).startswith("hf:"):
         return
@@ -59,7 +64,7 @@ def _read_data(config: dict[str, Any]) -> None:
 def main(tokens: list[str]) -> int:
     from hybridft.training.config import OPTIONS, check
 
-    parsed = options_command(tokens, OPTIONS, check, name="finetune", usage=USAGE, read_inputs=_read_data)
+    parsed = options_command(tokens, OPTIONS, check, name="finetune", usage=USAGE, read_inputs=_read_inputs)
     if parsed is None:
         return EXIT_OK
     config, control = parsed
