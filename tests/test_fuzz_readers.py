@@ -11,7 +11,8 @@ deeper than the parsers go (``test_deep_nesting``; YAML in tests/test_recipes.py
 
 The default suite tries 25 inputs per fuzz test, the same ones in every run (hypothesis profile
 `ci`); a longer, random search: `pytest tests/test_fuzz_readers.py --hypothesis-profile long`
-(2,000 inputs per test; `-m fuzz` runs it, through tests/test_long_searches.py).
+(2,000 inputs per test, 200 for the one that trains; `-m fuzz` runs it, through
+tests/test_long_searches.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+# Inputs that train for a step each (~0.5 s): at most 200 in the long search.
+FUZZ_TRAINING = settings(FUZZ, max_examples=min(FUZZ.max_examples, 200))
 
 # JSON values of every type, nested a little (deep nesting: ``deep_json``).
 json_values = st.recursive(
@@ -469,7 +473,7 @@ def test_prediction_files(raft_build: Path, work, capsys, data: bytes) -> None:
     check(*command(eval_cli.main, capsys, *tokens), predictions, out)
 
 
-@FUZZ
+@FUZZ_TRAINING
 @given(data=mutated_rows([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}] * 2))
 def test_build_folders_fed_to_finetune(raft_build: Path, work, capsys, data: bytes) -> None:
     """A build-data folder whose train.jsonl is damaged, trained on for one step (a --dry-run reads
