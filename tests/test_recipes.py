@@ -48,6 +48,7 @@ def run_with(command: str, config: Path, tmp_path: Path, capsys: pytest.CaptureF
         "build-data": (build_data.main, ["raft", "--recipe", config, "--out", out, "--dry-run"]),
         "finetune": (finetune.main, ["--config", config, "--out", out, "--dry-run"]),
         "eval": (eval_cli.main, ["raft", "--config", config, "--out", out]),
+        "eval-rag": (eval_cli.main, ["rag", "--config", config, "--out", out]),
     }[command]
     code = run_guarded(main, [str(t) for t in tokens])
     err = capsys.readouterr().err
@@ -142,14 +143,14 @@ NULLS = [
     ("finetune", "target_modules", "a comma-separated list"),
     ("finetune", "packing", "true or false"),
     ("eval", "seed", "an integer"),
+    ("eval-rag", "retriever", "a string"),
 ]
 
 
 @pytest.mark.parametrize(("command", "key", "expected"), NULLS)
 def test_null_values(command: str, key: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`key:` left empty (null) for a number, switch, list or choice that has a default: refused
-    naming the file and key (it replaced the default: TypeError or ValueError, exit 1, where the
-    value was used)."""
+    """`key:` left empty (null) for an option that has a default: refused naming the file and key
+    (it replaced the default: TypeError or ValueError, exit 1, where the value was used)."""
     config = tmp_path / "config.yaml"
     config.write_text(f"{key}:\n")
     code, err = run_with(command, config, tmp_path, capsys)

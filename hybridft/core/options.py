@@ -305,9 +305,11 @@ def _scalar(value: Any) -> str:
 def _convert(option: Option, value: Any, where: str) -> Any:
     """Coerce a YAML value or a command-line string to the option's type."""
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and not option.choices):
-        if option.default is not None and (option.kind in ("int", "float", "bool", "list") or option.choices):
-            # No number, switch, list or choice with a default means anything by none (a string
-            # may: `--teacher none`): `distractors: null` replaced the default, a TypeError later.
+        numeric = option.kind in ("int", "float", "bool", "list") or option.choices
+        if option.default is not None and (value is None or numeric):
+            # An option with a default is never unset by YAML's null (`retriever:` left empty), nor
+            # a number, switch, list or choice by none (a string may be: `--teacher none`): it
+            # replaced the default, a TypeError later (`distractors: null`).
             shown, default = "null" if value is None else value, _show(option.default)
             return _Invalid(f"{where}={shown}: expected {option.allowed()} (leave it out for the default, {default})")
         return None
