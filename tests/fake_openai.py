@@ -144,6 +144,20 @@ class FakeOpenAI:
         with self.lock:
             self.log.append((user_text(body), action))
 
+    def settle(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
+        """Wait until no request is in flight and none has arrived for ``quiet`` seconds, so that
+        what a client sent just before it was interrupted is in the log before a test reads it."""
+        deadline = time.monotonic() + timeout
+        seen, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            with self.lock:
+                count, busy = len(self.log), self.in_flight
+            if count != seen or busy:
+                seen, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.02)
+
     def answered(self) -> list[str]:
         """User messages that got a 200."""
         return [text for text, action in self.log if action == "ok"]
