@@ -110,6 +110,12 @@ def test_bad_input_is_exit_2_and_writes_nothing(corpus, capsys) -> None:
         (eval_cli, ["rag", "--qa", bad_qa, "--index", index, "--model", "tiny"], "bad.jsonl:2"),
         (index_cli, ["--docs", corpus["docs"], "--retriever", foreign], f"retriever={foreign}: expected bm25"),
         (ask_cli, ["what?", "--index", foreign, "--model", "tiny"], "no manifest.json"),
+        # none unset the retriever (a TypeError later); none is no retriever's name
+        (
+            eval_cli,
+            ["rag", "--qa", corpus["qa"], "--docs", corpus["docs"], "--retriever", "none", "--model", "tiny"],
+            "--retriever=none: expected a string (leave it out for the default, bm25)",
+        ),
     ]
     for command, tokens, message in cases:
         out = tmp / "out"

@@ -118,7 +118,13 @@ OPTIONS = [
     _RAFT["oracle_judge"],
     SHARD_OPTION,
     *RAY_OPTIONS,
-    Option("teacher", "str", "minilm", "teacher_scores by minilm (packaged all-MiniLM-L6-v2), a local folder, or none"),
+    Option(
+        "teacher",
+        "str",
+        "minilm",
+        "teacher_scores by minilm (packaged all-MiniLM-L6-v2), a local folder, or none",
+        none_turns_off=True,
+    ),
     Option("teacher_batch_size", "int", 64, "texts per teacher forward pass", minimum=1),
     Option("top_k", "int", 5, "retrieved documents per question (generation stage)", minimum=1),
     Option(

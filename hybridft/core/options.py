@@ -46,6 +46,9 @@ class Option:
     required_unless: str | None = None
     # The long option when it is not the key's name: ``trainer_args`` <-> ``--trainer-arg`` (repeated).
     cli_name: str | None = None
+    # ``none`` is one of its values, turning something off (``--teacher none``); any other option
+    # with a default refuses it (``--retriever none`` replaced bm25 by nothing: a TypeError later).
+    none_turns_off: bool = False
 
     @property
     def flag(self) -> str:
@@ -305,11 +308,10 @@ def _scalar(value: Any) -> str:
 def _convert(option: Option, value: Any, where: str) -> Any:
     """Coerce a YAML value or a command-line string to the option's type."""
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and not option.choices):
-        numeric = option.kind in ("int", "float", "bool", "list") or option.choices
-        if option.default is not None and (value is None or numeric):
+        if option.default is not None and (value is None or not option.none_turns_off):
             # An option with a default is never unset by YAML's null (`retriever:` left empty), nor
-            # a number, switch, list or choice by none (a string may be: `--teacher none`): it
-            # replaced the default, a TypeError later (`distractors: null`).
+            # by none unless none is one of its values (`--teacher none`): it replaced the default,
+            # a TypeError later (`distractors: null`).
             shown, default = "null" if value is None else value, _show(option.default)
             return _Invalid(f"{where}={shown}: expected {option.allowed()} (leave it out for the default, {default})")
         return None

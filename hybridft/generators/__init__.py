@@ -35,6 +35,7 @@ def generator_options() -> list[Option]:
             "none",
             "model that writes items: none, hf:PATH (local transformers model; hf:tiny for tests) "
             "or openai:MODEL (any OpenAI-compatible endpoint)",
+            none_turns_off=True,
         ),
         Option(
             "base_url",
@@ -47,6 +48,7 @@ def generator_options() -> list[Option]:
             "str",
             "OPENAI_API_KEY",
             "openai: the NAME of the environment variable holding the API key (none: send no key)",
+            none_turns_off=True,
         ),
         Option("concurrency", "int", 8, "openai: requests in flight at once", minimum=1),
         Option("max_retries", "int", 5, "openai: retries of a request after HTTP 429/5xx or a timeout", minimum=0),

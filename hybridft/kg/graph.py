@@ -385,6 +385,9 @@ def _first_bad_tsv_line(path: Path) -> int:
     return 0
 
 
+SHOWN_BYTES = 120  # of a bad line, in its error
+
+
 def _read_jsonl_triples(path: Path) -> KG:
     import orjson
 
@@ -400,7 +403,10 @@ def _read_jsonl_triples(path: Path) -> KG:
             except orjson.JSONDecodeError:
                 raise InputError(f"{path}:{lineno}: invalid JSON") from None
             if not (isinstance(triple, list) and len(triple) == 3 and all(isinstance(x, str) for x in triple)):
-                raise InputError(f"{path}:{lineno}: expected [head, relation, tail] strings, got {triple!r}")
+                # The line as written, cut: a repr of the row could be huge, or too deep to write.
+                shown = raw.strip()[:SHOWN_BYTES].decode("utf-8", errors="replace")
+                cut = "..." if len(raw.strip()) > SHOWN_BYTES else ""
+                raise InputError(f"{path}:{lineno}: expected [head, relation, tail] strings, got {shown}{cut}")
             triples.append(triple)
     if not triples:
         raise InputError(f"{path}: no triples (an empty KG cannot be used)")

@@ -202,7 +202,7 @@ def launched_processes() -> int | None:
             try:
                 value = yaml.safe_load(Path(argv[argv.index(flag) + 1]).read_text(encoding="utf-8"))
                 return int(value["num_processes"])
-            except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+            except (OSError, ValueError, TypeError, KeyError, RecursionError, yaml.YAMLError):
                 return None
     return None
 
