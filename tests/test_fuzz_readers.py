@@ -241,46 +241,42 @@ def work(tmp_path: Path):
 # --- QA sets and documents --------------------------------------------------------------------
 
 
+def raft_with(folder: Path, capsys, fuzzed: str, suffix: str, data: bytes) -> None:
+    """``build-data raft`` with the fuzzed QA set or corpus (``fuzzed``: qa or docs) and the other
+    input sound. A damaged corpus may be named, or the QA rows that name documents it lost."""
+    paths = {"qa": folder / "qa.jsonl", "docs": folder / "docs.jsonl"}
+    paths[fuzzed] = folder / f"{fuzzed}{suffix}"
+    paths["qa"].write_text(jsonl(QA))
+    paths["docs"].write_text(jsonl(CORPUS))
+    paths[fuzzed].write_bytes(data)
+    out = folder / "out"
+    tokens = ["raft", "--qa", paths["qa"], "--docs", paths["docs"], "--distractors", "2", "--out", out]
+    code, err = build(folder, capsys, *tokens)
+    check(code, err, paths[fuzzed], out, *([paths["qa"]] if fuzzed == "docs" else []))
+
+
 @FUZZ
 @given(data=mutated_rows(QA))
 def test_qa_files(work, capsys, data: bytes) -> None:
-    folder = work()
-    qa, docs, out = folder / "qa.jsonl", folder / "docs.jsonl", folder / "out"
-    qa.write_bytes(data)
-    docs.write_text(jsonl(CORPUS))
-    check(*build(folder, capsys, "raft", "--qa", qa, "--docs", docs, "--distractors", "2", "--out", out), qa, out)
+    raft_with(work(), capsys, "qa", ".jsonl", data)
 
 
 @FUZZ
 @given(data=mutated_rows(CORPUS))
 def test_document_files(work, capsys, data: bytes) -> None:
-    folder = work()
-    qa, docs, out = folder / "qa.jsonl", folder / "docs.jsonl", folder / "out"
-    qa.write_text(jsonl(QA))
-    docs.write_bytes(data)
-    code, err = build(folder, capsys, "raft", "--qa", qa, "--docs", docs, "--distractors", "2", "--out", out)
-    check(code, err, docs, out, qa)  # the corpus, or the QA rows that name documents it no longer has
+    raft_with(work(), capsys, "docs", ".jsonl", data)
 
 
 @FUZZ
 @given(data=parquet_tables(QA))
 def test_qa_parquet(work, capsys, data: bytes) -> None:
-    folder = work()
-    qa, docs, out = folder / "qa.parquet", folder / "docs.jsonl", folder / "out"
-    qa.write_bytes(data)
-    docs.write_text(jsonl(CORPUS))
-    check(*build(folder, capsys, "raft", "--qa", qa, "--docs", docs, "--distractors", "2", "--out", out), qa, out)
+    raft_with(work(), capsys, "qa", ".parquet", data)
 
 
 @FUZZ
 @given(data=parquet_tables(CORPUS))
 def test_document_parquet(work, capsys, data: bytes) -> None:
-    folder = work()
-    qa, docs, out = folder / "qa.jsonl", folder / "docs.parquet", folder / "out"
-    qa.write_text(jsonl(QA))
-    docs.write_bytes(data)
-    code, err = build(folder, capsys, "raft", "--qa", qa, "--docs", docs, "--distractors", "2", "--out", out)
-    check(code, err, docs, out, qa)
+    raft_with(work(), capsys, "docs", ".parquet", data)
 
 
 TEXTS = st.one_of(
