@@ -83,9 +83,17 @@ class FakeOpenAI:
                 with server.lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._counted = True
                 try:
                     self._act(body, action)
                 finally:
+                    self._release()
+
+            def _release(self) -> None:
+                """The request is no longer in flight once its answer starts to go out: the client
+                may send its next request as soon as it has read it, before this thread ends."""
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with server.lock:
                         server.in_flight -= 1
 
@@ -110,6 +118,7 @@ class FakeOpenAI:
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
+                self._release()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

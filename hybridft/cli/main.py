@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import sys
+from typing import Any
 
 import typer
 
@@ -59,13 +63,29 @@ COMMANDS = {
 def _add_command(name: str, module: str, summary: str) -> None:
     def command(ctx: typer.Context) -> None:
         main = importlib.import_module(f"hybridft.cli.{module}").main
-        raise typer.Exit(run_guarded(main, ctx.args))
+        code = run_guarded(main, ctx.args)
+        _finish_on_interrupt(code)
+        raise typer.Exit(code)
 
     app.command(name, help=summary, context_settings=PASSTHROUGH, add_help_option=False)(command)
 
 
 for _name, (_module, _summary) in COMMANDS.items():
     _add_command(_name, _module, _summary)
+
+
+def _finish_on_interrupt(code: int) -> None:
+    """The command has ended with ``code`` (its outputs written or refused whole): a Ctrl-C from
+    here on — typer's exit, the interpreter's teardown of library threads — has nothing left to
+    interrupt, so it ends the process with that code at once, not with Python's own
+    KeyboardInterrupt exit (-2, or a traceback)."""
+
+    def finish(signum: int, frame: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    signal.signal(signal.SIGINT, finish)
 
 
 def run() -> None:
