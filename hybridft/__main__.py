@@ -24,8 +24,18 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(unraisable: Any) -> None:
+    """A Ctrl-C that lands in a finaliser (an object's ``__del__``) cannot stop the run: Python
+    prints its traceback and goes on. One line instead; the next Ctrl-C stops the run."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.stderr.write("interrupt received while an object was being cleaned up; press Ctrl-C again to stop\n")
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable
     try:
         from hybridft.cli.main import run
 

@@ -410,3 +410,24 @@ def test_resuming_a_run_whose_log_is_damaged_mid_file_is_exit_2_and_touches_noth
     code, err = run(finetune_cli, capsys, *tokens)
     assert code == 2 and f"{out / 'log.jsonl'}:2: not a log line" in err and "use --overwrite to start over" in err
     assert files_of(out) == before and leftovers_of(out) == []
+
+
+def test_a_ctrl_c_inside_a_finaliser_is_one_line_not_a_traceback() -> None:
+    """Python swallows a KeyboardInterrupt raised in an object's __del__ and prints its traceback
+    (seen in CI: a Ctrl-C landed in the regex package's Group.__del__ and the eval finished)."""
+    program = (
+        "import os, signal, sys\n"
+        "import hybridft.__main__ as entry\n"
+        "signal.signal(signal.SIGINT, entry._interrupt)\n"
+        "sys.unraisablehook = entry._unraisable\n"
+        "class Finalised:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        sum(range(1000))\n"
+        "x = Finalised()\n"
+        "del x\n"
+        "print('went on')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "went on\n"
+    assert done.stderr == "interrupt received while an object was being cleaned up; press Ctrl-C again to stop\n"
