@@ -50,6 +50,10 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    # The command is over. A Ctrl-C during Python's teardown has nothing left to stop, and once
+    # the signal module is finalised it would end the process with -2: ignored (an ignored signal
+    # stays ignored through the teardown).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit(code)
 
 
