@@ -4,13 +4,14 @@ files, and the model that generates when there are no predictions."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hybridft.core.errors import UsageError
 from hybridft.core.options import Option
 from hybridft.core.readers import iter_rows
-from hybridft.core.records import MAX_PROBLEMS, RECORDS, Schema
+from hybridft.core.records import RECORDS, Schema
 
 
 def common_options() -> list[Option]:
@@ -68,24 +69,21 @@ def read_keyed(
     check against its record). An id that is not among the evaluated records (a file for other
     data) and a second row for an id are errors naming file:line, like a malformed row; records
     without a row are counted by the caller."""
-    rows: dict[str, dict[str, Any]] = {}
-    problems: list[str] = []
-    for where, row in iter_rows(path):
-        problem = schema.problem(row)
-        if problem is None and row["id"] not in known_ids:
-            problem = f"id {row['id']!r} is not in the evaluated records"
-        elif problem is None and row["id"] in rows:
-            problem = f"second row for id {row['id']!r}"
-        elif problem is None and fits is not None:
-            problem = fits(row)
+    seen: set[str] = set()
+
+    def keyed(row: dict[str, Any]) -> str | None:
+        if schema.across is not None and (problem := schema.across(row)) is not None:
+            return problem
+        if row["id"] not in known_ids:
+            return f"id {row['id']!r} is not in the evaluated records"
+        if row["id"] in seen:
+            return f"second row for id {row['id']!r}"
+        problem = fits(row) if fits is not None else None
         if problem is None:
-            rows[row["id"]] = row
-            continue
-        problems.append(f"{where}: {problem}")
-        if len(problems) >= MAX_PROBLEMS:
-            raise UsageError(*problems, f"(stopped after {MAX_PROBLEMS} problems)")
-    if problems:
-        raise UsageError(*problems)
+            seen.add(row["id"])
+        return problem
+
+    rows = {row["id"]: row for row in replace(schema, across=keyed).checked(iter_rows(path))}
     if not rows:
         raise UsageError(f"{path}: no predictions (an empty input is an error, not an empty output)")
     return rows
