@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import signal
-import sys
-from typing import Any
 
 import typer
 
@@ -64,7 +61,7 @@ def _add_command(name: str, module: str, summary: str) -> None:
     def command(ctx: typer.Context) -> None:
         main = importlib.import_module(f"hybridft.cli.{module}").main
         code = run_guarded(main, ctx.args)
-        _finish_on_interrupt(code)
+        _finish_on_interrupt()
         raise typer.Exit(code)
 
     app.command(name, help=summary, context_settings=PASSTHROUGH, add_help_option=False)(command)
@@ -74,18 +71,11 @@ for _name, (_module, _summary) in COMMANDS.items():
     _add_command(_name, _module, _summary)
 
 
-def _finish_on_interrupt(code: int) -> None:
-    """The command has ended with ``code`` (its outputs written or refused whole): a Ctrl-C from
-    here on — typer's exit, the interpreter's teardown of library threads — has nothing left to
-    interrupt, so it ends the process with that code at once, not with Python's own
-    KeyboardInterrupt exit (-2, or a traceback)."""
-
-    def finish(signum: int, frame: Any) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-    signal.signal(signal.SIGINT, finish)
+def _finish_on_interrupt() -> None:
+    """The command has ended (its outputs written or refused whole): a Ctrl-C from here on —
+    typer's exit, the interpreter's teardown — has nothing left to interrupt and is ignored, so
+    the process ends with the command's code (not click's "Aborted!", exit 1, nor Python's -2)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run() -> None:
