@@ -61,9 +61,9 @@ def chunk_text(text: str, size: int, overlap: int, spans: SpanFn = word_spans) -
     return chunks
 
 
-def tokenizer_spans(name_or_path: str, option: str = "tokenizer") -> SpanFn:
+def tokenizer_spans(name_or_path: str) -> SpanFn:
     """Token spans from a Hugging Face tokenizer's offset mapping (imports transformers); exit 2
-    naming ``option`` when the tokenizer does not load (an offline hub id says how to get it)."""
+    naming ``tokenizer=`` when it does not load (an offline hub id says how to get it)."""
     from transformers import AutoTokenizer
 
     from hybridft.core.errors import UsageError, cannot_load
@@ -71,7 +71,7 @@ def tokenizer_spans(name_or_path: str, option: str = "tokenizer") -> SpanFn:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
-        raise UsageError(cannot_load(f"{option}={name_or_path}", name_or_path, exc, kind="tokenizer")) from None
+        raise UsageError(cannot_load(f"tokenizer={name_or_path}", name_or_path, exc, kind="tokenizer")) from None
 
     def spans(text: str) -> list[tuple[int, int]]:
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
